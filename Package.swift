@@ -1,0 +1,45 @@
+// swift-tools-version:6.1
+// Sluice: an ingress gateway for ML inference traffic. Layers as in DESIGN.md:
+// C shims → IO → protocol (HTTP1) / routing (pure) → proxy → control → `sluice` CLI.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"], .when(configuration: .debug))]
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims: epoll, eventfd, timerfd, socket options (what Glibc does not export cleanly).
+        .target(name: "CSluice"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        // IO layer: syscalls, event loop, timers, sockets, buffers.
+        .target(name: "SluiceIO", dependencies: ["CSluice"]),
+        // Protocol layer: HTTP/1.1 parsing, bytes in, events out.
+        .target(name: "SluiceHTTP1"),
+        // Routing layer: route table, host matching, weighted pick. Pure, stdlib only.
+        .target(name: "SluiceRouting"),
+        // Proxy layer: workers, downstream/upstream connections, pools.
+        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceRouting", "CSluice"]),
+        // Control layer: configuration files (and later manifests) → route tables.
+        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", .product(name: "Yams", package: "Yams")]),
+        // Demo predictor: a tiny iris classifier behind a blocking HTTP/1.1 server (make run, tests).
+        .target(name: "SluiceDemo"),
+        .executableTarget(name: "sluice", dependencies: [
+            "SluiceControl", "SluiceProxy", "SluiceDemo", "COpenSSL", "CNGHTTP2",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
+        .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl"]),
+        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceControl", "SluiceDemo", "SluiceRouting"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

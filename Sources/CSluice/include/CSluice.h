@@ -1,0 +1,48 @@
+// C shims for the IO layer: epoll, eventfd, timerfd and socket options, with plain types Swift imports cleanly.
+#ifndef CSLUICE_H
+#define CSLUICE_H
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+// One readiness event: the 64-bit user data given at registration and the epoll event bits.
+typedef struct {
+    uint64_t data;
+    uint32_t events;
+} csluice_event;
+
+enum {
+    CSLUICE_EPOLLIN = 0x001,
+    CSLUICE_EPOLLOUT = 0x004,
+    CSLUICE_EPOLLERR = 0x008,
+    CSLUICE_EPOLLHUP = 0x010,
+    CSLUICE_EPOLLRDHUP = 0x2000,
+    CSLUICE_EPOLLET = (int)(1u << 31),
+};
+
+int csluice_epoll_create(void);
+int csluice_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
+int csluice_epoll_mod(int epfd, int fd, uint32_t events, uint64_t data);
+int csluice_epoll_del(int epfd, int fd);
+// Waits up to timeout_ms; fills at most max events into out; returns the count or -1 (errno).
+int csluice_epoll_wait(int epfd, csluice_event *out, int max, int timeout_ms);
+
+int csluice_eventfd(void);
+int csluice_eventfd_signal(int fd);
+int csluice_eventfd_drain(int fd);
+
+// A non-blocking, close-on-exec TCP socket for the address family; -1 on error.
+int csluice_tcp_socket(int family);
+int csluice_set_nodelay(int fd);
+int csluice_set_reuse(int fd, int reuseport);
+int csluice_accept(int fd, struct sockaddr_storage *peer, socklen_t *len);
+int csluice_socket_error(int fd);
+int csluice_set_linger_zero(int fd);
+
+// Monotonic clock in milliseconds.
+int64_t csluice_now_ms(void);
+// Resident set size in bytes (from /proc/self/statm), or -1.
+long csluice_rss_bytes(void);
+
+#endif

@@ -1,0 +1,52 @@
+// Proxy layer: every knob of the data plane (listeners, timeouts, limits, headers), as plain values.
+
+/// An IP literal and port to listen on or connect to.
+public struct SocketAddressSpec: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+    public init(host: String, port: UInt16) { self.host = host; self.port = port }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Timeouts in milliseconds. Zero disables the timeout where noted.
+public struct ProxyTimeouts: Hashable, Sendable {
+    /// From accept (or the end of the previous request) to the end of the request head; absolute, 408 and close.
+    public var requestHeaderMs: Int = 10_000
+    /// Downstream keep-alive idle between requests.
+    public var keepAliveIdleMs: Int = 75_000
+    /// Upstream TCP connect.
+    public var upstreamConnectMs: Int = 5_000
+    /// From the request being sent to the upstream's response head; 0 disables it (streaming).
+    public var upstreamResponseMs: Int = 300_000
+    /// Longest silence while a body streams in either direction.
+    public var bodyIdleMs: Int = 60_000
+    public init() {}
+}
+
+/// Size limits for one connection and request.
+public struct ProxyLimits: Hashable, Sendable {
+    /// Request line plus header block (431 above; 414 when the target alone is over `maxRequestTargetBytes`).
+    public var maxHeaderBytes: Int = 60 * 1024
+    public var maxHeaderCount: Int = 100
+    public var maxRequestTargetBytes: Int = 8 * 1024
+    /// 413 above; 0 means no limit.
+    public var maxRequestBodyBytes: Int = 1024 * 1024 * 1024
+    /// Per-connection buffer in each direction; a side stops being read when its peer's buffer is full.
+    public var bufferBytes: Int = 32 * 1024
+    /// Requests served on one downstream keep-alive connection before it is closed.
+    public var maxRequestsPerConnection: Int = 10_000
+    public init() {}
+}
+
+/// Everything the data plane needs besides the routes.
+public struct ProxySettings: Hashable, Sendable {
+    public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8080)
+    /// Number of workers (threads with their own epoll, listener and pools); nil means one per core.
+    public var workers: Int? = nil
+    public var admin = SocketAddressSpec(host: "127.0.0.1", port: 15000)
+    public var timeouts = ProxyTimeouts()
+    public var limits = ProxyLimits()
+    /// Adds `Sluice-Revision: <revision>` to every proxied response.
+    public var revisionHeader = true
+    public init() {}
+}
