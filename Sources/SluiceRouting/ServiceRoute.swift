@@ -1,0 +1,72 @@
+// Routing layer: one service ready for the hot path: its revisions, tags and weighted split.
+
+/// A built service. Immutable, shared by all workers; a config change builds a new one.
+public final class ServiceRoute: Sendable {
+    public let name: String
+    public let namespace: String
+    public let revisions: [Revision]
+    /// One per tagged traffic target, percent 0 included.
+    public let tags: [TagRoute]
+    /// The traffic split as configured, for status pages and debugging.
+    public let traffic: [TrafficTargetSpec]
+    /// Running sums of the percents of targets above 0 %, so a pick is one multiply and a short scan.
+    let cumulativePercents: [Int]
+    /// `weightedRevisions[i]` is the revision index of the target ending at `cumulativePercents[i]`.
+    let weightedRevisions: [Int]
+    /// Every host registered for this service, in registration order.
+    let hosts: [String]
+
+    init(name: String, namespace: String, revisions: [Revision], tags: [TagRoute],
+         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String]) {
+        self.name = name
+        self.namespace = namespace
+        self.revisions = revisions
+        self.tags = tags
+        self.traffic = traffic
+        self.hosts = hosts
+        var sums: [Int] = []
+        var targets: [Int] = []
+        var total = 0
+        // 0 % targets are left out of the split entirely (they stay reachable by tag), so a
+        // draw can never land on them, not even at a boundary.
+        for (target, revisionIndex) in zip(traffic, revisionIndexOfTarget) where target.percent > 0 {
+            total += target.percent
+            sums.append(total)
+            targets.append(revisionIndex)
+        }
+        cumulativePercents = sums
+        weightedRevisions = targets
+    }
+
+    /// Picks a revision index for a request on a default host: each target above 0 % gets its
+    /// percent's share of `random`'s range. Nil when no target has a share. Allocation-free.
+    public func pick(_ random: UInt64) -> Int? {
+        guard let total = cumulativePercents.last else { return nil }
+        // Multiply-high maps the 64-bit draw onto 0..<total without the bias of `%` (Lemire).
+        let point = Int(truncatingIfNeeded: random.multipliedFullWidth(by: UInt64(total)).high)
+        for index in cumulativePercents.indices where point < cumulativePercents[index] {
+            return weightedRevisions[index]
+        }
+        preconditionFailure("point \(point) is below the last running sum \(total) by construction")
+    }
+
+    /// The tag named by a `Knative-Serving-Tag` header value, compared case-insensitively.
+    /// Linear: services carry two or three tags. Allocation-free.
+    public func tag(named bytes: UnsafeRawBufferPointer) -> TagRoute? {
+        for route in tags where route.key.count == bytes.count {
+            var isEqual = true
+            for (offset, byte) in bytes.enumerated() where ASCII.lowercased(byte) != route.key[offset] {
+                isEqual = false
+                break
+            }
+            if isEqual { return route }
+        }
+        return nil
+    }
+
+    /// Convenience over `tag(named:)` for config-time callers and tests.
+    public func tag(named tag: String) -> TagRoute? {
+        var tag = tag
+        return tag.withUTF8 { self.tag(named: UnsafeRawBufferPointer($0)) }
+    }
+}

@@ -1,0 +1,20 @@
+// Routing layer: an InferenceService as configured: revisions plus the traffic split over them.
+
+/// One inference service (its predictor component), the input from which a `ServiceRoute` is built.
+public struct ServiceSpec: Hashable, Sendable {
+    public var name: String
+    public var namespace: String
+    /// Registers `{tag}-{component}` hosts for tagged traffic targets (KServe's tag-routing annotation).
+    public var tagRouting: Bool
+    public var revisions: [RevisionSpec]
+    public var traffic: [TrafficTargetSpec]
+
+    public init(name: String, namespace: String, tagRouting: Bool = false,
+                revisions: [RevisionSpec], traffic: [TrafficTargetSpec]) {
+        self.name = name
+        self.namespace = namespace
+        self.tagRouting = tagRouting
+        self.revisions = revisions
+        self.traffic = traffic
+    }
+}
