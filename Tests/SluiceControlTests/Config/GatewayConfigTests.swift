@@ -1,0 +1,205 @@
+// Tests for the control layer's config loader: the bundled file, value syntaxes and every rejection message.
+import SluiceControl
+import SluiceProxy
+import SluiceRouting
+import XCTest
+
+final class GatewayConfigTests: XCTestCase {
+    static let bundledFile = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("config/sluice.yaml").path
+
+    static let minimalService = """
+        services:
+        - name: sklearn-iris
+          namespace: kserve-test
+          revisions:
+            sklearn-iris-predictor-default-00001: [127.0.0.1:9001]
+          traffic:
+          - {revisionName: sklearn-iris-predictor-default-00001, percent: 100}
+        """
+
+    /// The message a user sees for `yaml`, or nil when it loads.
+    func message(_ yaml: String) -> String? {
+        do {
+            _ = try GatewayConfig.parse(yaml: yaml, file: "config/sluice.yaml")
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    /// `top` prepended to a valid service list.
+    func message(top: String) -> String? { message(top + "\n" + Self.minimalService) }
+
+    func parse(_ yaml: String) throws -> GatewayConfig {
+        try GatewayConfig.parse(yaml: yaml, file: "test.yaml")
+    }
+
+    func testBundledConfigLoadsAndRoutesTheCanary() throws {
+        let config = try GatewayConfig.load(file: Self.bundledFile)
+        XCTAssertEqual(config.proxy.listen.description, "127.0.0.1:8080")
+        XCTAssertEqual(config.proxy.admin.description, "127.0.0.1:15000")
+        XCTAssertNil(config.proxy.workers)
+        XCTAssertEqual(config.proxy.timeouts, ProxyTimeouts())
+        XCTAssertEqual(config.proxy.limits, ProxyLimits())
+        XCTAssertEqual(config.hostRules, HostRules())
+        XCTAssertEqual(config.services, [ServiceSpec(
+            name: "sklearn-iris", namespace: "kserve-test", tagRouting: true,
+            revisions: [
+                RevisionSpec(name: "sklearn-iris-predictor-default-00001", endpoints: [Endpoint(host: "127.0.0.1", port: 9001)]),
+                RevisionSpec(name: "sklearn-iris-predictor-default-00002", endpoints: [Endpoint(host: "127.0.0.1", port: 9002)]),
+            ],
+            traffic: [
+                TrafficTargetSpec(revisionName: "sklearn-iris-predictor-default-00002", percent: 10, tag: "latest", latestRevision: true),
+                TrafficTargetSpec(revisionName: "sklearn-iris-predictor-default-00001", percent: 90, tag: "prev"),
+            ])])
+        let table = try config.routeTable()
+        let tag = try XCTUnwrap(table.match(host: "prev-sklearn-iris-predictor-default.kserve-test.example.com")?.tag)
+        XCTAssertEqual(table.services[0].revisions[tag.revisionIndex].name, "sklearn-iris-predictor-default-00001")
+    }
+
+    func testMissingFileNamesTheFile() {
+        XCTAssertThrowsError(try GatewayConfig.load(file: "/nonexistent/sluice.yaml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("/nonexistent/sluice.yaml: cannot read"), "\(error)")
+        }
+    }
+
+    func testDurationsAndSizesParse() throws {
+        let config = try parse("""
+            workers: 4
+            listen: "[::0001]:8443"
+            timeouts: {requestHeader: 250ms, keepAliveIdle: 5m, upstreamConnect: 2s, upstreamResponse: 0, bodyIdle: 1h}
+            limits: {maxHeaderBytes: 16KiB, maxHeaderCount: 50, maxRequestTargetBytes: 4096, maxRequestBodyBytes: 2GiB, bufferBytes: 1MiB, maxRequestsPerConnection: 7}
+            routing: {domain: models.internal, serviceHostTemplate: "{name}-{namespace}.{domain}", componentSuffix: -predictor, tagHeaderRouting: true, revisionHeader: false}
+            """ + "\n" + Self.minimalService)
+        XCTAssertEqual(config.proxy.workers, 4)
+        XCTAssertEqual(config.proxy.listen.description, "[::1]:8443")
+        XCTAssertEqual([config.proxy.timeouts.requestHeaderMs, config.proxy.timeouts.keepAliveIdleMs,
+                        config.proxy.timeouts.upstreamConnectMs, config.proxy.timeouts.upstreamResponseMs,
+                        config.proxy.timeouts.bodyIdleMs], [250, 300_000, 2_000, 0, 3_600_000])
+        XCTAssertEqual([config.proxy.limits.maxHeaderBytes, config.proxy.limits.maxHeaderCount,
+                        config.proxy.limits.maxRequestTargetBytes, config.proxy.limits.maxRequestBodyBytes,
+                        config.proxy.limits.bufferBytes, config.proxy.limits.maxRequestsPerConnection],
+                       [16_384, 50, 4_096, 2_147_483_648, 1_048_576, 7])
+        XCTAssertEqual(config.hostRules, HostRules(domain: "models.internal", serviceHostTemplate: "{name}-{namespace}.{domain}",
+                                                   componentSuffix: "-predictor", tagHeaderRouting: true))
+        XCTAssertFalse(config.proxy.revisionHeader)
+        XCTAssertNotNil(try config.routeTable().match(host: "sklearn-iris-kserve-test.models.internal"))
+    }
+
+    func testTrafficMessages() {
+        let service = { (traffic: String) in """
+            services:
+            - name: sklearn-iris
+              namespace: kserve-test
+              revisions:
+                sklearn-iris-predictor-default-00001: [127.0.0.1:9001]
+                sklearn-iris-predictor-default-00002: []
+              traffic:
+            \(traffic.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            """ }
+        XCTAssertEqual(message(service("""
+            - {revisionName: sklearn-iris-predictor-default-00002, percent: 20, tag: latest}
+            - {revisionName: sklearn-iris-predictor-default-00001, percent: 90, tag: prev}
+            """)), "config/sluice.yaml: services[0].traffic: percents add up to 110, must be 100")
+        XCTAssertEqual(message(service("- {revisionName: sklearn-iris-predictor-default-00003, percent: 100}")),
+                       "config/sluice.yaml: services[0].traffic[0].revisionName: unknown revision sklearn-iris-predictor-default-00003, not in services[0].revisions")
+        XCTAssertEqual(message(service("- {revisionName: sklearn-iris-predictor-default-00001, percent: 101}")),
+                       "config/sluice.yaml: services[0].traffic[0].percent: 101 is outside 0...100")
+        XCTAssertEqual(message(service("- {revisionName: sklearn-iris-predictor-default-00001, percent: -1}")),
+                       "config/sluice.yaml: services[0].traffic[0].percent: -1 is outside 0...100")
+        XCTAssertEqual(message(service("""
+            - {revisionName: sklearn-iris-predictor-default-00002, percent: 50, tag: prev}
+            - {revisionName: sklearn-iris-predictor-default-00001, percent: 50, tag: prev}
+            """)), "config/sluice.yaml: services[0].traffic[1].tag: duplicate tag prev, also on services[0].traffic[0]")
+        XCTAssertEqual(message(service("- {revisionName: sklearn-iris-predictor-default-00001, percent: 100, tag: Prev_1}")),
+                       "config/sluice.yaml: services[0].traffic[0].tag: \"Prev_1\" is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 bytes)")
+        XCTAssertEqual(message(service("- {revisionName: sklearn-iris-predictor-default-00001}")),
+                       "config/sluice.yaml: services[0].traffic[0].percent: required")
+        XCTAssertEqual(message(service("- {revisionName: sklearn-iris-predictor-default-00001, percent: ten}")),
+                       "config/sluice.yaml: services[0].traffic[0].percent: expected an integer, got \"ten\"")
+        // A revision without endpoints is fine (the proxy answers 503), even at 100 %.
+        XCTAssertNil(message(service("- {revisionName: sklearn-iris-predictor-default-00002, percent: 100}")))
+    }
+
+    func testServiceMessages() {
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "name: sklearn-iris", with: "name: Sklearn-Iris")),
+                       "config/sluice.yaml: services[0].name: \"Sklearn-Iris\" is not a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, ending with a letter or digit, at most 63 bytes)")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "namespace: kserve-test", with: "namespace: kserve.test")),
+                       "config/sluice.yaml: services[0].namespace: \"kserve.test\" is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 bytes)")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "  namespace: kserve-test\n", with: "")),
+                       "config/sluice.yaml: services[0].namespace: required")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "")),
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001: expected a list of endpoints, got nothing (write [] for a revision without endpoints)")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[localhost:9001]")),
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: localhost is not an IPv4 literal (host names are not resolved)")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[127.0.0.1:0]")),
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: port 0 is outside 1...65535")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[127.0.0.1:9001, 127.0.0.1:9001]")),
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[1]: duplicate endpoint 127.0.0.1:9001")
+        XCTAssertEqual(message(Self.minimalService + "\n" + Self.minimalService.replacingOccurrences(of: "services:\n", with: "")),
+                       "config/sluice.yaml: services[1]: service sklearn-iris in namespace kserve-test is already defined by services[0]")
+        XCTAssertEqual(message("listen: 127.0.0.1:8080"), "config/sluice.yaml: services: required")
+    }
+
+    func testHostCollisionNamesBothServices() {
+        let yaml = """
+            routing: {serviceHostTemplate: "{name}-{namespace}.{domain}"}
+            services:
+            - {name: a-b, namespace: c, revisions: {r1: []}, traffic: [{revisionName: r1, percent: 100}]}
+            - {name: a, namespace: b-c, revisions: {r1: []}, traffic: [{revisionName: r1, percent: 100}]}
+            """
+        XCTAssertEqual(message(yaml), "config/sluice.yaml: services[1]: host a-b-c.example.com is already a host of services[0]")
+    }
+
+    func testUnknownKeysAndWrongTypesNameThePath() {
+        XCTAssertEqual(message(top: "listn: 127.0.0.1:8080"),
+                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services")
+        XCTAssertEqual(message(top: "timeouts: {requestHeaders: 10s}"),
+                       "config/sluice.yaml: timeouts.requestHeaders: unknown key, expected one of requestHeader, keepAliveIdle, upstreamConnect, upstreamResponse, bodyIdle")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "percent: 100}", with: "percent: 100, weight: 1}")),
+                       "config/sluice.yaml: services[0].traffic[0].weight: unknown key, expected one of revisionName, percent, tag, latestRevision")
+        XCTAssertEqual(message(top: "workers: two"), "config/sluice.yaml: workers: expected an integer, got \"two\"")
+        XCTAssertEqual(message(top: "workers: 0"), "config/sluice.yaml: workers: 0 is outside 1...1024")
+        XCTAssertEqual(message(top: "timeouts: 10s"), "config/sluice.yaml: timeouts: expected a mapping, got \"10s\"")
+        XCTAssertEqual(message(top: "routing: {tagHeaderRouting: maybe}"),
+                       "config/sluice.yaml: routing.tagHeaderRouting: expected true or false, got \"maybe\"")
+        XCTAssertEqual(message("services: {name: x}"), "config/sluice.yaml: services: expected a list, got a mapping")
+        XCTAssertEqual(message(top: "routing: {serviceHostTemplate: \"{name}.{domain}\"}"),
+                       "config/sluice.yaml: routing.serviceHostTemplate: \"{name}.{domain}\" must contain {name} and {namespace}")
+        XCTAssertEqual(message(top: "routing: {domain: example..com}"),
+                       "config/sluice.yaml: routing.domain: \"example..com\" is not a DNS subdomain (dot-separated DNS-1123 labels)")
+    }
+
+    func testValueSyntaxMessages() {
+        XCTAssertEqual(message(top: "timeouts: {requestHeader: 10}"),
+                       "config/sluice.yaml: timeouts.requestHeader: expected a duration like 250ms, 10s or 5m, got \"10\"")
+        XCTAssertEqual(message(top: "timeouts: {keepAliveIdle: 0}"),
+                       "config/sluice.yaml: timeouts.keepAliveIdle: must be greater than 0 (only upstreamResponse can be 0, to disable it)")
+        XCTAssertEqual(message(top: "limits: {maxHeaderBytes: 60KB}"),
+                       "config/sluice.yaml: limits.maxHeaderBytes: expected a size like 65536, 60KiB or 1GiB, got \"60KB\"")
+        XCTAssertEqual(message(top: "limits: {maxHeaderBytes: 4KiB}"),
+                       "config/sluice.yaml: limits.maxHeaderBytes: maxRequestTargetBytes (8192) is above maxHeaderBytes (4096), which includes the request line")
+        XCTAssertEqual(message(top: "admin: 0.0.0.0:15000"),
+                       "config/sluice.yaml: admin: 0.0.0.0:15000 is not a loopback address (127.0.0.0/8 or ::1); the admin listener is loopback-only")
+        XCTAssertNil(message(top: "admin: \"[::1]:15000\""))
+        XCTAssertNil(message(top: "admin: 127.0.0.2:15000"))
+        XCTAssertEqual(message(top: "listen: 8080"),
+                       "config/sluice.yaml: listen: expected an IP literal and port like 127.0.0.1:8080 or [::1]:8080, got \"8080\"")
+        XCTAssertEqual(message(top: "listen: 127.0.0.1:70000"), "config/sluice.yaml: listen: port 70000 is outside 1...65535")
+    }
+
+    func testMalformedYAMLGivesLineAndColumn() throws {
+        let yaml = "listen: 127.0.0.1:8080\nservices:\n- name: x\n  namespace: [unclosed\n"
+        XCTAssertThrowsError(try GatewayConfig.parse(yaml: yaml, file: "bad.yaml")) { error in
+            guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(error.line, 5)
+            XCTAssertNotNil(error.column)
+            XCTAssertTrue(error.description.hasPrefix("bad.yaml: line 5, column "), error.description)
+        }
+        XCTAssertEqual(message("listen: a\nlisten: b\n"),
+                       "config/sluice.yaml: line 1, column 1: duplicate key listen in a mapping")
+        XCTAssertEqual(message(""), "config/sluice.yaml: the file is empty, expected a mapping with at least services")
+    }
+}
