@@ -81,6 +81,29 @@ final class RouteTableTests: XCTestCase {
         XCTAssertEqual(table.hosts(of: service).count, 6 + 2 * 4)
     }
 
+    func testHostsOfAServiceListsEveryFormForDocs() throws {
+        let table = try table()
+        XCTAssertEqual(table.hosts(of: table.services[0]), [
+            "sklearn-iris.kserve-test.example.com",
+            "sklearn-iris-predictor-default.kserve-test.example.com",
+            "sklearn-iris-predictor-default.kserve-test",
+            "sklearn-iris-predictor-default.kserve-test.svc",
+            "sklearn-iris-predictor-default.kserve-test.svc.cluster.local",
+            "sklearn-iris.kserve-test.svc.cluster.local",
+            "latest-sklearn-iris-predictor-default.kserve-test.example.com",
+            "latest-sklearn-iris-predictor-default.kserve-test",
+            "latest-sklearn-iris-predictor-default.kserve-test.svc",
+            "latest-sklearn-iris-predictor-default.kserve-test.svc.cluster.local",
+            "prev-sklearn-iris-predictor-default.kserve-test.example.com",
+            "prev-sklearn-iris-predictor-default.kserve-test",
+            "prev-sklearn-iris-predictor-default.kserve-test.svc",
+            "prev-sklearn-iris-predictor-default.kserve-test.svc.cluster.local",
+        ])
+        // A template that renders a cluster-local form registers it once, not as a collision.
+        let local = try self.table(rules: HostRules(domain: "svc.cluster.local"))
+        XCTAssertEqual(local.hosts(of: local.services[0]).filter { $0 == "sklearn-iris.kserve-test.svc.cluster.local" }.count, 1)
+    }
+
     func testUnknownHostsAndNearMissesDoNotMatch() throws {
         let table = try table([Self.iris(tagRouting: false)])
         for host in [
