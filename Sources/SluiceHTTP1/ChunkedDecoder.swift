@@ -92,7 +92,7 @@ public struct ChunkedDecoder {
                 // Trailers get the header rules (RFC 9112 §7.1.2) and are then discarded: the proxy
                 // re-frames the body and never forwards fields it did not validate into a header section.
                 switch trailer.consume(b, at: p) {
-                case .none, .field:
+                case .none, .name, .field:
                     break
                 case .end:
                     state = .done

@@ -33,6 +33,8 @@ struct FieldLineScanner {
 
     enum Event {
         case none
+        /// The colon after a name: lets the parser apply name-only rules before the value arrives.
+        case name(ByteSpan)
         /// A complete line; `value` is OWS-trimmed.
         case field(name: ByteSpan, value: ByteSpan, hasUnderscore: Bool)
         /// The empty line that ends the section (its LF was the byte just consumed).
@@ -81,7 +83,7 @@ struct FieldLineScanner {
                 nameEnd = pos
                 valueFirst = -1
                 state = .value
-                return .none
+                return .name(ByteSpan(start: nameStart, count: pos - nameStart))
             }
             // RFC 9112 §5.1: a server MUST reject whitespace between field name and colon with 400.
             if ASCII.isOWS(b) { return .failed(.whitespaceBeforeColon) }

@@ -33,6 +33,8 @@ public struct RequestParser {
     var failure = HTTPParseError(status: 400, reason: HTTPParseReason.invalidCharacters)
 
     // What the fields said so far, checked as each line completes.
+    /// Kind of the field line being read, classified at its colon.
+    var fieldKind = HeaderKind.other
     var hostCount = 0
     var hostField: ByteSpan?
     var contentLength = -1
@@ -132,6 +134,8 @@ public struct RequestParser {
                 switch lines.consume(b, at: p) {
                 case .none:
                     break
+                case .name(let name):
+                    if let error = startField(buffer, name) { return fail(error.status, error.reason) }
                 case .field(let name, let value, let hasUnderscore):
                     if let error = addField(buffer, name, value, hasUnderscore) { return fail(error.status, error.reason) }
                 case .end:
@@ -233,19 +237,45 @@ public struct RequestParser {
         return nil
     }
 
+    /// Rules decided by the name alone, applied at its colon so they fail before the value arrives.
+    mutating func startField(_ buffer: UnsafeRawBufferPointer, _ name: ByteSpan) -> HTTPParseError? {
+        if storage.headers.count >= limits.maxHeaderCount {
+            return HTTPParseError(status: 431, reason: HTTPParseReason.tooManyHeaders)
+        }
+        fieldKind = HeaderKind.classify(buffer, name)
+        switch fieldKind {
+        case .host:
+            // RFC 9112 §3.2: 400 for more than one Host line.
+            if hostCount > 0 { return HTTPParseError(status: 400, reason: HTTPParseReason.duplicateHost) }
+        case .contentLength:
+            // RFC 9112 §6.1: a server MAY reject CL together with TE; we do (hardening.md §1.7 row 1).
+            if codings.isPresent {
+                return HTTPParseError(status: 400, reason: HTTPParseReason.contentLengthAndChunked)
+            }
+        case .transferEncoding:
+            // RFC 9112 §6.1: TE in an HTTP/1.0 message means the framing is faulty.
+            if storage.version == .http10 {
+                return HTTPParseError(status: 400, reason: HTTPParseReason.transferEncodingNotAllowed)
+            }
+            if contentLength >= 0 {
+                return HTTPParseError(status: 400, reason: HTTPParseReason.contentLengthAndChunked)
+            }
+        case .other, .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .expect,
+            .xForwardedFor, .xForwardedProto, .xRequestId, .knativeServingTag:
+            break
+        }
+        return nil
+    }
+
     /// Applies the rules of one complete field line; nil when it is acceptable.
     mutating func addField(
         _ buffer: UnsafeRawBufferPointer, _ name: ByteSpan, _ value: ByteSpan, _ hasUnderscore: Bool
     ) -> HTTPParseError? {
-        if storage.headers.count >= limits.maxHeaderCount {
-            return HTTPParseError(status: 431, reason: HTTPParseReason.tooManyHeaders)
-        }
-        let kind = HeaderKind.classify(buffer, name)
+        let kind = fieldKind
         switch kind {
         case .host:
-            // RFC 9112 §3.2: 400 for more than one Host line or an invalid Host value.
+            // RFC 9112 §3.2: 400 for an invalid Host value.
             hostCount += 1
-            if hostCount > 1 { return HTTPParseError(status: 400, reason: HTTPParseReason.duplicateHost) }
             guard FieldGrammar.isValidHost(buffer, value) else {
                 return HTTPParseError(status: 400, reason: HTTPParseReason.invalidHost)
             }
@@ -255,19 +285,8 @@ public struct RequestParser {
             guard let length = FieldGrammar.contentLength(buffer, value),
                 contentLength < 0 || contentLength == length
             else { return HTTPParseError(status: 400, reason: HTTPParseReason.invalidContentLength) }
-            // RFC 9112 §6.1: a server MAY reject CL together with TE; we do (hardening.md §1.7 row 1).
-            if codings.isPresent {
-                return HTTPParseError(status: 400, reason: HTTPParseReason.contentLengthAndChunked)
-            }
             contentLength = length
         case .transferEncoding:
-            // RFC 9112 §6.1: TE in an HTTP/1.0 message means the framing is faulty.
-            if storage.version == .http10 {
-                return HTTPParseError(status: 400, reason: HTTPParseReason.transferEncodingNotAllowed)
-            }
-            if contentLength >= 0 {
-                return HTTPParseError(status: 400, reason: HTTPParseReason.contentLengthAndChunked)
-            }
             // RFC 9112 §6.3 item 4: chunked must be last and applied once; once something follows a
             // chunked no later line can repair that, so reject as soon as it is seen.
             guard codings.add(buffer, value), codings.chunkedCount <= 1, !codings.hasCodingAfterChunked else {

@@ -137,7 +137,7 @@ public struct ResponseParser {
                 state = .fields
             case .fields:
                 switch lines.consume(b, at: p) {
-                case .none:
+                case .none, .name:
                     break
                 case .field(let name, let value, _):
                     if let reason = addField(buffer, name, value) { return fail(reason) }
