@@ -42,6 +42,9 @@ public struct RequestParser {
     var connection = ConnectionOptions()
     var connectionTokens: [ByteSpan] = []
     var expectsContinue = false
+    /// Test hook (internal, never set by the proxy): lets the llhttp corpus replay check the rest of a
+    /// request that lacks Host, since most llhttp samples omit it.
+    var requiresHost = true
 
     public init(limits: HTTP1Limits) {
         self.limits = limits
@@ -317,7 +320,7 @@ public struct RequestParser {
     mutating func finish(_ buffer: UnsafeRawBufferPointer) -> ParseStatus {
         if storage.headLength > limits.maxHeadBytes { return fail(431, HTTPParseReason.headersTooLarge) }
         // RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
-        if storage.version == .http11 && hostCount == 0 { return fail(400, HTTPParseReason.missingHost) }
+        if storage.version == .http11 && hostCount == 0 && requiresHost { return fail(400, HTTPParseReason.missingHost) }
         // RFC 9112 §6.3: TE overrides CL (both together were already refused); chunked must be last.
         if codings.isPresent {
             if codings.isChunkedLast {
