@@ -30,7 +30,9 @@ enum Replay: Equatable {
     static let dataAfterClose = HTTPParseError(status: 400, reason: "test.data_after_close")
 }
 
-func replay(_ c: LLHTTPCase, requireHost: Bool = true) -> Replay {
+/// `byteByByte` feeds every head one byte longer per call and the chunked decoder one byte per call,
+/// the worst case of the proxy's reads; the outcome must not change.
+func replay(_ c: LLHTTPCase, requireHost: Bool = true, byteByByte: Bool = false) -> Replay {
     let raw = c.raw
     var offset = 0
     var message = 0
@@ -48,7 +50,11 @@ func replay(_ c: LLHTTPCase, requireHost: Bool = true) -> Replay {
             let keepAlive: Bool
             if c.isResponse {
                 responses.reset()
-                switch responses.parse(rest, requestWasHEAD: false) {
+                var status = ParseStatus.incomplete
+                for end in (byteByByte ? 0 : rest.count)...rest.count where status == .incomplete {
+                    status = responses.parse(UnsafeRawBufferPointer(rebasing: rest[0..<end]), requestWasHEAD: false)
+                }
+                switch status {
                 case .incomplete: return .truncated(message: message)
                 case .failed(let e): return .rejected(e, message: message)
                 case .complete: break
@@ -59,7 +65,11 @@ func replay(_ c: LLHTTPCase, requireHost: Bool = true) -> Replay {
                 keepAlive = head.keepAlive || head.status < 200
             } else {
                 requests.reset()
-                switch requests.parse(rest) {
+                var status = ParseStatus.incomplete
+                for end in (byteByByte ? 0 : rest.count)...rest.count where status == .incomplete {
+                    status = requests.parse(UnsafeRawBufferPointer(rebasing: rest[0..<end]))
+                }
+                switch status {
                 case .incomplete: return .truncated(message: message)
                 case .failed(let e): return .rejected(e, message: message)
                 case .complete: break
@@ -82,11 +92,12 @@ func replay(_ c: LLHTTPCase, requireHost: Bool = true) -> Replay {
             case .chunked:
                 var decoder = ChunkedDecoder()
                 decoding: while true {
-                    let (consumed, step) = decoder.next(UnsafeRawBufferPointer(rebasing: all[offset...]))
+                    let window = byteByByte ? min(offset + 1, raw.count) : raw.count
+                    let (consumed, step) = decoder.next(UnsafeRawBufferPointer(rebasing: all[offset..<window]))
                     offset += consumed
                     switch step {
                     case .data: continue
-                    case .needMore: return .truncated(message: message)
+                    case .needMore: if offset == raw.count { return .truncated(message: message) }
                     case .end: break decoding
                     case .failed(let e): return .rejected(e, message: message)
                     }
@@ -228,6 +239,7 @@ final class LLHTTPCorpusTests: XCTestCase {
         for c in cases {
             XCTAssert(c.type.hasPrefix("request") || c.type.hasPrefix("response"), c.type)
             let outcome = replay(c)
+            XCTAssertEqual(replay(c, byteByByte: true), outcome, "\(c.id): byte-by-byte feeding changed the outcome")
             let sluiceAcceptsAll: Bool
             let sluiceAcceptsFirst: Bool
             switch outcome {
