@@ -168,8 +168,7 @@ func sluiceIsStricter(_ c: LLHTTPCase, requireHost: Bool) -> String? {
         return "llhttp accepts this only with a leniency flag; Sluice has no lenient mode (hardening.md §3.4: strict everywhere)"
     }
     // Bare LF: a "\n" not preceded by "\r".
-    for i in raw.indices where raw[i] == 0x0A && (i == 0 || raw[i - 1] != 0x0D) {
-        _ = i
+    if raw.indices.contains(where: { raw[$0] == 0x0A && ($0 == 0 || raw[$0 - 1] != 0x0D) }) {
         return "bare LF line terminator: rejected, never guessed (RFC 9112 §2.2 MAY accept; a gateway re-serialises)"
     }
     if startLines.contains(where: { $0.hasSuffix(" RTSP/1.0") || $0.hasSuffix(" ICE/1.0") || $0.hasPrefix("RTSP/") || $0.hasPrefix("ICE/") }) {

@@ -61,7 +61,8 @@ func describe(_ head: ResponseHead, _ raw: [UInt8]) -> String {
     return s
 }
 
-/// Runs a whole chunked body through a decoder in pieces of `piece` bytes; returns the data and the outcome.
+/// Runs a chunked body through a decoder; the input grows to each offset in `splits` in turn (then to the
+/// end), as reads arrive. Returns the decoded data, the final step and the total bytes consumed.
 func decodeChunked(_ raw: [UInt8], splits: [Int] = []) -> (data: [UInt8], step: ChunkedDecoder.Step, consumed: Int) {
     var decoder = ChunkedDecoder()
     var data: [UInt8] = []
