@@ -33,7 +33,7 @@ let package = Package(
         // Demo predictor: a tiny iris classifier behind a blocking HTTP/1.1 server (make run, tests).
         .target(name: "SluiceDemo"),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceControl", "SluiceProxy", "SluiceDemo", "COpenSSL", "CNGHTTP2",
+            "SluiceControl", "SluiceProxy", "SluiceRouting", "SluiceDemo", "COpenSSL", "CNGHTTP2",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),

@@ -3,5 +3,9 @@ import ArgumentParser
 
 @main
 struct Sluice: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Sluice: an ingress gateway for ML inference traffic.")
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        abstract: "Sluice: an ingress gateway for ML inference traffic (KServe-style canary rollouts without Kubernetes).",
+        version: version,
+        subcommands: [ServeCommand.self, VersionCommand.self, DemoCommand.self])
 }

@@ -1,0 +1,150 @@
+// IO layer: one epoll instance driven by one thread, with an eventfd to wake it and a coarse deadline sweep.
+import CSluice
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Something registered with a loop: told which readiness events arrived, and asked to check its deadline.
+public protocol EventHandler: AnyObject {
+    func handle(events: UInt32)
+    /// Called by the periodic sweep; `now` is the loop's monotonic clock in milliseconds.
+    func checkDeadline(now: Int64)
+}
+
+public enum Readiness {
+    public static let readable = UInt32(CSLUICE_EPOLLIN)
+    public static let writable = UInt32(CSLUICE_EPOLLOUT)
+    public static let error = UInt32(CSLUICE_EPOLLERR)
+    public static let hangup = UInt32(CSLUICE_EPOLLHUP)
+    public static let readHangup = UInt32(CSLUICE_EPOLLRDHUP)
+    /// Edge-triggered: each socket is registered once for both directions and never modified;
+    /// handlers read until EAGAIN (or remember that they stopped early) and write until EAGAIN.
+    public static let edgeTriggered = UInt32(1) << 31
+}
+
+/// A handle to a registration. The generation makes events for a recycled slot (and so a reused fd) harmless.
+public struct Registration: Equatable, Sendable {
+    let slot: UInt32
+    let generation: UInt32
+    var packed: UInt64 { UInt64(generation) << 32 | UInt64(slot) }
+}
+
+public final class EventLoop {
+    private let epfd: Int32
+    private let wakeFD: Int32
+    private var handlers: [EventHandler?] = []
+    private var generations: [UInt32] = []
+    private var freeSlots: [UInt32] = []
+    private var events: UnsafeMutablePointer<csluice_event>
+    private let maxEvents: Int32 = 256
+    private var isRunning = true
+    /// The loop's clock, refreshed once per wake-up (cheaper than a clock read per use).
+    public private(set) var now: Int64
+    /// How often deadlines are swept; timeouts fire within this much of their deadline.
+    public let sweepIntervalMs: Int64
+    private var nextSweep: Int64
+    /// Called after an eventfd wake-up (hand-over of a new configuration, shutdown).
+    public var onWake: (() -> Void)?
+    /// Called once per sweep, before the handlers are checked.
+    public var onSweep: ((Int64) -> Void)?
+
+    public init(sweepIntervalMs: Int64 = 100) throws(IOError) {
+        epfd = csluice_epoll_create()
+        guard epfd >= 0 else { throw IOError("epoll_create1", errno) }
+        wakeFD = csluice_eventfd()
+        guard wakeFD >= 0 else { throw IOError("eventfd", errno) }
+        events = .allocate(capacity: Int(maxEvents))
+        now = Posix.nowMilliseconds()
+        self.sweepIntervalMs = sweepIntervalMs
+        nextSweep = now + sweepIntervalMs
+        // The wake fd uses data 0xFFFF_FFFF_FFFF_FFFF, a value no registration can pack to.
+        guard csluice_epoll_add(epfd, wakeFD, Readiness.readable, UInt64.max) == 0 else { throw IOError("epoll_ctl", errno) }
+    }
+
+    deinit {
+        events.deallocate()
+        Posix.close(epfd)
+        Posix.close(wakeFD)
+    }
+
+    /// A thread-safe way to wake this loop from elsewhere.
+    public var waker: Waker { Waker(fd: wakeFD) }
+
+    public func register(fd: Int32, events: UInt32, handler: EventHandler) throws(IOError) -> Registration {
+        let slot: UInt32
+        if let s = freeSlots.popLast() {
+            slot = s
+            handlers[Int(s)] = handler
+        } else {
+            slot = UInt32(handlers.count)
+            handlers.append(handler)
+            generations.append(0)
+        }
+        let registration = Registration(slot: slot, generation: generations[Int(slot)])
+        guard csluice_epoll_add(epfd, fd, events, registration.packed) == 0 else {
+            let e = errno
+            release(registration)
+            throw IOError("epoll_ctl", e)
+        }
+        return registration
+    }
+
+    public func modify(fd: Int32, events: UInt32, registration: Registration) {
+        _ = csluice_epoll_mod(epfd, fd, events, registration.packed)
+    }
+
+    /// Removes the handler; closing the fd afterwards removes it from epoll.
+    public func deregister(fd: Int32, registration: Registration) {
+        _ = csluice_epoll_del(epfd, fd)
+        release(registration)
+    }
+
+    private func release(_ registration: Registration) {
+        let i = Int(registration.slot)
+        guard generations[i] == registration.generation else { return }
+        handlers[i] = nil
+        generations[i] &+= 1
+        freeSlots.append(registration.slot)
+    }
+
+    public var registeredCount: Int { handlers.count - freeSlots.count }
+
+    public func stop() { isRunning = false }
+
+    /// Runs until `stop()`.
+    public func run() {
+        while isRunning {
+            let timeout = Int32(max(0, min(nextSweep - now, sweepIntervalMs)))
+            let n = csluice_epoll_wait(epfd, events, maxEvents, timeout)
+            now = Posix.nowMilliseconds()
+            if n > 0 {
+                for i in 0..<Int(n) {
+                    let event = events[i]
+                    if event.data == UInt64.max {
+                        _ = csluice_eventfd_drain(wakeFD)
+                        onWake?()
+                        continue
+                    }
+                    let slot = Int(truncatingIfNeeded: event.data & 0xFFFF_FFFF)
+                    let generation = UInt32(truncatingIfNeeded: event.data >> 32)
+                    // A handler closed earlier in this batch may have freed (and even reused) the slot.
+                    guard slot < handlers.count, generations[slot] == generation, let handler = handlers[slot] else { continue }
+                    handler.handle(events: event.events)
+                }
+            }
+            if now >= nextSweep {
+                nextSweep = now + sweepIntervalMs
+                onSweep?(now)
+                for i in 0..<handlers.count {
+                    handlers[i]?.checkDeadline(now: now)
+                }
+            }
+        }
+    }
+}
+
+/// Wakes a loop from any thread.
+public struct Waker: Sendable {
+    let fd: Int32
+    public func wake() { _ = csluice_eventfd_signal(fd) }
+}

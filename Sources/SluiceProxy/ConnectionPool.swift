@@ -1,0 +1,56 @@
+// Proxy layer: per-worker keep-alive connections to one endpoint (one pod), and its outstanding-request count.
+import SluiceIO
+import SluiceRouting
+
+final class ConnectionPool {
+    let endpoint: Endpoint
+    let address: SocketAddress?
+    unowned let worker: Worker
+    /// Most recently used last: reusing the warmest connection keeps the others free to time out at the pod.
+    private var idle: [UpstreamConnection] = []
+    /// Requests sent to this endpoint and not yet answered, for the power-of-two-choices pick.
+    var outstanding = 0
+    private let maxIdle = 512
+
+    init(endpoint: Endpoint, worker: Worker) {
+        self.endpoint = endpoint
+        self.address = SocketAddress(ip: endpoint.host, port: endpoint.port)
+        self.worker = worker
+        idle.reserveCapacity(16)
+    }
+
+    /// An idle keep-alive connection if there is one, else a new connection (connecting).
+    func acquire() -> UpstreamConnection? {
+        while let connection = idle.popLast() {
+            if connection.isUsable { return connection }
+            connection.close()
+        }
+        return connect()
+    }
+
+    /// A new connection, never a pooled one (used to retry after a reused connection failed).
+    func connect() -> UpstreamConnection? {
+        guard let address else { return nil }
+        return UpstreamConnection.open(address: address, pool: self)
+    }
+
+    /// Takes back a connection whose exchange ended cleanly.
+    func release(_ connection: UpstreamConnection) {
+        if idle.count < maxIdle && !worker.isDraining {
+            idle.append(connection)
+        } else {
+            connection.close()
+        }
+    }
+
+    /// Forgets an idle connection the pod closed.
+    func remove(_ connection: UpstreamConnection) {
+        if let i = idle.lastIndex(where: { $0 === connection }) { idle.remove(at: i) }
+    }
+
+    func closeIdle() {
+        let all = idle
+        idle.removeAll()
+        for connection in all { connection.close() }
+    }
+}

@@ -1,0 +1,399 @@
+// Proxy layer: one client connection speaking HTTP/1.1 — reads requests, routes each to a revision and a pod,
+// streams the body both ways with backpressure, and answers in order (pipelining) with keep-alive.
+import SluiceHTTP1
+import SluiceIO
+import SluiceRouting
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class DownstreamConnection: EventHandler {
+    /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
+    enum Phase {
+        /// Between requests, or while the request head arrives.
+        case awaitingRequest
+        /// A request is routed: its body and the response stream through `exchange`.
+        case exchanging
+        /// The last response is being written; the connection closes once it is out.
+        case closing
+        case closed
+    }
+
+    /// Which timer `deadline` stands for.
+    enum DeadlineKind {
+        case requestHead, keepAliveIdle, upstreamConnect, upstreamResponse, requestBodyIdle, responseBodyIdle, none
+    }
+
+    let fd: Int32
+    unowned let worker: Worker
+    private var registration: Registration?
+    private(set) var phase: Phase = .awaitingRequest
+    /// Client → gateway bytes; a pooled buffer held only while there is something in it.
+    var input: ByteBuffer?
+    /// Gateway → client bytes.
+    var output: ByteBuffer?
+    var parser: RequestParser
+    /// The client's address as text, for X-Forwarded-For (rendered once per connection).
+    let peerIP: [UInt8]
+    /// Edge-triggered reads: true until a read returns EAGAIN or a short count.
+    var mayBeReadable = true
+    var requestsServed = 0
+    var deadline: Int64 = .max
+    var deadlineKind: DeadlineKind = .none
+    /// The request in flight (nil between requests).
+    var exchange: Exchange?
+    /// The request's X-Request-Id (the client's, or one we made), reused across requests.
+    var requestId: [UInt8] = []
+
+    static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
+        var text = [UInt8](repeating: 0, count: 64)
+        let n = text.withUnsafeMutableBytes { peer.writeIP(into: $0) }
+        text.removeLast(text.count - n)
+        let connection = DownstreamConnection(fd: fd, peerIP: text, worker: worker)
+        do {
+            connection.registration = try worker.loop.register(
+                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
+                handler: connection)
+        } catch {
+            Posix.close(fd)
+            return
+        }
+        worker.connectionOpened()
+        connection.setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
+    }
+
+    private init(fd: Int32, peerIP: [UInt8], worker: Worker) {
+        self.fd = fd
+        self.peerIP = peerIP
+        self.worker = worker
+        var limits = HTTP1Limits()
+        limits.maxHeadBytes = worker.settings.limits.maxHeaderBytes
+        limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
+        limits.maxTargetBytes = worker.settings.limits.maxRequestTargetBytes
+        self.parser = RequestParser(limits: limits)
+    }
+
+    // MARK: Events
+
+    func handle(events: UInt32) {
+        if phase == .closed { return }
+        if events & (Readiness.error | Readiness.hangup) != 0 && events & Readiness.readable == 0 {
+            abort()
+            return
+        }
+        if events & Readiness.writable != 0 {
+            flush()
+            if phase == .closed { return }
+            // Room again for the response: let the exchange read more from the pod (only from the event, so that
+            // flushing from inside the pump cannot recurse into it).
+            if phase == .exchanging, let output, output.isEmpty { exchange?.clientDrained() }
+        }
+        if events & (Readiness.readable | Readiness.readHangup) != 0 {
+            mayBeReadable = true
+            advance()
+        }
+    }
+
+    func checkDeadline(now: Int64) {
+        guard now >= deadline else { return }
+        let kind = deadlineKind
+        deadline = .max
+        deadlineKind = .none
+        switch kind {
+        case .none:
+            return
+        case .keepAliveIdle:
+            close()
+        case .requestHead:
+            if let input, !input.isEmpty {
+                respondLocally(.requestTimeout, closeAfter: true)
+            } else {
+                close()
+            }
+        case .requestBodyIdle:
+            if let exchange, !exchange.responseStarted {
+                exchange.abandonUpstream()
+                self.exchange = nil
+                respondLocally(.requestTimeout, closeAfter: true)
+            } else {
+                abort()
+            }
+        case .upstreamConnect:
+            failExchange(.upstreamConnectTimeout)
+        case .upstreamResponse:
+            failExchange(.upstreamTimeout)
+        case .responseBodyIdle:
+            abort()
+        }
+    }
+
+    func setDeadline(_ kind: DeadlineKind, after milliseconds: Int) {
+        if milliseconds <= 0 {
+            deadline = .max
+            deadlineKind = .none
+        } else {
+            deadline = worker.loop.now + Int64(milliseconds)
+            deadlineKind = kind
+        }
+    }
+
+    // MARK: Reading requests
+
+    /// Drives the connection as far as the bytes at hand allow, reading more while that is useful.
+    func advance() {
+        while true {
+            switch phase {
+            case .closed, .closing:
+                return
+            case .exchanging:
+                exchange?.pumpRequestBody()
+                return
+            case .awaitingRequest:
+                if let input, !input.isEmpty {
+                    switch parser.parse(input.readable) {
+                    case .complete:
+                        startExchange()
+                        continue
+                    case .failed(let error):
+                        respondLocally(ErrorResponse(parseError: error), closeAfter: true)
+                        return
+                    case .incomplete:
+                        break
+                    }
+                }
+                guard mayBeReadable else {
+                    releaseIdleBuffers()
+                    return
+                }
+                switch readClient(limit: worker.settings.limits.maxHeaderBytes + 1) {
+                case .progress:
+                    continue
+                case .noData:
+                    releaseIdleBuffers()
+                    return
+                case .gone:
+                    close()
+                    return
+                }
+            }
+        }
+    }
+
+    enum ReadOutcome { case progress, noData, gone }
+
+    /// Reads once from the client into `input`, keeping at most `limit` unread bytes buffered.
+    func readClient(limit: Int) -> ReadOutcome {
+        if input == nil { input = worker.buffers.take() }
+        let input = self.input!
+        let wasEmpty = input.isEmpty
+        let room = limit - input.readableBytes
+        guard room > 0 else { return .noData }
+        input.reserve(min(room, 16 * 1024))
+        let want = min(room, input.writableBytes)
+        switch input.read(from: fd, limit: want) {
+        case .bytes(let n):
+            if n < want { mayBeReadable = false }
+            if wasEmpty && phase == .awaitingRequest {
+                // RFC 9112 §9.3 keep-alive: the idle timer stops and the header timer starts at the first byte.
+                setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
+            }
+            return .progress
+        case .wouldBlock:
+            mayBeReadable = false
+            return .noData
+        case .endOfFile, .failed:
+            mayBeReadable = false
+            return .gone
+        }
+    }
+
+    private func releaseIdleBuffers() {
+        guard phase == .awaitingRequest, exchange == nil else { return }
+        if let b = input, b.isEmpty { worker.buffers.give(b); input = nil }
+        if let b = output, b.isEmpty { worker.buffers.give(b); output = nil }
+    }
+
+    // MARK: Routing a request
+
+    private func startExchange() {
+        let head = parser.head
+        let input = self.input!
+        let base = input.readable.baseAddress!
+        let settings = worker.settings
+        let hasBody: Bool
+        switch head.framing {
+        case .none: hasBody = false
+        case .contentLength(let n):
+            hasBody = n > 0
+            if settings.limits.maxRequestBodyBytes > 0 && n > settings.limits.maxRequestBodyBytes {
+                finishLocally(.payloadTooLarge, closeAfter: true)
+                return
+            }
+        case .chunked: hasBody = true
+        }
+        guard let hostSpan = head.host else {
+            finishLocally(.badRequest("missing host"), closeAfter: true)
+            return
+        }
+        let host = UnsafeRawBufferPointer(start: base + hostSpan.start, count: hostSpan.count)
+        guard let match = worker.routes.match(host: host) else {
+            finishLocally(.unknownHost, closeAfter: hasBody || !head.keepAlive)
+            return
+        }
+        let service = match.service
+        var tag = match.tag
+        if tag == nil && worker.routes.rules.tagHeaderRouting,
+           let field = head.headers.first(where: { $0.kind == .knativeServingTag }) {
+            tag = service.tag(named: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
+        }
+        let revisionIndex: Int
+        if let tag {
+            revisionIndex = tag.revisionIndex
+        } else if let picked = service.pick(worker.random.next()) {
+            revisionIndex = picked
+        } else {
+            finishLocally(.noRevision, closeAfter: hasBody || !head.keepAlive)
+            return
+        }
+        let revision = service.revisions[revisionIndex]
+        guard let pool = pickEndpoint(revision) else {
+            finishLocally(.noEndpoint, closeAfter: hasBody || !head.keepAlive)
+            return
+        }
+        guard let upstream = pool.acquire() else {
+            finishLocally(.upstreamConnectFailed, closeAfter: hasBody || !head.keepAlive)
+            return
+        }
+        let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag, head: head)
+        self.exchange = exchange
+        phase = .exchanging
+        exchange.begin(headBytes: base)
+        input.consume(head.headLength)
+        parser.reset()
+    }
+
+    /// Power of two choices on outstanding requests among the revision's endpoints.
+    private func pickEndpoint(_ revision: Revision) -> ConnectionPool? {
+        let indices = revision.endpointIndices
+        switch indices.count {
+        case 0:
+            return nil
+        case 1:
+            return worker.pools[indices[0]]
+        default:
+            let r = worker.random.next()
+            let a = Int(truncatingIfNeeded: r % UInt64(indices.count))
+            var b = Int(truncatingIfNeeded: (r >> 32) % UInt64(indices.count - 1))
+            if b >= a { b += 1 }
+            let pa = worker.pools[indices[a]], pb = worker.pools[indices[b]]
+            return pb.outstanding < pa.outstanding ? pb : pa
+        }
+    }
+
+    /// Answers the request in the parser without forwarding it.
+    private func finishLocally(_ response: ErrorResponse, closeAfter: Bool) {
+        let head = parser.head
+        input?.consume(head.headLength)
+        parser.reset()
+        requestsServed += 1
+        respondLocally(response, closeAfter: closeAfter || !head.keepAlive)
+    }
+
+    /// Writes a gateway-made response; errors become responses here and nowhere else.
+    func respondLocally(_ response: ErrorResponse, closeAfter: Bool) {
+        if output == nil { output = worker.buffers.take() }
+        response.write(into: output!, close: closeAfter)
+        if closeAfter {
+            phase = .closing
+            // Whatever else the client sent is discarded: after a framing error nothing after it can be trusted.
+            input?.clear()
+            setDeadline(.keepAliveIdle, after: 5_000)
+        } else {
+            phase = .awaitingRequest
+            setDeadline(.keepAliveIdle, after: worker.settings.timeouts.keepAliveIdleMs)
+        }
+        flush()
+    }
+
+    // MARK: Exchange outcomes
+
+    /// The exchange ended with a complete response; the connection waits for the next request or closes.
+    func exchangeFinished(closeAfter: Bool) {
+        exchange = nil
+        requestsServed += 1
+        if closeAfter || worker.isDraining {
+            phase = .closing
+            input?.clear()
+            setDeadline(.keepAliveIdle, after: 5_000)
+            flush()
+            return
+        }
+        phase = .awaitingRequest
+        if let input, !input.isEmpty {
+            setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
+        } else {
+            setDeadline(.keepAliveIdle, after: worker.settings.timeouts.keepAliveIdleMs)
+        }
+        flush()
+        if phase == .awaitingRequest { advance() }
+    }
+
+    /// The exchange failed before any response byte reached the client: answer with a gateway error.
+    func failExchange(_ response: ErrorResponse) {
+        guard let exchange else { return }
+        if exchange.responseStarted {
+            abort()
+            return
+        }
+        let bodyDone = exchange.requestBodyDone
+        exchange.abandonUpstream()
+        self.exchange = nil
+        requestsServed += 1
+        respondLocally(response, closeAfter: !bodyDone || !exchange.clientKeepAlive)
+    }
+
+    // MARK: Writing
+
+    /// Writes what is buffered for the client; closes once a closing connection's last byte is out.
+    func flush() {
+        guard phase != .closed else { return }
+        if let output {
+            while !output.isEmpty {
+                switch output.write(to: fd) {
+                case .bytes:
+                    continue
+                case .wouldBlock:
+                    return
+                case .endOfFile, .failed:
+                    abort()
+                    return
+                }
+            }
+        }
+        if phase == .closing { close() }
+    }
+
+    // MARK: Closing
+
+    /// Drops the connection at once, and whatever exchange it carried (the upstream is closed, never pooled).
+    func abort() {
+        exchange?.abandonUpstream()
+        exchange = nil
+        close()
+    }
+
+    func close() {
+        guard phase != .closed else { return }
+        if let exchange {
+            exchange.abandonUpstream()
+            self.exchange = nil
+        }
+        phase = .closed
+        if let registration { worker.loop.deregister(fd: fd, registration: registration) }
+        registration = nil
+        Posix.close(fd)
+        if let b = input { worker.buffers.give(b); input = nil }
+        if let b = output { worker.buffers.give(b); output = nil }
+        worker.connectionClosed()
+    }
+}

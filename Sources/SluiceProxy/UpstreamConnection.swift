@@ -1,0 +1,187 @@
+// Proxy layer: one TCP connection to a backend pod: connect, write the request, read the response; pooled between exchanges.
+import SluiceIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What an upstream connection reports to the exchange that holds it.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamConnected(_ upstream: UpstreamConnection)
+    func upstreamReadable(_ upstream: UpstreamConnection)
+    func upstreamDrained(_ upstream: UpstreamConnection)
+    /// The connection failed or the pod closed it; `errno` 0 means an orderly close.
+    func upstreamFailed(_ upstream: UpstreamConnection, errno: Int32)
+}
+
+final class UpstreamConnection: EventHandler {
+    enum State {
+        case connecting
+        case open
+        case closed
+    }
+
+    let fd: Int32
+    unowned let pool: ConnectionPool
+    private var registration: Registration?
+    private(set) var state: State
+    weak var delegate: UpstreamDelegate?
+    /// Exchanges completed on this connection: a failure on a reused connection may be retried.
+    var exchanges = 0
+    /// Response bytes from the pod; taken from the worker's pool while an exchange runs.
+    var input: ByteBuffer?
+    /// Request bytes for the pod.
+    var output: ByteBuffer?
+    /// Edge-triggered reads: true until a read returns EAGAIN or a short count.
+    private(set) var mayBeReadable = true
+    /// The pod closed its side (EOF seen); the connection must not be pooled again.
+    private(set) var sawEndOfFile = false
+    /// The TCP connect completed (a failure before that is a connect failure: 502, not a closed connection).
+    private(set) var everConnected = false
+
+    static func open(address: SocketAddress, pool: ConnectionPool) -> UpstreamConnection? {
+        let fd: Int32
+        let state: State
+        switch TCPSocket.connect(address) {
+        case .connected(let f): fd = f; state = .open
+        case .inProgress(let f): fd = f; state = .connecting
+        case .failed: return nil
+        }
+        let connection = UpstreamConnection(fd: fd, pool: pool, state: state)
+        connection.everConnected = state == .open
+        do {
+            connection.registration = try pool.worker.loop.register(
+                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
+                handler: connection)
+        } catch {
+            Posix.close(fd)
+            return nil
+        }
+        return connection
+    }
+
+    private init(fd: Int32, pool: ConnectionPool, state: State) {
+        self.fd = fd
+        self.pool = pool
+        self.state = state
+    }
+
+    /// An idle pooled connection is usable when the pod has not closed it.
+    var isUsable: Bool { state == .open && !sawEndOfFile }
+
+    func attach(_ delegate: UpstreamDelegate) {
+        self.delegate = delegate
+        if input == nil { input = pool.worker.buffers.take() }
+        if output == nil { output = pool.worker.buffers.take() }
+    }
+
+    /// Ends an exchange cleanly: buffers go back to the worker, the connection to its pool.
+    func detachAndPool() {
+        delegate = nil
+        exchanges += 1
+        releaseBuffers()
+        pool.release(self)
+    }
+
+    private func releaseBuffers() {
+        if let b = input { pool.worker.buffers.give(b); input = nil }
+        if let b = output { pool.worker.buffers.give(b); output = nil }
+    }
+
+    func handle(events: UInt32) {
+        switch state {
+        case .closed:
+            return
+        case .connecting:
+            guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
+            let error = TCPSocket.pendingError(fd)
+            if error != 0 {
+                fail(errno: error)
+                return
+            }
+            state = .open
+            everConnected = true
+            delegate?.upstreamConnected(self)
+        case .open:
+            if delegate == nil {
+                // Idle in the pool: any readiness means the pod closed or sent something unasked; drop it.
+                if events & (Readiness.readable | Readiness.readHangup | Readiness.hangup | Readiness.error) != 0 {
+                    pool.remove(self)
+                    close()
+                }
+                return
+            }
+            if events & Readiness.error != 0 {
+                fail(errno: TCPSocket.pendingError(fd))
+                return
+            }
+            if events & Readiness.writable != 0, let output, !output.isEmpty {
+                flush()
+                if state == .closed { return }
+                // Told only from here, never from a direct flush, so pumping and flushing cannot recurse.
+                if output.isEmpty { delegate?.upstreamDrained(self) }
+            }
+            if events & (Readiness.readable | Readiness.readHangup | Readiness.hangup) != 0 {
+                mayBeReadable = true
+                delegate?.upstreamReadable(self)
+            }
+        }
+    }
+
+    func checkDeadline(now: Int64) {}
+
+    /// Reads once into `input`, up to `limit` bytes. The caller decides whether to go on.
+    func readOnce(limit: Int) -> IOResult {
+        guard let input else { return .wouldBlock }
+        input.reserve(1)
+        let room = min(limit, input.writableBytes)
+        let result = input.read(from: fd, limit: room)
+        switch result {
+        case .bytes(let n):
+            if n < room { mayBeReadable = false }
+        case .wouldBlock:
+            mayBeReadable = false
+        case .endOfFile:
+            sawEndOfFile = true
+            mayBeReadable = false
+        case .failed:
+            mayBeReadable = false
+        }
+        return result
+    }
+
+    /// Writes as much of `output` as the socket takes (an EPOLLOUT edge follows when it took less).
+    func flush() {
+        guard state == .open, let output else { return }
+        while !output.isEmpty {
+            switch output.write(to: fd) {
+            case .bytes:
+                continue
+            case .wouldBlock:
+                return
+            case .endOfFile:
+                fail(errno: EPIPE)
+                return
+            case .failed(let e):
+                fail(errno: e)
+                return
+            }
+        }
+    }
+
+    private func fail(errno: Int32) {
+        let delegate = self.delegate
+        close()
+        delegate?.upstreamFailed(self, errno: errno)
+    }
+
+    /// Closes the socket and returns the buffers; safe to call twice.
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        delegate = nil
+        if let registration { pool.worker.loop.deregister(fd: fd, registration: registration) }
+        registration = nil
+        Posix.close(fd)
+        releaseBuffers()
+    }
+}

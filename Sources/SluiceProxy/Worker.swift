@@ -1,0 +1,149 @@
+// Proxy layer: one worker — a thread with its own epoll loop, listener, upstream pools, buffers and PRNG.
+import SluiceIO
+import SluiceRouting
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything here is touched by the worker's own thread only: nothing on the request path is shared or locked.
+final class Worker {
+    let handle: WorkerHandle
+    let loop: EventLoop
+    private(set) var routes: RouteTable
+    private(set) var settings: ProxySettings
+    var random: FastRandom
+    let buffers: BufferPool
+    private var listener: Listener?
+    /// Upstream pools by route-table endpoint index, rebuilt at each hand-over; pools survive hand-overs by endpoint.
+    private(set) var pools: [ConnectionPool] = []
+    private var poolsByEndpoint: [Endpoint: ConnectionPool] = [:]
+    private(set) var connections = 0
+    private(set) var isDraining = false
+    private var drainDeadline: Int64 = 0
+
+    init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, seed: UInt64) throws {
+        self.handle = handle
+        self.loop = try EventLoop()
+        self.routes = routes
+        self.settings = settings
+        self.random = FastRandom(seed: seed)
+        // One size for every connection buffer: room for the largest request head plus slack for what we add.
+        self.buffers = BufferPool(bufferCapacity: max(settings.limits.maxHeaderBytes, settings.limits.bufferBytes) + 4096)
+        handle.waker.withLock { $0 = loop.waker }
+        installPools()
+        listener = try Listener(fd: listenerFD, worker: self)
+        loop.onWake = { [unowned self] in self.readMailbox() }
+    }
+
+    func run() {
+        loop.run()
+        listener?.close()
+    }
+
+    private func readMailbox() {
+        let messages = handle.mailbox.withLock { m -> [WorkerMessage] in
+            let all = m
+            m.removeAll()
+            return all
+        }
+        for message in messages {
+            switch message {
+            case .install(let newRoutes, let newSettings):
+                routes = newRoutes
+                settings = newSettings
+                installPools()
+            case .drain(let deadline):
+                isDraining = true
+                drainDeadline = deadline
+                listener?.close()
+                listener = nil
+                loop.onSweep = { [unowned self] now in
+                    if now >= self.drainDeadline { self.loop.stop() }
+                }
+                stopIfDrained()
+            }
+        }
+    }
+
+    /// Maps the route table's endpoints to pools, keeping the pools (and their idle connections) of endpoints that stay.
+    private func installPools() {
+        var next: [Endpoint: ConnectionPool] = [:]
+        pools = routes.endpoints.map { endpoint in
+            let pool = poolsByEndpoint[endpoint] ?? ConnectionPool(endpoint: endpoint, worker: self)
+            next[endpoint] = pool
+            return pool
+        }
+        for (endpoint, pool) in poolsByEndpoint where next[endpoint] == nil {
+            pool.closeIdle()
+        }
+        poolsByEndpoint = next
+    }
+
+    func connectionOpened() {
+        connections += 1
+        handle.activeConnections.add(1, ordering: .relaxed)
+    }
+
+    func connectionClosed() {
+        connections -= 1
+        handle.activeConnections.subtract(1, ordering: .relaxed)
+        if isDraining { stopIfDrained() }
+    }
+
+    private func stopIfDrained() {
+        if connections == 0 {
+            for pool in poolsByEndpoint.values { pool.closeIdle() }
+            loop.stop()
+        }
+    }
+}
+
+/// The worker's SO_REUSEPORT listening socket.
+final class Listener: EventHandler {
+    private let fd: Int32
+    private unowned let worker: Worker
+    private var registration: Registration?
+
+    init(fd: Int32, worker: Worker) throws {
+        self.fd = fd
+        self.worker = worker
+        registration = try worker.loop.register(fd: fd, events: Readiness.readable, handler: self)
+    }
+
+    func handle(events: UInt32) {
+        // Accept a bounded batch per wake-up so one busy listener cannot starve established connections.
+        for _ in 0..<64 {
+            switch TCPSocket.accept(fd) {
+            case .accepted(let client, let peer):
+                DownstreamConnection.open(fd: client, peer: peer, worker: worker)
+            case .wouldBlock:
+                return
+            case .failed(let e):
+                if e == EMFILE || e == ENFILE {
+                    // Out of descriptors: stop this batch; the sweep's next pass retries (level-triggered listener).
+                    logLine("accept: out of file descriptors (errno \(e))")
+                }
+                return
+            }
+        }
+    }
+
+    func checkDeadline(now: Int64) {}
+
+    func close() {
+        guard let registration else { return }
+        worker.loop.deregister(fd: fd, registration: registration)
+        Posix.close(fd)
+        self.registration = nil
+    }
+}
+
+/// One line to stderr; used for events an operator must see (never per request).
+func logLine(_ message: String) {
+    var line = "sluice: " + message + "\n"
+    line.withUTF8 { _ = fputs_unlocked_write($0) }
+}
+
+private func fputs_unlocked_write(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+    Glibc.write(2, bytes.baseAddress, bytes.count)
+}

@@ -1,0 +1,42 @@
+// Integration: handing new route tables to running workers loses no request and drops no connection.
+import Foundation
+import SluiceProxy
+import SluiceRouting
+import Synchronization
+import XCTest
+
+final class ReloadTests: XCTestCase {
+    func testPublishingUnderLoadLosesNoRequest() throws {
+        let f = try GatewayFixture(split: 10)
+        let ports = (f.backend1.port, f.backend2.port)
+        let failures = Atomic<Int>(0)
+        let served = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let group = DispatchGroup()
+        for _ in 0..<4 {
+            group.enter()
+            DispatchQueue.global().async {
+                defer { group.leave() }
+                guard let c = try? TestClient(port: f.port) else { failures.add(1, ordering: .relaxed); return }
+                var count = 0
+                while !stop.load(ordering: .relaxed) && count < 3000 {
+                    let r = try? c.request("POST", "/v1/models/sklearn-iris:predict", host: serviceHost, body: irisBody)
+                    if r?.status == 200 { served.add(1, ordering: .relaxed) } else { failures.add(1, ordering: .relaxed) }
+                    count += 1
+                }
+            }
+        }
+        // Swap between 10 % and 100 % canary many times while the clients keep their keep-alive connections busy.
+        for i in 0..<40 {
+            f.gateway.publish(routes: try GatewayFixture.table(split: i % 2 == 0 ? 100 : 10, ports: ports))
+            usleep(20_000)
+        }
+        stop.store(true, ordering: .relaxed)
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(failures.load(ordering: .relaxed), 0)
+        XCTAssertGreaterThan(served.load(ordering: .relaxed), 100)
+        // After the last hand-over (10 % canary, odd index) the new table is the one in force.
+        let c = try f.client()
+        XCTAssertEqual(try c.request("GET", "/v2/health/ready", host: "latest-sklearn-iris-predictor-default.kserve-test.example.com").header("Sluice-Revision"), rev2)
+    }
+}
