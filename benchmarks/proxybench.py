@@ -112,6 +112,8 @@ def main():
         for name in med:
             if name in ("direct", "nginx"): continue
             print(f"ratio {name}/nginx: rps {med[name]['rps']/med['nginx']['rps']:.2f}  cpu/req {med[name]['cpu_us_per_req']/med['nginx']['cpu_us_per_req']:.2f}")
+            if name not in ("haproxy",) and "haproxy" in med:
+                print(f"ratio {name}/haproxy: rps {med[name]['rps']/med['haproxy']['rps']:.2f}  cpu/req {med[name]['cpu_us_per_req']/med['haproxy']['cpu_us_per_req']:.2f}")
     finally:
         for p in procs:
             try: os.killpg(p.pid, signal.SIGTERM)

@@ -5,12 +5,15 @@ import SluiceRouting
 final class ConnectionPool {
     let endpoint: Endpoint
     let address: SocketAddress?
-    unowned let worker: Worker
+    /// unowned(unsafe): the worker outlives every pool it makes; checked references cost a retain per use.
+    unowned(unsafe) let worker: Worker
     /// Most recently used last: reusing the warmest connection keeps the others free to time out at the pod.
     private var idle: [UpstreamConnection] = []
     /// Requests sent to this endpoint and not yet answered, for the power-of-two-choices pick.
     var outstanding = 0
     private let maxIdle = 512
+    /// Set when a hand-over drops this endpoint: connections coming back from exchanges are closed, not kept.
+    var isRetired = false
 
     init(endpoint: Endpoint, worker: Worker) {
         self.endpoint = endpoint
@@ -36,7 +39,7 @@ final class ConnectionPool {
 
     /// Takes back a connection whose exchange ended cleanly.
     func release(_ connection: UpstreamConnection) {
-        if idle.count < maxIdle && !worker.isDraining {
+        if idle.count < maxIdle && !worker.isDraining && !isRetired {
             idle.append(connection)
         } else {
             connection.close()

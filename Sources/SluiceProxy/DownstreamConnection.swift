@@ -25,7 +25,8 @@ final class DownstreamConnection: EventHandler {
     }
 
     let fd: Int32
-    unowned let worker: Worker
+    /// unowned(unsafe): the worker outlives its connections; checked references cost a retain per use.
+    unowned(unsafe) let worker: Worker
     private var registration: Registration?
     private(set) var phase: Phase = .awaitingRequest
     /// Client → gateway bytes; a pooled buffer held only while there is something in it.
@@ -33,6 +34,10 @@ final class DownstreamConnection: EventHandler {
     /// Gateway → client bytes.
     var output: ByteBuffer?
     var parser: RequestParser
+    /// Per-request parsing state, kept here so that its storage is reused by every request on the connection.
+    var responseParser: ResponseParser
+    var requestDecoder = ChunkedDecoder()
+    var responseDecoder = ChunkedDecoder()
     /// The client's address as text, for X-Forwarded-For (rendered once per connection).
     let peerIP: [UInt8]
     /// Edge-triggered reads: true until a read returns EAGAIN or a short count.
@@ -71,6 +76,7 @@ final class DownstreamConnection: EventHandler {
         limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
         limits.maxTargetBytes = worker.settings.limits.maxRequestTargetBytes
         self.parser = RequestParser(limits: limits)
+        self.responseParser = ResponseParser(limits: limits)
     }
 
     // MARK: Events

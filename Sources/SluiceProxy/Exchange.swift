@@ -22,7 +22,8 @@ final class Exchange: UpstreamDelegate {
         case done
     }
 
-    unowned let downstream: DownstreamConnection
+    /// unowned(unsafe): the connection owns the exchange and ends it (abandonUpstream) before it goes away.
+    unowned(unsafe) let downstream: DownstreamConnection
     let pool: ConnectionPool
     private(set) var upstream: UpstreamConnection?
     /// The routes this request started with: a hand-over mid-request does not move it.
@@ -33,10 +34,7 @@ final class Exchange: UpstreamDelegate {
     let requestWasHEAD: Bool
     private var requestBody: RequestBody
     private var requestBodyBytes = 0
-    private var requestDecoder = ChunkedDecoder()
     private var response: ResponseBody = .awaitingHead
-    private var responseParser: ResponseParser
-    private var responseDecoder = ChunkedDecoder()
     /// The response is re-framed as chunked toward the client (chunked or close-delimited from the pod, HTTP/1.1 client).
     private var rechunkResponse = false
     private var closeAfterResponse: Bool
@@ -65,10 +63,9 @@ final class Exchange: UpstreamDelegate {
         }
         let settings = downstream.worker.settings
         closeAfterResponse = !head.keepAlive || downstream.requestsServed + 1 >= settings.limits.maxRequestsPerConnection
-        var limits = HTTP1Limits()
-        limits.maxHeadBytes = settings.limits.maxHeaderBytes
-        limits.maxHeaderCount = settings.limits.maxHeaderCount
-        responseParser = ResponseParser(limits: limits)
+        downstream.responseParser.reset()
+        downstream.requestDecoder.reset()
+        downstream.responseDecoder.reset()
     }
 
     var requestBodyDone: Bool {
@@ -163,7 +160,8 @@ final class Exchange: UpstreamDelegate {
             downstream.setDeadline(.upstreamConnect, after: timeouts.upstreamConnectMs)
         } else {
             armRequestDeadline()
-            upstream.flush()
+            // With a body to come, the pump flushes head and body together: one send per request, not two.
+            if requestBodyDone { upstream.flush() }
         }
     }
 
@@ -181,12 +179,19 @@ final class Exchange: UpstreamDelegate {
     private func generateRequestId() {
         // A random (version 4 layout) UUID, written without allocating once the array has capacity.
         let hex: StaticString = "0123456789abcdef"
-        var a = downstream.worker.random.next(), b = downstream.worker.random.next()
-        for i in 0..<32 {
-            if i == 8 || i == 12 || i == 16 || i == 20 { downstream.requestId.append(0x2D) }
-            let nibble: Int
-            if i < 16 { nibble = Int(a & 0xF); a >>= 4 } else { nibble = Int(b & 0xF); b >>= 4 }
-            downstream.requestId.append(hex.utf8Start[i == 12 ? 4 : nibble])
+        let worker = downstream.worker
+        var a = worker.random.next(), b = worker.random.next()
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes of stack scratch
+        withUnsafeMutableBytes(of: &text) { out in
+            var o = 0
+            for i in 0..<32 {
+                if i == 8 || i == 12 || i == 16 || i == 20 { out[o] = 0x2D; o += 1 }
+                let nibble: Int
+                if i < 16 { nibble = Int(a & 0xF); a >>= 4 } else { nibble = Int(b & 0xF); b >>= 4 }
+                out[o] = hex.utf8Start[i == 12 ? 4 : (i == 16 ? 8 | (nibble & 3) : nibble)]
+                o += 1
+            }
+            downstream.requestId.append(contentsOf: UnsafeRawBufferPointer(rebasing: out[0..<36]))
         }
     }
 
@@ -221,7 +226,7 @@ final class Exchange: UpstreamDelegate {
                     requestBodyBytes += n
                     requestBody = remaining == n ? .done : .contentLength(remaining: remaining - n)
                 case .chunked:
-                    let (consumed, step) = requestDecoder.next(input.readable)
+                    let (consumed, step) = downstream.requestDecoder.next(input.readable)
                     switch step {
                     case .data(let span):
                         out.append(hex: span.count)
@@ -313,15 +318,15 @@ final class Exchange: UpstreamDelegate {
                 return
             case .awaitingHead:
                 if !input.isEmpty {
-                    switch responseParser.parse(input.readable, requestWasHEAD: requestWasHEAD) {
+                    switch downstream.responseParser.parse(input.readable, requestWasHEAD: requestWasHEAD) {
                     case .complete:
-                        let head = responseParser.head
+                        let head = downstream.responseParser.head
                         if head.status < 200 {
                             // 1xx interim responses: 100 Continue was already answered by us, 101 cannot happen
                             // because Upgrade is never forwarded, others (103) are not relayed.
                             if head.status == 101 { failBeforeResponse(.upstreamInvalid); return }
                             input.consume(head.headLength)
-                            responseParser.reset()
+                            downstream.responseParser.reset()
                             continue
                         }
                         writeResponseHead(head, base: input.readable.baseAddress!, into: out)
@@ -345,7 +350,7 @@ final class Exchange: UpstreamDelegate {
             case .chunked:
                 var ended = false
                 while !input.isEmpty {
-                    let (consumed, step) = responseDecoder.next(input.readable)
+                    let (consumed, step) = downstream.responseDecoder.next(input.readable)
                     switch step {
                     case .data(let span):
                         if rechunkResponse {

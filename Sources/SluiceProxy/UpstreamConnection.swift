@@ -21,7 +21,8 @@ final class UpstreamConnection: EventHandler {
     }
 
     let fd: Int32
-    unowned let pool: ConnectionPool
+    /// unowned(unsafe): idle connections are owned by their pool, busy ones by an exchange that holds the pool.
+    unowned(unsafe) let pool: ConnectionPool
     private var registration: Registration?
     private(set) var state: State
     weak var delegate: UpstreamDelegate?

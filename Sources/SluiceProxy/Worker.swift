@@ -74,6 +74,7 @@ final class Worker {
             return pool
         }
         for (endpoint, pool) in poolsByEndpoint where next[endpoint] == nil {
+            pool.isRetired = true
             pool.closeIdle()
         }
         poolsByEndpoint = next
