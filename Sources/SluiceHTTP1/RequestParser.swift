@@ -48,7 +48,7 @@ public struct RequestParser {
 
     public init(limits: HTTP1Limits) {
         self.limits = limits
-        storage.headers.reserveCapacity(min(limits.maxHeaderCount, 64))
+        storage.headers.reserveCapacity(min(limits.maxHeaderCount, 16))  // grows once if needed, then reused; small so idle connections stay cheap
         connectionTokens.reserveCapacity(8)
     }
 

@@ -32,7 +32,7 @@ public struct ResponseParser {
 
     public init(limits: HTTP1Limits) {
         self.limits = limits
-        storage.headers.reserveCapacity(min(limits.maxHeaderCount, 64))
+        storage.headers.reserveCapacity(min(limits.maxHeaderCount, 16))  // grows once if needed, then reused; small so idle connections stay cheap
         connectionTokens.reserveCapacity(8)
     }
 
