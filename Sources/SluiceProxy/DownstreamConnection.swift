@@ -101,6 +101,11 @@ final class DownstreamConnection: EventHandler {
     }
 
     func checkDeadline(now: Int64) {
+        if worker.isDraining && phase == .awaitingRequest && (input?.isEmpty ?? true) {
+            // Draining: a connection between requests closes now; a busy one closes after its response.
+            close()
+            return
+        }
         guard now >= deadline else { return }
         let kind = deadlineKind
         deadline = .max

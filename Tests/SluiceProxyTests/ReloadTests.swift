@@ -40,3 +40,27 @@ final class ReloadTests: XCTestCase {
         XCTAssertEqual(try c.request("GET", "/v2/health/ready", host: "latest-sklearn-iris-predictor-default.kserve-test.example.com").header("Sluice-Revision"), rev2)
     }
 }
+
+final class ShutdownTests: XCTestCase {
+    func testShutdownFinishesInFlightRequestsAndClosesIdleConnections() throws {
+        let atPod = DispatchSemaphore(value: 0)
+        let f = try GatewayFixture(split: 0, handler1: { _ in
+            atPod.signal()
+            usleep(300_000)  // a request that is still at the pod when the drain starts
+            return .json(status: 200, #"{"slow": true}"#)
+        })
+        let idle = try f.client()
+        XCTAssertEqual(try idle.request("GET", "/v2/health/ready", host: "latest-sklearn-iris-predictor-default.kserve-test.example.com").status, 200)
+        let busy = try f.client()
+        try busy.send("GET /v1/models/sklearn-iris HTTP/1.1\r\nHost: \(serviceHost)\r\n\r\n")
+        XCTAssertEqual(atPod.wait(timeout: .now() + 5), .success, "the pod has the request")
+        let started = Date()
+        f.gateway.shutdown(graceMs: 5_000)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "shutdown does not wait for the grace period when nothing is left")
+        let r = try busy.readResponse()
+        XCTAssertEqual(r.status, 200, "the in-flight request finished")
+        XCTAssertEqual(r.header("Connection"), "close")
+        XCTAssertTrue(try idle.isClosedByPeer(), "idle keep-alive connections are closed")
+        XCTAssertThrowsError(try TestClient(port: f.port), "no longer accepting")
+    }
+}
