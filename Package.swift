@@ -34,17 +34,20 @@ let package = Package(
         // Proxy layer: workers, downstream/upstream connections, pools.
         .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceRouting", "CSluice"], swiftSettings: dataPlane),
         // Control layer: configuration files (and later manifests) → route tables.
-        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
-        // Demo predictor: a tiny iris classifier behind a blocking HTTP/1.1 server (make run, tests).
-        .target(name: "SluiceDemo", swiftSettings: strict),
+        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        // A small blocking HTTP/1.1 server (thread per connection) for the admin API and the demo predictors;
+        // never on the data plane.
+        .target(name: "SluiceBlockingHTTP", swiftSettings: strict),
+        // Demo predictor: a tiny iris classifier behind the blocking server (make run, tests).
+        .target(name: "SluiceDemo", dependencies: ["SluiceBlockingHTTP"], swiftSettings: strict),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceControl", "SluiceProxy", "SluiceRouting", "SluiceDemo", "COpenSSL", "CNGHTTP2",
+            "SluiceControl", "SluiceProxy", "SluiceRouting", "SluiceDemo", "SluiceBlockingHTTP", "COpenSSL", "CNGHTTP2",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl"]),
-        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceControl", "SluiceDemo", "SluiceRouting"]),
+        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,13 +1,14 @@
-// KServe's REST surface (V1 and the V2 Open Inference Protocol) for one iris model, as a DemoServer handler.
+// KServe's REST surface (V1 and the V2 Open Inference Protocol) for one iris model, as a BlockingServer handler.
 // Config-time-style code on purpose: Foundation JSON reads best here and the demo is never on the hot path.
 
 import Foundation
+import SluiceBlockingHTTP
 
 /// A handler answering like a KServe sklearn predictor serving `modelName` with the given model version.
 /// Every response carries `X-Demo-Revision: <revision>` so tests and humans can see which revision answered.
 /// A request with `X-Demo-Chunked: true` gets its response chunked, so proxy tests can exercise chunked upstreams.
 public func predictorHandler(modelName: String, version: IrisModel.Version, revision: String)
-    -> @Sendable (DemoRequest) -> DemoResponse {
+    -> @Sendable (BlockingRequest) -> BlockingResponse {
     // Trained once here, not per request: the model is immutable and Sendable, so every connection shares it.
     let predictor = Predictor(modelName: modelName, model: IrisModel(version: version))
     return { request in
@@ -33,7 +34,7 @@ struct Predictor: Sendable {
         var allowed: [String] = []
     }
 
-    func respond(to request: DemoRequest) -> DemoResponse {
+    func respond(to request: BlockingRequest) -> BlockingResponse {
         do throws(Failure) {
             return try route(request)
         } catch {
@@ -43,7 +44,7 @@ struct Predictor: Sendable {
         }
     }
 
-    func route(_ request: DemoRequest) throws(Failure) -> DemoResponse {
+    func route(_ request: BlockingRequest) throws(Failure) -> BlockingResponse {
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         switch segments.first {
         case "": // "/"
@@ -59,7 +60,7 @@ struct Predictor: Sendable {
     }
 
     // V1: /v1/models, /v1/models/{name}, /v1/models/{name}:predict.
-    func routeV1(_ segments: [String], _ request: DemoRequest) throws(Failure) -> DemoResponse {
+    func routeV1(_ segments: [String], _ request: BlockingRequest) throws(Failure) -> BlockingResponse {
         guard segments.first == "models" else { throw Failure(status: 404, message: "Not Found") }
         switch segments.count {
         case 1:
@@ -83,7 +84,7 @@ struct Predictor: Sendable {
     }
 
     // V2: /v2, /v2/health/{live,ready}, /v2/models/{name}, /v2/models/{name}/ready, /v2/models/{name}/infer.
-    func routeV2(_ segments: [String], _ request: DemoRequest) throws(Failure) -> DemoResponse {
+    func routeV2(_ segments: [String], _ request: BlockingRequest) throws(Failure) -> BlockingResponse {
         switch segments.count {
         case 0:
             try allow(["GET"], request)
@@ -136,7 +137,7 @@ struct Predictor: Sendable {
     }
 
     /// V2 body: `{"id"?: s, "inputs": [{"name", "shape": [n, 4], "datatype", "data": [n*4 numbers]}]}`.
-    func infer(_ request: DemoRequest) throws(Failure) -> DemoResponse {
+    func infer(_ request: BlockingRequest) throws(Failure) -> BlockingResponse {
         let object = try parseObject(request.body)
         guard let inputs = object["inputs"] as? [Any], inputs.count == 1,
               let input = inputs[0] as? [String: Any] else {
@@ -151,7 +152,7 @@ struct Predictor: Sendable {
             try number(value)
         }
         guard shape.count == 2, shape[1] == Double(IrisModel.featureCount), shape[0] >= 1,
-              shape[0] <= Double(DemoConnection.bodyLimit), shape[0] == shape[0].rounded() else {
+              shape[0] <= Double(BlockingServer.maxBodyBytes), shape[0] == shape[0].rounded() else {
             throw Failure(status: 400, message: "Input \"shape\" must be [n, \(IrisModel.featureCount)] with n >= 1")
         }
         let rowCount = Int(shape[0])
@@ -218,17 +219,17 @@ struct Predictor: Sendable {
     }
 
     /// RFC 9110 §9.3.2: HEAD is allowed wherever GET is; §15.5.6: a 405 lists what is allowed.
-    func allow(_ methods: [String], _ request: DemoRequest) throws(Failure) {
+    func allow(_ methods: [String], _ request: BlockingRequest) throws(Failure) {
         let allowed = methods.contains("GET") ? methods + ["HEAD"] : methods
         guard allowed.contains(request.method) else {
             throw Failure(status: 405, message: "Method Not Allowed", allowed: allowed)
         }
     }
 
-    func json(status: Int = 200, _ object: [String: Any]) -> DemoResponse {
+    func json(status: Int = 200, _ object: [String: Any]) -> BlockingResponse {
         do {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-            return DemoResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(data))
+            return BlockingResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(data))
         } catch {
             // Only our own literals reach here, so this is a bug in this file, not in the request.
             preconditionFailure("unserialisable JSON response: \(error)")

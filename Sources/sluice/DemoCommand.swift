@@ -1,6 +1,7 @@
 // `sluice demo`: runs iris predictors standing in for KServe model servers, until SIGINT or SIGTERM.
 // Part of the CLI layer; the servers and models live in SluiceDemo.
 
+import SluiceBlockingHTTP
 import ArgumentParser
 import Glibc
 import SluiceDemo
@@ -73,10 +74,10 @@ struct DemoCommand: ParsableCommand {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        var servers: [DemoServer] = []
+        var servers: [BlockingServer] = []
         for predictor in try predictors() {
             let handler = predictorHandler(modelName: model, version: predictor.version, revision: predictor.revision)
-            let server = try DemoServer(host: predictor.host, port: predictor.port, handler: handler)
+            let server = try BlockingServer(host: predictor.host, port: predictor.port, handler: handler)
             server.start()
             servers.append(server)
             print("demo predictor \(model) v\(predictor.version.rawValue) (revision \(predictor.revision)) "

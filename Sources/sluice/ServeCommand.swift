@@ -1,4 +1,5 @@
 // `sluice serve`: loads the configuration, starts the data plane and the admin listener, reloads on SIGHUP.
+import SluiceBlockingHTTP
 import ArgumentParser
 import SluiceControl
 import SluiceDemo
@@ -77,8 +78,8 @@ struct ServeCommand: ParsableCommand {
         try config.routeTable()
     }
 
-    private func startAdmin(_ address: SocketAddressSpec, gateway: Gateway) throws -> DemoServer {
-        let server = try DemoServer(host: address.host, port: address.port) { request in
+    private func startAdmin(_ address: SocketAddressSpec, gateway: Gateway) throws -> BlockingServer {
+        let server = try BlockingServer(host: address.host, port: address.port) { request in
             switch (request.method, request.target) {
             case ("GET", "/healthz"):
                 return .json(status: 200, "{\"status\": \"ok\", \"connections\": \(gateway.activeConnections)}")

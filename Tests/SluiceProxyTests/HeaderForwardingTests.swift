@@ -1,4 +1,5 @@
 // Integration: what the pod sees — hop-by-hop headers gone, forwarded and Knative/KServe headers added.
+import SluiceBlockingHTTP
 import Foundation
 import SluiceDemo
 import SluiceProxy
@@ -7,9 +8,9 @@ import XCTest
 
 final class HeaderForwardingTests: XCTestCase {
     /// A pod that answers with the request head it received, one header per line.
-    static let echo: @Sendable (DemoRequest) -> DemoResponse = { request in
+    static let echo: @Sendable (BlockingRequest) -> BlockingResponse = { request in
         let lines = ["\(request.method) \(request.target)"] + request.headers.map { "\($0.name.lowercased()): \($0.value)" }
-        return DemoResponse(status: 200, headers: [("Content-Type", "text/plain"), ("Connection", "keep-alive"), ("X-Hop", "secret")], body: Array(lines.joined(separator: "\n").utf8))
+        return BlockingResponse(status: 200, headers: [("Content-Type", "text/plain"), ("Connection", "keep-alive"), ("X-Hop", "secret")], body: Array(lines.joined(separator: "\n").utf8))
     }
 
     func testHopByHopHeadersAreDroppedAndProxyHeadersAdded() throws {

@@ -1,4 +1,5 @@
 // Test support: an in-process gateway on an ephemeral loopback port in front of demo predictors.
+import SluiceBlockingHTTP
 import Foundation
 import SluiceDemo
 import SluiceProxy
@@ -11,17 +12,17 @@ let rev2 = "sklearn-iris-predictor-default-00002"
 
 /// Two demo predictors (revisions 1 and 2) and a gateway splitting `split`% to revision 2.
 final class GatewayFixture: @unchecked Sendable {  // immutable after init; its parts are thread-safe
-    let backend1: DemoServer
-    let backend2: DemoServer
+    let backend1: BlockingServer
+    let backend2: BlockingServer
     let gateway: Gateway
     var port: UInt16 { gateway.port }
 
     init(split: Int = 10, workers: Int = 2, tagRouting: Bool = true, tagHeaderRouting: Bool = false,
          settings: (inout ProxySettings) -> Void = { _ in },
-         handler1: (@Sendable (DemoRequest) -> DemoResponse)? = nil,
-         handler2: (@Sendable (DemoRequest) -> DemoResponse)? = nil) throws {
-        backend1 = try DemoServer(port: 0, handler: handler1 ?? predictorHandler(modelName: "sklearn-iris", version: .v1, revision: rev1))
-        backend2 = try DemoServer(port: 0, handler: handler2 ?? predictorHandler(modelName: "sklearn-iris", version: .v2, revision: rev2))
+         handler1: (@Sendable (BlockingRequest) -> BlockingResponse)? = nil,
+         handler2: (@Sendable (BlockingRequest) -> BlockingResponse)? = nil) throws {
+        backend1 = try BlockingServer(port: 0, handler: handler1 ?? predictorHandler(modelName: "sklearn-iris", version: .v1, revision: rev1))
+        backend2 = try BlockingServer(port: 0, handler: handler2 ?? predictorHandler(modelName: "sklearn-iris", version: .v2, revision: rev2))
         backend1.start()
         backend2.start()
         var s = ProxySettings()

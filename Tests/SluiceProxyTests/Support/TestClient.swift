@@ -1,4 +1,5 @@
 // Test support: a blocking HTTP/1.1 client on loopback with bounded waits, independent of the gateway's parser.
+import SluiceBlockingHTTP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -154,7 +155,7 @@ final class TestClient {
     }
 }
 
-/// A raw loopback listener for backends that must stream or misbehave in ways DemoServer will not.
+/// A raw loopback listener for backends that must stream or misbehave in ways BlockingServer will not.
 final class RawBackend: @unchecked Sendable {  // fields are set before the thread starts and read-only after
     let fd: Int32
     let port: UInt16

@@ -1,4 +1,4 @@
-// Byte classes and trimming from HTTP's grammar (RFC 9110 §5.6), used by the demo server's parser.
+// Byte classes and trimming from HTTP's grammar (RFC 9110 §5.6), used by the blocking server's parser.
 
 extension UInt8 {
     var isASCIIDigit: Bool { self >= 0x30 && self <= 0x39 }

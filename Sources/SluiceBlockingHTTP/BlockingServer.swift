@@ -1,13 +1,16 @@
-// The demo HTTP/1.1 server: a listener, an accept thread and one thread per connection (SluiceDemo's seam).
-// It stands in for KServe model servers in `make run` and in the proxy's integration tests.
+// A blocking HTTP/1.1 server: a listener, an accept thread and one thread per connection. It serves the admin API
+// and the demo predictors (make run, tests) — never the data plane, which is SluiceProxy on epoll.
 
 import Glibc
 import Synchronization
 
-public final class DemoServer: Sendable {
+public final class BlockingServer: Sendable {
+    /// The largest request body a handler can receive.
+    public static let maxBodyBytes = BlockingConnection.bodyLimit
+
     enum Lifecycle {
         case ready
-        case running(acceptor: DemoThread)
+        case running(acceptor: BlockingThread)
         case stopped
     }
 
@@ -21,17 +24,17 @@ public final class DemoServer: Sendable {
     /// The bound port; the kernel's choice when constructed with port 0.
     public let port: UInt16
     let listener: Int32
-    let handler: @Sendable (DemoRequest) -> DemoResponse
+    let handler: @Sendable (BlockingRequest) -> BlockingResponse
     let state = Mutex(State())
     let acceptedCount = Atomic<Int>(0)
     let servedCount = Atomic<Int>(0)
 
     /// Binds and listens immediately, so `port` is known and connections queue before `start()`.
     public init(host: String = "127.0.0.1", port: UInt16,
-                handler: @escaping @Sendable (DemoRequest) -> DemoResponse) throws {
-        let listener = try DemoSocket.listen(host: host, port: port)
+                handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse) throws {
+        let listener = try BlockingSocket.listen(host: host, port: port)
         do {
-            self.port = try DemoSocket.boundPort(listener)
+            self.port = try BlockingSocket.boundPort(listener)
         } catch {
             close(listener)
             throw error
@@ -51,10 +54,10 @@ public final class DemoServer: Sendable {
         state.withLock { state in
             guard case .ready = state.lifecycle else { return }
             do {
-                state.lifecycle = .running(acceptor: try DemoThread.start(detached: false) { self.acceptLoop() })
+                state.lifecycle = .running(acceptor: try BlockingThread.start(detached: false) { self.acceptLoop() })
             } catch {
                 // start() cannot throw by contract, and a process that cannot create one thread cannot serve either.
-                fatalError("DemoServer could not start its accept thread: \(error)")
+                fatalError("BlockingServer could not start its accept thread: \(error)")
             }
         }
     }
@@ -65,7 +68,7 @@ public final class DemoServer: Sendable {
         let previous = state.withLock { state in
             let previous = state.lifecycle
             state.lifecycle = .stopped
-            for fd in state.connections { DemoSocket.shutdown(fd) }
+            for fd in state.connections { BlockingSocket.shutdown(fd) }
             return previous
         }
         switch previous {
@@ -74,7 +77,7 @@ public final class DemoServer: Sendable {
         case .running(let acceptor):
             // shutdown(2) wakes accept(2) with EINVAL; closing first could hand the number to another socket
             // while the acceptor is still about to call accept on it.
-            DemoSocket.shutdown(listener)
+            BlockingSocket.shutdown(listener)
             acceptor.join()
             close(listener)
         case .stopped:
@@ -83,7 +86,7 @@ public final class DemoServer: Sendable {
     }
 
     func acceptLoop() {
-        while let fd = DemoSocket.accept(listener) {
+        while let fd = BlockingSocket.accept(listener) {
             let isAdmitted = state.withLock { state in
                 guard case .running = state.lifecycle else { return false }
                 state.connections.insert(fd)
@@ -95,7 +98,7 @@ public final class DemoServer: Sendable {
             }
             acceptedCount.add(1, ordering: .relaxed)
             do {
-                _ = try DemoThread.start(detached: true) { self.serve(fd) }
+                _ = try BlockingThread.start(detached: true) { self.serve(fd) }
             } catch {
                 // Out of threads: refuse this connection rather than the whole server.
                 state.withLock { _ = $0.connections.remove(fd) }
@@ -105,9 +108,9 @@ public final class DemoServer: Sendable {
     }
 
     func serve(_ fd: Int32) {
-        let connection = DemoConnection(fd: fd, handler: handler) { self.servedCount.add(1, ordering: .relaxed) }
+        let connection = BlockingConnection(fd: fd, handler: handler) { self.servedCount.add(1, ordering: .relaxed) }
         connection.serve()
-        DemoSocket.finish(fd)
+        BlockingSocket.finish(fd)
         state.withLock { _ = $0.connections.remove(fd) }
         close(fd)
     }

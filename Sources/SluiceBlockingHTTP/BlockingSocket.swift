@@ -1,29 +1,29 @@
-// Every socket syscall SluiceDemo makes, in one place: blocking TCP listen, accept, read, write and close.
-// Blocking on purpose: the demo stands in for a model server, so it should be obviously correct, not fast.
+// Every socket syscall the blocking server makes, in one place: blocking TCP listen, accept, read, write and close.
+// Blocking on purpose: admin calls and demo predictors should be obviously correct, not fast.
 
 import Glibc
 
 /// A failed syscall with its errno.
-public struct DemoSocketError: Error, CustomStringConvertible, Sendable {
+public struct BlockingSocketError: Error, CustomStringConvertible, Sendable {
     public let operation: String
     public let errno: Int32
 
     public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
 }
 
-enum DemoSocket {
+enum BlockingSocket {
     /// A listening socket bound to `host:port` (IPv4 literal, or "localhost"), with SO_REUSEADDR and backlog 1024.
-    static func listen(host: String, port: UInt16) throws(DemoSocketError) -> Int32 {
+    static func listen(host: String, port: UInt16) throws(BlockingSocketError) -> Int32 {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         let literal = host == "localhost" ? "127.0.0.1" : host
         guard inet_pton(AF_INET, literal, &address.sin_addr) == 1 else {
-            throw DemoSocketError(operation: "inet_pton(\(host))", errno: EINVAL)
+            throw BlockingSocketError(operation: "inet_pton(\(host))", errno: EINVAL)
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw DemoSocketError(operation: "socket", errno: errno) }
-        do throws(DemoSocketError) {
+        guard fd >= 0 else { throw BlockingSocketError(operation: "socket", errno: errno) }
+        do throws(BlockingSocketError) {
             // Tests stop and restart predictors on fixed ports; without this a port in TIME_WAIT refuses to bind.
             try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             let bound = withUnsafePointer(to: &address) {
@@ -31,8 +31,8 @@ enum DemoSocket {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            guard bound == 0 else { throw DemoSocketError(operation: "bind(\(host):\(port))", errno: errno) }
-            guard Glibc.listen(fd, 1024) == 0 else { throw DemoSocketError(operation: "listen", errno: errno) }
+            guard bound == 0 else { throw BlockingSocketError(operation: "bind(\(host):\(port))", errno: errno) }
+            guard Glibc.listen(fd, 1024) == 0 else { throw BlockingSocketError(operation: "listen", errno: errno) }
         } catch {
             close(fd)
             throw error
@@ -41,13 +41,13 @@ enum DemoSocket {
     }
 
     /// The port a socket is bound to (the ephemeral one when bound to port 0).
-    static func boundPort(_ fd: Int32) throws(DemoSocketError) -> UInt16 {
+    static func boundPort(_ fd: Int32) throws(BlockingSocketError) -> UInt16 {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let status = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        guard status == 0 else { throw DemoSocketError(operation: "getsockname", errno: errno) }
+        guard status == 0 else { throw BlockingSocketError(operation: "getsockname", errno: errno) }
         return UInt16(bigEndian: address.sin_port)
     }
 
@@ -122,10 +122,10 @@ enum DemoSocket {
         }
     }
 
-    static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) throws(DemoSocketError) {
+    static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) throws(BlockingSocketError) {
         var value = value
         guard setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-            throw DemoSocketError(operation: "setsockopt(\(name))", errno: errno)
+            throw BlockingSocketError(operation: "setsockopt(\(name))", errno: errno)
         }
     }
 }

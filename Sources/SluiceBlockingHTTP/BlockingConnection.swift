@@ -1,9 +1,9 @@
-// One accepted connection of the demo server: reads HTTP/1.1 requests, calls the handler, frames the responses.
+// One accepted connection of the blocking server: reads HTTP/1.1 requests, calls the handler, frames the responses.
 // Blocking and single-threaded per connection; pipelined requests are answered in order from the same buffer.
 
 import Glibc
 
-final class DemoConnection {
+final class BlockingConnection {
     // Limits a test backend needs: big enough for any inference payload we send, small enough to fail fast.
     static let headLimit = 64 * 1024
     static let bodyLimit = 16 * 1024 * 1024
@@ -21,20 +21,20 @@ final class DemoConnection {
 
     /// A request and what its framing implies for the connection.
     struct Exchange {
-        let request: DemoRequest
+        let request: BlockingRequest
         let isHTTP11: Bool
         let keepsAlive: Bool
     }
 
     let fd: Int32
-    let handler: @Sendable (DemoRequest) -> DemoResponse
+    let handler: @Sendable (BlockingRequest) -> BlockingResponse
     let onRequest: () -> Void
     var buffer: [UInt8] = []
     // Bytes before `consumed` belong to requests already parsed; compacted lazily to avoid quadratic copying.
     var consumed = 0
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
-    init(fd: Int32, handler: @escaping @Sendable (DemoRequest) -> DemoResponse, onRequest: @escaping () -> Void) {
+    init(fd: Int32, handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse, onRequest: @escaping () -> Void) {
         self.fd = fd
         self.handler = handler
         self.onRequest = onRequest
@@ -82,7 +82,7 @@ final class DemoConnection {
             if line.isEmpty { break }
             headers.append(try parseFieldLine(line))
         }
-        var request = DemoRequest(method: method, target: target, headers: headers)
+        var request = BlockingRequest(method: method, target: target, headers: headers)
 
         // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
         let hostCount = headers.count { $0.name.lowercased() == "host" }
@@ -101,7 +101,7 @@ final class DemoConnection {
             }
             // Only a 1.1 client waits for the interim response, and only if a body is coming and not yet here.
             if isHTTP11 && framing.expectsBody && consumed == buffer.count {
-                guard DemoSocket.write(fd, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { throw .peerClosed }
+                guard BlockingSocket.write(fd, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { throw .peerClosed }
             }
         }
 
@@ -267,7 +267,7 @@ final class DemoConnection {
         }
         // Read into a scratch buffer kept for the connection's life: zero-filling 64 KiB of the array on every
         // read cost milliseconds per request in debug builds, which the proxy tests run.
-        let received = DemoSocket.read(fd, into: scratch) ?? 0
+        let received = BlockingSocket.read(fd, into: scratch) ?? 0
         if received > 0 { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<received])) }
         return received > 0
     }
@@ -275,8 +275,8 @@ final class DemoConnection {
     // MARK: Writing
 
     /// Frames and sends one response; false when the peer is gone.
-    func write(_ response: DemoResponse, method: String, isHTTP11: Bool, keepsAlive: Bool) -> Bool {
-        var head = "HTTP/1.1 \(response.status) \(DemoResponse.reason(for: response.status))\r\n"
+    func write(_ response: BlockingResponse, method: String, isHTTP11: Bool, keepsAlive: Bool) -> Bool {
+        var head = "HTTP/1.1 \(response.status) \(BlockingResponse.reason(for: response.status))\r\n"
         head += "Date: \(Self.httpDate())\r\n"
         // The server owns framing and connection management; a handler's own values could contradict the body.
         let framingFields: Set<String> = ["content-length", "transfer-encoding", "connection"]
@@ -316,7 +316,7 @@ final class DemoConnection {
                 bytes += response.body
             }
         }
-        return DemoSocket.write(fd, bytes)
+        return BlockingSocket.write(fd, bytes)
     }
 
     /// IMF-fixdate (RFC 9110 §5.6.7); an origin server with a clock sends Date (§6.6.1).

@@ -1,6 +1,6 @@
-// One HTTP response a demo handler returns; the server adds the framing (SluiceDemo, the KServe stand-in).
+// One HTTP response a handler returns; the blocking server adds the framing.
 
-public struct DemoResponse: Sendable {
+public struct BlockingResponse: Sendable {
     public var status: Int
     /// Extra fields. `Content-Length`, `Transfer-Encoding` and `Connection` are ignored: the server frames.
     public var headers: [(String, String)]
@@ -16,13 +16,13 @@ public struct DemoResponse: Sendable {
     }
 
     /// A JSON body, already serialised, with its content type.
-    public static func json(status: Int = 200, _ string: String) -> DemoResponse {
-        DemoResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(string.utf8))
+    public static func json(status: Int = 200, _ string: String) -> BlockingResponse {
+        BlockingResponse(status: status, headers: [("Content-Type", "application/json")], body: Array(string.utf8))
     }
 
     /// A plain-text body, for errors the server itself produces (400, 413, 431).
-    public static func text(status: Int, _ string: String) -> DemoResponse {
-        DemoResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(string.utf8))
+    public static func text(status: Int, _ string: String) -> BlockingResponse {
+        BlockingResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(string.utf8))
     }
 
     /// The reason phrase for the status line; the phrase is informational only (RFC 9112 §4).

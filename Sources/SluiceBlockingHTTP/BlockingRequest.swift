@@ -1,6 +1,6 @@
-// One parsed HTTP/1.1 request as the demo server hands it to a handler (SluiceDemo, the KServe stand-in).
+// One parsed HTTP/1.1 request as the blocking server hands it to a handler (admin API, demo predictors).
 
-public struct DemoRequest: Sendable {
+public struct BlockingRequest: Sendable {
     public var method: String
     /// The request-target as sent, origin-form in practice (`/v1/models/x?y=z`).
     public var target: String
