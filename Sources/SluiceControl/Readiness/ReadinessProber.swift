@@ -1,0 +1,126 @@
+// Control layer: active readiness probes of every revision's endpoints (GET /v1/models/{name} or a V2 health path),
+// with success/failure thresholds; only endpoints that pass get traffic, so no request lands on a starting pod.
+import Dispatch
+import Foundation
+import SluiceBlockingHTTP
+import SluiceRouting
+import Synchronization
+
+public struct ProbeSettings: Hashable, Sendable {
+    /// Path to GET; `{name}` becomes the InferenceService's model name. 200 means ready.
+    public var path = "/v1/models/{name}"
+    public var periodMs = 1_000
+    public var timeoutMs = 1_000
+    /// Consecutive passes before a failing endpoint is ready again, and failures before a ready one is not.
+    public var successThreshold = 1
+    public var failureThreshold = 3
+    public init() {}
+}
+
+/// What to probe: one endpoint of one revision, with the model name the path needs.
+public struct ProbeTarget: Hashable, Sendable {
+    public var endpoint: Endpoint
+    public var modelName: String
+    public init(endpoint: Endpoint, modelName: String) { self.endpoint = endpoint; self.modelName = modelName }
+}
+
+public struct ProbeResult: Sendable, Equatable {
+    public var isReady: Bool
+    /// The last failure, for status conditions ("connect refused", "status 503", "timed out").
+    public var lastError: String?
+}
+
+public final class ReadinessProber: Sendable {
+    private struct EndpointState {
+        var isReady = false
+        var passes = 0
+        var failures = 0
+        var lastError: String? = "not probed yet"
+    }
+
+    public let settings: ProbeSettings
+    private let state = Mutex<(targets: Set<ProbeTarget>, results: [ProbeTarget: EndpointState])>((Set(), [:]))
+    private let onChange: @Sendable () -> Void
+    private let running = Atomic<Bool>(false)
+
+    /// `onChange` runs on the prober's thread after a round in which any endpoint changed readiness.
+    public init(settings: ProbeSettings, onChange: @escaping @Sendable () -> Void) {
+        self.settings = settings
+        self.onChange = onChange
+    }
+
+    /// Replaces the set of endpoints to probe; results for endpoints that stay are kept.
+    public func setTargets(_ targets: Set<ProbeTarget>) {
+        state.withLock { s in
+            s.targets = targets
+            s.results = s.results.filter { targets.contains($0.key) }
+        }
+    }
+
+    public func result(for target: ProbeTarget) -> ProbeResult {
+        state.withLock { s in
+            let r = s.results[target] ?? EndpointState()
+            return ProbeResult(isReady: r.isReady, lastError: r.isReady ? nil : r.lastError)
+        }
+    }
+
+    public func start() {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        Thread.detachNewThread { [self] in
+            while running.load(ordering: .acquiring) {
+                let started = Date()
+                probeOnce()
+                let elapsed = Int(Date().timeIntervalSince(started) * 1000)
+                if settings.periodMs > elapsed { usleep(UInt32((settings.periodMs - elapsed) * 1000)) }
+            }
+        }
+    }
+
+    public func stop() { running.store(false, ordering: .releasing) }
+
+    /// One round: probes every target concurrently, applies the thresholds, and reports whether anything flipped.
+    @discardableResult
+    public func probeOnce() -> Bool {
+        let targets = Array(state.withLock { $0.targets })
+        let outcomes = Mutex<[ProbeTarget: String?]>([:])
+        DispatchQueue.concurrentPerform(iterations: targets.count) { i in
+            let error = probe(targets[i])
+            outcomes.withLock { $0[targets[i]] = error }
+        }
+        let results = outcomes.withLock { $0 }
+        let changed = state.withLock { s -> Bool in
+            var changed = false
+            for (target, error) in results where s.targets.contains(target) {
+                var r = s.results[target] ?? EndpointState()
+                let wasReady = r.isReady
+                if let error {
+                    r.failures += 1
+                    r.passes = 0
+                    r.lastError = error
+                    if r.failures >= settings.failureThreshold { r.isReady = false }
+                } else {
+                    r.passes += 1
+                    r.failures = 0
+                    if r.passes >= settings.successThreshold { r.isReady = true }
+                }
+                if r.isReady != wasReady { changed = true }
+                s.results[target] = r
+            }
+            return changed
+        }
+        if changed { onChange() }
+        return changed
+    }
+
+    /// nil when the endpoint answered 200, else why not.
+    private func probe(_ target: ProbeTarget) -> String? {
+        let path = settings.path.replacingOccurrences(of: "{name}", with: target.modelName)
+        let client = BlockingClient(host: target.endpoint.host, port: target.endpoint.port, timeoutMilliseconds: settings.timeoutMs)
+        do {
+            let response = try client.send(method: "GET", path: path)
+            return response.status == 200 ? nil : "GET \(path) answered \(response.status)"
+        } catch {
+            return error.description
+        }
+    }
+}

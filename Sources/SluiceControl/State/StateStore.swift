@@ -1,0 +1,78 @@
+// Control layer: the durable state directory — one JSON document written atomically (temp file, fsync, rename,
+// fsync of the directory) so that after a crash at any moment the file is either the old or the new state.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct StateStoreError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+public final class StateStore: @unchecked Sendable {  // used under the control plane's lock only
+    public let directory: String
+    private let lockFD: Int32
+    static let fileName = "state.json"
+
+    /// Opens (creating if needed) the directory and takes an exclusive lock on it: two gateways must never
+    /// write one state directory.
+    public init(directory: String) throws(StateStoreError) {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StateStoreError(description: "state directory \(directory): \(error.localizedDescription)")
+        }
+        let fd = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StateStoreError(description: "state directory \(directory): cannot open lock file: \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw StateStoreError(description: "state directory \(directory) is in use by another sluice process")
+        }
+        lockFD = fd
+    }
+
+    deinit { close(lockFD) }
+
+    var path: String { directory + "/" + Self.fileName }
+
+    /// The stored document, or nil when none was ever written.
+    public func load() throws(StateStoreError) -> Data? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw StateStoreError(description: "\(path): cannot read: \(error.localizedDescription)")
+        }
+    }
+
+    /// Replaces the document atomically and durably; returns only once it is on disk.
+    public func save(_ data: Data) throws(StateStoreError) {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("create \(temporary)") }
+        let written = data.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        guard written, fsync(fd) == 0 else { let error = failure("write \(temporary)"); close(fd); return try throwing(error) }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw failure("rename \(temporary)") }
+        let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { throw failure("open \(directory)") }
+        defer { close(dir) }
+        guard fsync(dir) == 0 else { throw failure("fsync \(directory)") }
+    }
+
+    private func failure(_ what: String) -> StateStoreError {
+        StateStoreError(description: "\(what): \(String(cString: strerror(errno)))")
+    }
+
+    private func throwing(_ error: StateStoreError) throws(StateStoreError) { throw error }
+}
