@@ -19,9 +19,12 @@ extension ServiceRecord {
         let route = routeVerdict()
         // Knative's service Ready: ConfigurationsReady and RoutesReady, the first unhappy one explaining.
         let predictor = combine([configuration, route])
+        // Sluice's ingress is the route table: ready exactly when the gateway routes this service.
+        // While the first revision is still starting this is Unknown, not False, as Knative's route is.
         let ingress: Verdict = hasRoutableTarget
             ? (.isTrue, nil, nil)
-            : (.isFalse, "PredictorNotReady", "no ready revision to route to: the gateway does not serve this InferenceService's hosts yet")
+            : (configuration.status == .unknown ? .unknown : .isFalse, "PredictorNotReady",
+               "no ready revision to route to: the gateway does not serve this InferenceService's hosts")
         // KServe's `PropagateCrossComponentStatus` words the aggregated conditions this way.
         func aggregate(_ verdict: Verdict, component: String) -> Verdict {
             verdict.status == .isTrue ? verdict : (verdict.status, "\(component) not ready", nil)
@@ -65,6 +68,10 @@ extension ServiceRecord {
     private func routeVerdict() -> (status: StatusCondition.Status, reason: String?, message: String?) {
         guard !traffic.isEmpty else {
             // Knative's words when "latest ready" cannot be resolved.
+            // Knative's route: `MarkConfigurationNotReady` while the revision starts, `MarkConfigurationFailed` once it failed.
+            if configurationVerdict().status == .unknown {
+                return (.unknown, "RevisionMissing", "Configuration \"\(componentName)\" is waiting for a Revision to become ready.")
+            }
             return (.isFalse, "RevisionMissing", "Configuration \"\(componentName)\" does not have any ready Revision.")
         }
         for target in traffic where target.percent > 0 {
