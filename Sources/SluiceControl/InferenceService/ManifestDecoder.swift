@@ -1,0 +1,190 @@
+// Control layer: YAML/JSON text (one or several documents) → validated InferenceServices.
+import SluiceRouting
+import Yams
+
+/// Decodes what users `kubectl apply`: YAML or JSON (JSON is read as YAML, as kubectl does),
+/// documents separated by `---`. Any problem refuses the whole input.
+public enum ManifestDecoder {
+    /// Predictor implementations of KServe v1beta1 `PredictorSpec`; `model` is the current form,
+    /// the rest the older per-framework form (`sklearn: {storageUri: ...}`).
+    static let implementations = ["model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx",
+                                  "huggingface", "pmml", "lightgbm", "paddle"]
+
+    /// `source` names the input in syntax errors, as kubectl names the file (`STDIN` for `-f -`).
+    public static func decode(_ text: String, defaultNamespace: String,
+                              source: String = "STDIN") throws(ManifestError) -> [InferenceService] {
+        var documents: [JSONValue] = []
+        do {
+            var sequence = try Yams.compose_all(yaml: text)
+            while let node = sequence.next() {
+                documents.append(try JSONValue.fromYAML(node))
+            }
+            if let error = sequence.error { throw error }
+        } catch let located as ManifestError.Located {
+            throw ManifestError.syntax(source: source, problem: located.problem,
+                                       line: located.mark?.line, column: located.mark?.column)
+        } catch let error as YamlError {
+            throw syntaxError(error, source: source)
+        } catch {
+            throw ManifestError.syntax(source: source, problem: "\(error)", line: nil, column: nil)
+        }
+        var services: [InferenceService] = []
+        for document in documents {
+            // An empty document (a stray `---`, only comments) is skipped, as kubectl skips it.
+            if document == .null { continue }
+            let service = try decodeOne(document, defaultNamespace: defaultNamespace, source: source)
+            if services.contains(where: { $0.name == service.name && $0.namespace == service.namespace }) {
+                // Two documents for one object in one apply would make the result depend on order.
+                throw ManifestError("error: the InferenceService \"\(service.name)\" in namespace \"\(service.namespace)\" appears twice in \(source)")
+            }
+            services.append(service)
+        }
+        return services
+    }
+
+    private static func syntaxError(_ error: YamlError, source: String) -> ManifestError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+             .composer(_, let problem, let mark, _):
+            return .syntax(source: source, problem: problem, line: mark.line, column: mark.column)
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // go-yaml's wording for the same mistake.
+            let keys = duplicates.sorted().joined(separator: ", ")
+            return .syntax(source: source, problem: "key \"\(keys)\" already set in map",
+                           line: context.mark.line, column: context.mark.column)
+        case .no, .memory, .reader, .writer, .emitter, .representer, .dataCouldNotBeDecoded:
+            return .syntax(source: source, problem: error.description, line: nil, column: nil)
+        }
+    }
+
+    private static func decodeOne(_ document: JSONValue, defaultNamespace: String,
+                                  source: String) throws(ManifestError) -> InferenceService {
+        guard case .object(var root) = document else {
+            throw ManifestError("error: error validating \"\(source)\": error validating data: expected an object, found \(document.typeName)")
+        }
+        // kubectl's client-side check before it asks for the kind's mapping.
+        var missing: [String] = []
+        if root["apiVersion"]?.stringValue?.isEmpty ?? true { missing.append("apiVersion not set") }
+        if root["kind"]?.stringValue?.isEmpty ?? true { missing.append("kind not set") }
+        if !missing.isEmpty {
+            throw ManifestError("error: error validating \"\(source)\": error validating data: [\(missing.joined(separator: ", "))]")
+        }
+        let apiVersion = root["apiVersion"]?.stringValue ?? ""
+        let kind = root["kind"]?.stringValue ?? ""
+        guard apiVersion == InferenceService.apiVersion, kind == InferenceService.kind else {
+            throw ManifestError.noMatch(kind: kind, version: apiVersion)
+        }
+
+        var metadata = root["metadata"]?.objectValue ?? [:]
+        let nameValue = metadata["name"]
+        let name = nameValue?.stringValue ?? ""
+        var causes: [ManifestError.FieldError] = []
+        if name.isEmpty {
+            causes.append(.init(field: "metadata.name", kind: .required, detail: "name or generateName is required"))
+        } else if name.utf8.count > 63 {
+            causes.append(.init(field: "metadata.name", kind: .invalid(value: "\"\(name)\""), detail: "must be no more than 63 characters"))
+        } else if !DNSName.isLabel1035(name) {
+            // apimachinery `validation.IsDNS1035Label` + `RegexError`, word for word.
+            causes.append(.init(field: "metadata.name", kind: .invalid(value: "\"\(name)\""),
+                                detail: "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"))
+        }
+        let namespace = metadata["namespace"]?.stringValue ?? defaultNamespace
+        if !DNSName.isLabel1123(namespace) {
+            causes.append(.init(field: "metadata.namespace", kind: .invalid(value: "\"\(namespace)\""),
+                                detail: "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
+        }
+        let annotations = stringMap(metadata["annotations"], field: "metadata.annotations", causes: &causes)
+        let labels = stringMap(metadata["labels"], field: "metadata.labels", causes: &causes)
+        if let text = annotations[InferenceService.endpointsAnnotation], case .failure(let error) = EndpointList.parse(text) {
+            causes.append(.init(field: "metadata.annotations[\(InferenceService.endpointsAnnotation)]",
+                                kind: .invalid(value: "\"\(text)\""),
+                                detail: "\"\(error.entry)\" is not an IP:port endpoint; expected a comma-separated list like 127.0.0.1:9001,[::1]:9002"))
+        }
+
+        let predictor = decodePredictor(root["spec"], causes: &causes)
+        guard causes.isEmpty, let predictor else {
+            throw ManifestError.invalid(kind: kind, name: name, causes)
+        }
+        metadata["namespace"] = .string(namespace)
+        root["metadata"] = .object(metadata)
+        return InferenceService(name: name, namespace: namespace, annotations: annotations, labels: labels,
+                                predictor: predictor, manifest: .object(root))
+    }
+
+    /// Annotations and labels are `map[string]string`; anything else is the API server's decode error.
+    private static func stringMap(_ value: JSONValue?, field: String,
+                                  causes: inout [ManifestError.FieldError]) -> [String: String] {
+        guard let value, value != .null else { return [:] }
+        guard case .object(let members) = value else {
+            causes.append(.init(field: field, kind: .invalid(value: value.typeName), detail: "\(field) in body must be of type object: \"\(value.typeName)\""))
+            return [:]
+        }
+        var result: [String: String] = [:]
+        for (key, member) in members.sorted(by: { $0.key < $1.key }) {
+            guard case .string(let text) = member else {
+                causes.append(.init(field: "\(field).\(key)", kind: .invalid(value: member.typeName),
+                                    detail: "\(field).\(key) in body must be of type string: \"\(member.typeName)\""))
+                continue
+            }
+            result[key] = text
+        }
+        return result
+    }
+
+    private static func decodePredictor(_ spec: JSONValue?,
+                                        causes: inout [ManifestError.FieldError]) -> PredictorSpec? {
+        guard case .object(var predictor)? = spec?["predictor"] else {
+            causes.append(.init(field: "spec.predictor", kind: .required, detail: "a predictor with a model is required"))
+            return nil
+        }
+        var canary: Int?
+        if let value = predictor["canaryTrafficPercent"], value != .null {
+            let field = "spec.predictor.canaryTrafficPercent"
+            switch value {
+            case .int(let percent) where (0...100).contains(percent):
+                canary = percent
+            case .int(let percent):
+                causes.append(.init(field: field, kind: .invalid(value: String(percent)), detail: "must be between 0 and 100"))
+            case .null, .bool, .double, .string, .array, .object:
+                causes.append(.init(field: field, kind: .invalid(value: "\"\(value.typeName)\""),
+                                    detail: "\(field) in body must be of type integer: \"\(value.typeName)\""))
+            }
+        }
+        predictor["canaryTrafficPercent"] = nil
+
+        let present = implementations.filter { predictor[$0] != nil && predictor[$0] != .null }
+        guard present.count == 1, let implementation = present.first else {
+            let detail = present.isEmpty
+                ? "exactly one of \(implementations.joined(separator: ", ")) must be specified"
+                : "exactly one of \(implementations.joined(separator: ", ")) must be specified, found \(present.joined(separator: " and "))"
+            causes.append(present.isEmpty
+                ? .init(field: "spec.predictor", kind: .required, detail: detail)
+                : .init(field: "spec.predictor", kind: .invalid(value: "\"\(present.joined(separator: ","))\""), detail: detail))
+            return nil
+        }
+        let field = "spec.predictor.\(implementation)"
+        guard case .object(let body)? = predictor[implementation] else {
+            causes.append(.init(field: field, kind: .invalid(value: "\"\(predictor[implementation]?.typeName ?? "null")\""),
+                                detail: "\(field) in body must be of type object"))
+            return nil
+        }
+        var modelFormat: String?
+        if implementation == "model" {
+            modelFormat = body["modelFormat"]?["name"]?.stringValue
+            if modelFormat?.isEmpty ?? true {
+                causes.append(.init(field: "\(field).modelFormat.name", kind: .required, detail: "the model format (sklearn, xgboost, ...) is required"))
+            }
+        }
+        let storageUri = body["storageUri"]?.stringValue ?? ""
+        if storageUri.isEmpty {
+            causes.append(.init(field: "\(field).storageUri", kind: .required,
+                                detail: "the model's storageUri is required; it names the model and, through the gateway config, its endpoints"))
+        }
+        guard causes.isEmpty else { return nil }
+        return PredictorSpec(implementation: implementation, modelFormat: modelFormat, storageUri: storageUri,
+                             runtime: body["runtime"]?.stringValue,
+                             protocolVersion: body["protocolVersion"]?.stringValue,
+                             resources: body["resources"],
+                             canaryTrafficPercent: canary, template: .object(predictor))
+    }
+}

@@ -1,0 +1,71 @@
+// Control layer: why a manifest was refused, worded the way kubectl prints the API server's answer.
+import Yams
+
+/// A refused manifest. The whole input is refused: nothing of it is applied.
+/// `description` is exactly what kubectl shows after `error: ` (or on its own for validation errors):
+/// `The InferenceService "sklearn-iris" is invalid: spec.predictor.canaryTrafficPercent: Invalid value: 150: must be between 0 and 100`.
+public struct ManifestError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// One field problem, as `k8s.io/apimachinery/pkg/util/validation/field.Error` words it.
+    public struct FieldError: Equatable, Sendable, CustomStringConvertible {
+        public enum Kind: Equatable, Sendable {
+            /// `Invalid value: <value in Go %#v>: <detail>`
+            case invalid(value: String)
+            /// `Required value[: detail]`
+            case required
+        }
+
+        public var field: String
+        public var kind: Kind
+        public var detail: String
+
+        public var description: String {
+            switch kind {
+            case .invalid(let value): return "\(field): Invalid value: \(value): \(detail)"
+            case .required: return detail.isEmpty ? "\(field): Required value" : "\(field): Required value: \(detail)"
+            }
+        }
+    }
+
+    /// A YAML syntax problem and where it is (libyaml's 1-based mark).
+    struct Located: Error {
+        var problem: String
+        var mark: Mark?
+    }
+
+    public let description: String
+    /// Set for syntax errors: 1-based, as editors count.
+    public let line: Int?
+    public let column: Int?
+    /// The field problems of a validation error, empty for other errors.
+    public let causes: [FieldError]
+
+    init(_ description: String, line: Int? = nil, column: Int? = nil, causes: [FieldError] = []) {
+        self.description = description
+        self.line = line
+        self.column = column
+        self.causes = causes
+    }
+
+    /// Kubernetes' StatusError for 422: one cause printed bare, several in brackets joined by ", "
+    /// (`apimachinery/pkg/api/errors.NewInvalid`).
+    static func invalid(kind: String, name: String, _ causes: [FieldError]) -> ManifestError {
+        let list = causes.count == 1 ? causes[0].description : "[" + causes.map(\.description).joined(separator: ", ") + "]"
+        return ManifestError("The \(kind) \"\(name)\" is invalid: \(list)", causes: causes)
+    }
+
+    /// What kubectl says when no CRD serves the kind (`meta.NoKindMatchError`).
+    static func noMatch(kind: String, version: String) -> ManifestError {
+        ManifestError("no matches for kind \"\(kind)\" in version \"\(version)\"")
+    }
+
+    /// kubectl's wording for YAML it cannot convert (`error parsing STDIN: error converting YAML to JSON: yaml: line 3: …`),
+    /// with the column added because go-yaml's line alone is often one line off the real mistake.
+    static func syntax(source: String, problem: String, line: Int?, column: Int?) -> ManifestError {
+        var location = ""
+        if let line { location += "line \(line)" }
+        if let column { location += location.isEmpty ? "column \(column)" : ", column \(column)" }
+        let place = location.isEmpty ? "" : "\(location): "
+        return ManifestError("error parsing \(source): error converting YAML to JSON: yaml: \(place)\(problem)",
+                             line: line, column: column)
+    }
+}

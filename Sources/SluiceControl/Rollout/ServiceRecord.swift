@@ -1,0 +1,40 @@
+// Control layer: everything kept about one InferenceService: manifest, revisions, status bookkeeping.
+import Foundation
+
+/// One InferenceService's record. Field names are KServe's (`ComponentStatusSpec`) where KServe has one.
+public struct ServiceRecord: Codable, Equatable, Sendable {
+    /// `<isvc><componentSuffix>`: Knative's service, configuration and route name for the predictor.
+    public internal(set) var componentName: String
+    /// The manifest as last applied.
+    public internal(set) var service: InferenceService
+    /// In creation order; the last one is `latestCreatedRevision`.
+    public internal(set) var revisions: [RevisionRecord]
+    /// Knative's configuration generation: the number of the next revision minus one.
+    public internal(set) var configurationGeneration: Int
+    public internal(set) var latestReadyRevision: String?
+    public internal(set) var latestRolledoutRevision: String?
+    public internal(set) var previousRolledoutRevision: String?
+    /// What the controller wrote into the Knative service's route (`latestRevision: true` unresolved).
+    public internal(set) var writtenTraffic: [TrafficTarget]
+    /// The same, resolved against the latest ready revision: `.status.components.predictor.traffic`.
+    public internal(set) var traffic: [TrafficTarget]
+    public internal(set) var conditions: [StatusCondition]
+    public internal(set) var creationTimestamp: Date
+    /// `metadata.generation`: bumped by spec changes only, as for any CRD with a status subresource.
+    public internal(set) var generation: Int
+
+    public var latestCreatedRevision: String { revisions.last?.name ?? "" }
+
+    public func revision(named name: String) -> RevisionRecord? {
+        revisions.first { $0.name == name }
+    }
+
+    func index(ofRevision name: String?) -> Int? {
+        guard let name else { return nil }
+        return revisions.firstIndex { $0.name == name }
+    }
+
+    public func condition(_ type: String) -> StatusCondition? {
+        conditions.first { $0.type == type }
+    }
+}
