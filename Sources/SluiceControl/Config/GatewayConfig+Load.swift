@@ -55,16 +55,18 @@ extension GatewayConfig {
     }
 
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
-        let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services"])
+        let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services",
+                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
         if let node = top["workers"] { proxy.workers = try node.int(in: 1...1024) }
+        let control = try decodeControl(top)
         if let node = top["admin"] {
             let admin = try node.address()
-            // The admin API can change routes and has no authentication yet: never off-host.
-            guard isLoopback(admin.host) else {
-                throw node.error("\(admin) is not a loopback address (127.0.0.0/8 or ::1); the admin listener is loopback-only")
+            // The admin API changes routes: off the loopback interface only behind a bearer token.
+            guard isLoopback(admin.host) || control.adminTokenFile != nil else {
+                throw node.error("\(admin) is not a loopback address (127.0.0.0/8 or ::1); set adminTokenFile to expose the admin API elsewhere")
             }
             proxy.admin = admin
         }
@@ -78,8 +80,47 @@ extension GatewayConfig {
             if let value = routing["tagHeaderRouting"] { rules.tagHeaderRouting = try value.bool() }
             if let value = routing["revisionHeader"] { proxy.revisionHeader = try value.bool() }
         }
-        let services = try top.required("services").list().map { (node) throws(ConfigError) in try decodeService(node) }
-        return GatewayConfig(proxy: proxy, hostRules: rules, services: services, file: file)
+        // Static services are optional: a gateway driven by InferenceService manifests may have none.
+        let services = try top["services"]?.list().map { (node) throws(ConfigError) in try decodeService(node) } ?? []
+        var config = GatewayConfig(proxy: proxy, hostRules: rules, services: services, file: file)
+        config.control = control
+        return config
+    }
+
+    private static func decodeControl(_ top: ConfigMapping) throws(ConfigError) -> ControlSettings {
+        var control = ControlSettings()
+        if let node = top["stateDir"] { control.stateDir = try node.string() }
+        if let node = top["manifests"] { control.manifestsDir = try node.string() }
+        if let node = top["adminTokenFile"] { control.adminTokenFile = try node.string() }
+        if let node = top["models"] {
+            for (storageUri, value) in try node.entries() {
+                var endpoints: [Endpoint] = []
+                for endpointNode in try value.list() {
+                    let address = try endpointNode.address()
+                    endpoints.append(Endpoint(host: address.host, port: address.port))
+                }
+                control.models[storageUri] = endpoints
+            }
+        }
+        if let node = top["readiness"] {
+            let mapping = try node.mapping(keys: ["path", "period", "timeout", "successThreshold", "failureThreshold"])
+            if let value = mapping["path"] {
+                let path = try value.string()
+                guard path.hasPrefix("/") else { throw value.error("must start with /") }
+                control.readiness.path = path
+            }
+            if let value = mapping["period"] {
+                control.readiness.periodMs = try value.milliseconds()
+                guard control.readiness.periodMs > 0 else { throw value.error("must be greater than 0") }
+            }
+            if let value = mapping["timeout"] {
+                control.readiness.timeoutMs = try value.milliseconds()
+                guard control.readiness.timeoutMs > 0 else { throw value.error("must be greater than 0") }
+            }
+            if let value = mapping["successThreshold"] { control.readiness.successThreshold = try value.int(in: 1...100) }
+            if let value = mapping["failureThreshold"] { control.readiness.failureThreshold = try value.int(in: 1...100) }
+        }
+        return control
     }
 
     static func isLoopback(_ host: String) -> Bool {

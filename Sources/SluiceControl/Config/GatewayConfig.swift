@@ -7,6 +7,8 @@ public struct GatewayConfig: Sendable {
     public var proxy: ProxySettings
     public var hostRules: HostRules
     public var services: [ServiceSpec]
+    /// Control-plane settings (state, manifests, models, probes).
+    public var control = ControlSettings()
     /// The file it came from, named in errors found later (a route table built after edits).
     public var file: String
 

@@ -25,6 +25,8 @@ public struct ProbeTarget: Hashable, Sendable {
 }
 
 public struct ProbeResult: Sendable, Equatable {
+    /// False until the first probe of this endpoint has finished.
+    public var isProbed: Bool
     public var isReady: Bool
     /// The last failure, for status conditions ("connect refused", "status 503", "timed out").
     public var lastError: String?
@@ -42,6 +44,7 @@ public final class ReadinessProber: Sendable {
     private let state = Mutex<(targets: Set<ProbeTarget>, results: [ProbeTarget: EndpointState])>((Set(), [:]))
     private let onChange: @Sendable () -> Void
     private let running = Atomic<Bool>(false)
+    private let wake = DispatchSemaphore(value: 0)
 
     /// `onChange` runs on the prober's thread after a round in which any endpoint changed readiness.
     public init(settings: ProbeSettings, onChange: @escaping @Sendable () -> Void) {
@@ -59,8 +62,8 @@ public final class ReadinessProber: Sendable {
 
     public func result(for target: ProbeTarget) -> ProbeResult {
         state.withLock { s in
-            let r = s.results[target] ?? EndpointState()
-            return ProbeResult(isReady: r.isReady, lastError: r.isReady ? nil : r.lastError)
+            guard let r = s.results[target] else { return ProbeResult(isProbed: false, isReady: false, lastError: nil) }
+            return ProbeResult(isProbed: true, isReady: r.isReady, lastError: r.isReady ? nil : r.lastError)
         }
     }
 
@@ -71,12 +74,19 @@ public final class ReadinessProber: Sendable {
                 let started = Date()
                 probeOnce()
                 let elapsed = Int(Date().timeIntervalSince(started) * 1000)
-                if settings.periodMs > elapsed { usleep(UInt32((settings.periodMs - elapsed) * 1000)) }
+                // Waits out the period, unless `probeSoon` wakes it (a new revision should not wait a period).
+                if settings.periodMs > elapsed { _ = wake.wait(timeout: .now() + .milliseconds(settings.periodMs - elapsed)) }
             }
         }
     }
 
-    public func stop() { running.store(false, ordering: .releasing) }
+    public func stop() {
+        running.store(false, ordering: .releasing)
+        wake.signal()
+    }
+
+    /// Starts the next round now.
+    public func probeSoon() { wake.signal() }
 
     /// One round: probes every target concurrently, applies the thresholds, and reports whether anything flipped.
     @discardableResult

@@ -1,0 +1,16 @@
+// Control layer: the configuration of the control plane — state directory, manifest directory, where models'
+// pods are (storageUri → endpoints), readiness probes and admin authentication.
+import SluiceRouting
+
+public struct ControlSettings: Sendable {
+    /// Revision history and applied manifests live here (`sluice serve --state-dir` overrides).
+    public var stateDir = "./sluice-state"
+    /// Every manifest in this directory is applied at start and re-applied on change (`--manifests` overrides).
+    public var manifestsDir: String? = nil
+    /// Where a revision's pods are, by the manifest's storageUri (KServe would pull the model there).
+    public var models: [String: [Endpoint]] = [:]
+    public var readiness = ProbeSettings()
+    /// The bearer token the admin API requires (read from this file); mandatory for a non-loopback admin address.
+    public var adminTokenFile: String? = nil
+    public init() {}
+}

@@ -1,0 +1,218 @@
+// Control layer: the running control plane — applies manifests to the rollout state, persists it before answering,
+// turns probe results into readiness, and hands every resulting route table to the data plane.
+import Foundation
+import SluiceProxy
+import SluiceRouting
+import Synchronization
+
+/// Why an admin operation was refused; `status` is the HTTP code the admin API answers with.
+public struct ControlError: Error, CustomStringConvertible, Sendable {
+    public var status: Int
+    public var reason: String  // Kubernetes Status reason: Invalid, NotFound, BadRequest, InternalError
+    public var description: String
+}
+
+public final class ControlPlane: Sendable {
+    private struct Core {
+        var state: RolloutState
+        var config: GatewayConfig
+        var lastPublished: RouteTable?
+    }
+
+    private let core: Mutex<Core>
+    private let store: StateStore?
+    private let prober: ReadinessProber
+    private let publish: @Sendable (RouteTable) -> Void
+
+    /// Loads the saved state (refusing a corrupt or newer-format file rather than overwriting it), computes the
+    /// first route table and starts probing. `publish` receives every new table (the gateway's hand-over).
+    public init(config: GatewayConfig, store: StateStore?, publish: @escaping @Sendable (RouteTable) -> Void) throws(ControlError) {
+        var state = RolloutState(componentSuffix: config.hostRules.componentSuffix)
+        if let store {
+            do {
+                if let data = try store.load() {
+                    do {
+                        state = try JSONDecoder().decode(RolloutState.self, from: data)
+                    } catch let error as RolloutStateFormatError {
+                        throw ControlError(status: 500, reason: "InternalError", description: "\(store.directory)/state.json: \(error.description); refusing to start rather than overwrite it")
+                    } catch {
+                        throw ControlError(status: 500, reason: "InternalError", description: "\(store.directory)/state.json is corrupt (\(error)); refusing to start rather than overwrite it. Move it away to start empty.")
+                    }
+                }
+            } catch let error as StateStoreError {
+                throw ControlError(status: 500, reason: "InternalError", description: error.description)
+            } catch let error as ControlError {
+                throw error
+            } catch {
+                throw ControlError(status: 500, reason: "InternalError", description: "\(error)")
+            }
+        }
+        self.store = store
+        self.publish = publish
+        self.core = Mutex(Core(state: state, config: config, lastPublished: nil))
+        let holder = WeakHolder()
+        self.prober = ReadinessProber(settings: config.control.readiness) { holder.plane?.probesChanged() }
+        holder.plane = self
+        try core.withLock { core throws(ControlError) in
+            _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(core.config))
+            core.lastPublished = try routeTable(for: core)
+            updateProbeTargets(core.state)
+        }
+    }
+
+    /// The route table in force (for `serve` to start the gateway with).
+    public var routes: RouteTable { core.withLock { $0.lastPublished! } }
+
+    public func start() { prober.start() }
+    public func stop() { prober.stop() }
+
+    // MARK: Operations (admin API, manifest directory)
+
+    /// `kubectl apply` of every document in `text`: all are validated before any is applied; the state is on disk
+    /// before this returns.
+    public func apply(_ text: String, defaultNamespace: String, source: String = "STDIN") throws(ControlError) -> [(InferenceService, ApplyResult)] {
+        let services: [InferenceService]
+        do {
+            services = try ManifestDecoder.decode(text, defaultNamespace: defaultNamespace, source: source)
+        } catch {
+            throw ControlError(status: error.line == nil ? 422 : 400, reason: error.line == nil ? "Invalid" : "BadRequest", description: error.description)
+        }
+        return try change { core in
+            let now = Date()
+            return services.map { isvc in
+                (isvc, core.state.apply(isvc, now: now, resolveEndpoints: Self.resolver(core.config)))
+            }
+        }
+    }
+
+    /// `kubectl delete isvc`; false when there was no such service.
+    public func delete(namespace: String, name: String) throws(ControlError) -> Bool {
+        try change { core in core.state.delete(namespace: namespace, name: name) }
+    }
+
+    public func resource(namespace: String, name: String) -> JSONValue? {
+        core.withLock { $0.state.resource(namespace: namespace, name: name, rules: $0.config.hostRules) }
+    }
+
+    public func resources(namespace: String?) -> [JSONValue] {
+        core.withLock { $0.state.resources(namespace: namespace, rules: $0.config.hostRules) }
+    }
+
+    public func revisionRows(namespace: String, name: String) -> [RevisionRow]? {
+        core.withLock { $0.state.revisionRows(namespace: namespace, name: name) }
+    }
+
+    /// A new configuration file (SIGHUP): static services, models and host rules; the rollout state stays.
+    public func reconfigure(_ config: GatewayConfig) throws(ControlError) {
+        _ = try change { core in
+            core.config = config
+            _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(config))
+            return ()
+        }
+    }
+
+    // MARK: Internals
+
+    /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes.
+    private func change<T>(_ body: (inout Core) -> T) throws(ControlError) -> T {
+        let (result, table, state) = try core.withLock { core throws(ControlError) -> (T, RouteTable, RolloutState) in
+            var next = core
+            let result = body(&next)
+            let table = try routeTable(for: next)
+            if next.state != core.state { try save(next.state) }
+            next.lastPublished = table
+            core = next
+            return (result, table, next.state)
+        }
+        publish(table)
+        updateProbeTargets(state)
+        prober.probeSoon()
+        return result
+    }
+
+    private func save(_ state: RolloutState) throws(ControlError) {
+        guard let store else { return }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            try store.save(try encoder.encode(state))
+        } catch let error as StateStoreError {
+            throw ControlError(status: 500, reason: "InternalError", description: "saving state: \(error.description)")
+        } catch {
+            throw ControlError(status: 500, reason: "InternalError", description: "saving state: \(error)")
+        }
+    }
+
+    /// Static services from the file plus every InferenceService, with endpoints that failed their probe left out.
+    private func routeTable(for core: Core) throws(ControlError) -> RouteTable {
+        let managed = core.state.serviceSpecs().map { spec -> ServiceSpec in
+            var spec = spec
+            spec.revisions = spec.revisions.map { revision in
+                var revision = revision
+                let modelName = spec.name
+                revision.endpoints = revision.endpoints.filter { endpoint in
+                    let result = prober.result(for: ProbeTarget(endpoint: endpoint, modelName: modelName))
+                    return !result.isProbed || result.isReady
+                }
+                return revision
+            }
+            return spec
+        }
+        do {
+            return try RouteTable(services: core.config.services + managed, rules: core.config.hostRules)
+        } catch {
+            throw ControlError(status: 422, reason: "Invalid", description: "the resulting routes are invalid: \(error)")
+        }
+    }
+
+    private func updateProbeTargets(_ state: RolloutState) {
+        var targets = Set<ProbeTarget>()
+        for record in state.records() {
+            for revision in record.revisions {
+                for endpoint in revision.endpoints {
+                    targets.insert(ProbeTarget(endpoint: endpoint, modelName: record.service.name))
+                }
+            }
+        }
+        prober.setTargets(targets)
+    }
+
+    /// After a probe round flipped some endpoint: revision readiness follows its endpoints (ready when any passes).
+    private func probesChanged() {
+        do {
+            _ = try change { core in
+                let now = Date()
+                for record in core.state.records() {
+                    let name = record.service.name
+                    for revision in record.revisions where !revision.endpoints.isEmpty {
+                        let results = revision.endpoints.map { prober.result(for: ProbeTarget(endpoint: $0, modelName: name)) }
+                        if results.contains(where: { $0.isReady }) {
+                            _ = core.state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name,
+                                                        isReady: true, now: now)
+                        } else if results.allSatisfy({ $0.isProbed }) {
+                            let detail = results.compactMap(\.lastError).first ?? "no endpoint passed its readiness probe"
+                            _ = core.state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name,
+                                                        isReady: false, reason: "ProbeFailed", message: detail, now: now)
+                        }
+                    }
+                }
+                return ()
+            }
+        } catch {
+            FileHandle.standardError.write(Data("sluice: applying probe results: \(error)\n".utf8))
+        }
+    }
+
+    static func resolver(_ config: GatewayConfig) -> (InferenceService) -> Result<[Endpoint], EndpointLookupError> {
+        let models = config.control.models
+        return { isvc in
+            if let endpoints = models[isvc.predictor.storageUri] { return .success(endpoints) }
+            return .failure(EndpointLookupError(message: "no endpoints for storageUri \(isvc.predictor.storageUri): add it under models: in the gateway configuration, or annotate the InferenceService with \(InferenceService.endpointsAnnotation)"))
+        }
+    }
+}
+
+/// Breaks the init-time cycle between the plane and its prober's callback.
+private final class WeakHolder: @unchecked Sendable {  // written once during init, before the prober starts
+    weak var plane: ControlPlane?
+}
