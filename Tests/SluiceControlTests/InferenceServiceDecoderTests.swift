@@ -80,6 +80,9 @@ final class InferenceServiceDecoderTests: XCTestCase {
 
     func testCanaryPercentOutOfRange() {
         let text = F.canary.replacingOccurrences(of: "canaryTrafficPercent: 10", with: "canaryTrafficPercent: 150")
+        XCTAssertThrowsError(try ManifestDecoder.decode(text, defaultNamespace: "default")) { error in
+            XCTAssertEqual((error as? ManifestError)?.isValidationError, true, "kubectl prints it bare")
+        }
         XCTAssertEqual(message(text),
                        "The InferenceService \"sklearn-iris\" is invalid: spec.predictor.canaryTrafficPercent: Invalid value: 150: must be between 0 and 100")
         let negative = F.canary.replacingOccurrences(of: "canaryTrafficPercent: 10", with: "canaryTrafficPercent: -1")
@@ -96,7 +99,7 @@ final class InferenceServiceDecoderTests: XCTestCase {
         XCTAssertEqual(message(F.create.replacingOccurrences(of: "kind: \"InferenceService\"", with: "kind: \"Service\"")),
                        "no matches for kind \"Service\" in version \"serving.kserve.io/v1beta1\"")
         XCTAssertEqual(message(F.create.replacingOccurrences(of: "kind: \"InferenceService\"\n", with: "")),
-                       "error: error validating \"STDIN\": error validating data: [kind not set]")
+                       "error validating \"STDIN\": error validating data: [kind not set]")
     }
 
     func testNameMustBeADNS1035Label() {
@@ -106,6 +109,12 @@ final class InferenceServiceDecoderTests: XCTestCase {
                        "The InferenceService \"1sklearn\" is invalid: metadata.name: Invalid value: \"1sklearn\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
         XCTAssertEqual(message(F.create.replacingOccurrences(of: "  name: \"sklearn-iris\"\n", with: "  labels: {}\n")),
                        "The InferenceService \"\" is invalid: metadata.name: Required value: name or generateName is required")
+        // 40 characters plus "-predictor-default-00001" is 64: revision names would not be DNS labels.
+        let long = String(repeating: "a", count: 40)
+        XCTAssertEqual(message(F.create.replacingOccurrences(of: "name: \"sklearn-iris\"", with: "name: \"\(long)\"")),
+                       "The InferenceService \"\(long)\" is invalid: metadata.name: Invalid value: \"\(long)\": must be no more than 39 characters, so that revision names like \"\(long)-predictor-default-00001\" are DNS-1035 labels of at most 63")
+        XCTAssertNoThrow(try ManifestDecoder.decode(F.create.replacingOccurrences(of: "sklearn-iris", with: long),
+                                                    defaultNamespace: "default", componentSuffix: "-predictor"))
     }
 
     func testMissingModelOrStorageUri() {
@@ -151,6 +160,7 @@ final class InferenceServiceDecoderTests: XCTestCase {
             guard let error = error as? ManifestError else { return XCTFail("\(error)") }
             XCTAssertEqual(error.line, 9)
             XCTAssertEqual(error.column, 6)
+            XCTAssertFalse(error.isValidationError, "kubectl prints it after `error: `")
             XCTAssertEqual(error.description,
                            "error parsing canary.yaml: error converting YAML to JSON: yaml: line 9, column 6: did not find expected key")
         }

@@ -11,8 +11,9 @@ public enum ManifestDecoder {
                                   "huggingface", "pmml", "lightgbm", "paddle"]
 
     /// `source` names the input in syntax errors, as kubectl names the file (`STDIN` for `-f -`).
-    public static func decode(_ text: String, defaultNamespace: String,
-                              source: String = "STDIN") throws(ManifestError) -> [InferenceService] {
+    /// `componentSuffix` is the gateway's naming setting: the name plus it must still be a DNS label.
+    public static func decode(_ text: String, defaultNamespace: String, source: String = "STDIN",
+                              componentSuffix: String = "-predictor-default") throws(ManifestError) -> [InferenceService] {
         var documents: [JSONValue] = []
         do {
             var sequence = try Yams.compose_all(yaml: text)
@@ -32,10 +33,11 @@ public enum ManifestDecoder {
         for document in documents {
             // An empty document (a stray `---`, only comments) is skipped, as kubectl skips it.
             if document == .null { continue }
-            let service = try decodeOne(document, defaultNamespace: defaultNamespace, source: source)
+            let service = try decodeOne(document, defaultNamespace: defaultNamespace, source: source,
+                                        componentSuffix: componentSuffix)
             if services.contains(where: { $0.name == service.name && $0.namespace == service.namespace }) {
                 // Two documents for one object in one apply would make the result depend on order.
-                throw ManifestError("error: the InferenceService \"\(service.name)\" in namespace \"\(service.namespace)\" appears twice in \(source)")
+                throw ManifestError("the InferenceService \"\(service.name)\" in namespace \"\(service.namespace)\" appears twice in \(source)")
             }
             services.append(service)
         }
@@ -57,17 +59,17 @@ public enum ManifestDecoder {
         }
     }
 
-    private static func decodeOne(_ document: JSONValue, defaultNamespace: String,
-                                  source: String) throws(ManifestError) -> InferenceService {
+    private static func decodeOne(_ document: JSONValue, defaultNamespace: String, source: String,
+                                  componentSuffix: String) throws(ManifestError) -> InferenceService {
         guard case .object(var root) = document else {
-            throw ManifestError("error: error validating \"\(source)\": error validating data: expected an object, found \(document.typeName)")
+            throw ManifestError("error validating \"\(source)\": error validating data: expected an object, found \(document.typeName)")
         }
         // kubectl's client-side check before it asks for the kind's mapping.
         var missing: [String] = []
         if root["apiVersion"]?.stringValue?.isEmpty ?? true { missing.append("apiVersion not set") }
         if root["kind"]?.stringValue?.isEmpty ?? true { missing.append("kind not set") }
         if !missing.isEmpty {
-            throw ManifestError("error: error validating \"\(source)\": error validating data: [\(missing.joined(separator: ", "))]")
+            throw ManifestError("error validating \"\(source)\": error validating data: [\(missing.joined(separator: ", "))]")
         }
         let apiVersion = root["apiVersion"]?.stringValue ?? ""
         let kind = root["kind"]?.stringValue ?? ""
@@ -83,6 +85,12 @@ public enum ManifestDecoder {
             causes.append(.init(field: "metadata.name", kind: .required, detail: "name or generateName is required"))
         } else if name.utf8.count > 63 {
             causes.append(.init(field: "metadata.name", kind: .invalid(value: "\"\(name)\""), detail: "must be no more than 63 characters"))
+        } else if name.utf8.count + componentSuffix.utf8.count + 6 > 63 {
+            // Revisions (`<name>-predictor-default-00001`) name hosts and must be DNS-1035 labels; KServe
+            // only fails later, at the Knative layer, on such names. Refuse it up front instead.
+            let limit = 63 - componentSuffix.utf8.count - 6
+            causes.append(.init(field: "metadata.name", kind: .invalid(value: "\"\(name)\""),
+                                detail: "must be no more than \(limit) characters, so that revision names like \"\(name)\(componentSuffix)-00001\" are DNS-1035 labels of at most 63"))
         } else if !DNSName.isLabel1035(name) {
             // apimachinery `validation.IsDNS1035Label` + `RegexError`, word for word.
             causes.append(.init(field: "metadata.name", kind: .invalid(value: "\"\(name)\""),

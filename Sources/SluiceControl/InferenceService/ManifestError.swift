@@ -2,8 +2,9 @@
 import Yams
 
 /// A refused manifest. The whole input is refused: nothing of it is applied.
-/// `description` is exactly what kubectl shows after `error: ` (or on its own for validation errors):
-/// `The InferenceService "sklearn-iris" is invalid: spec.predictor.canaryTrafficPercent: Invalid value: 150: must be between 0 and 100`.
+/// `description` is kubectl's text: `The InferenceService "sklearn-iris" is invalid: spec.predictor.canaryTrafficPercent: Invalid value: 150: must be between 0 and 100`.
+/// kubectl prints validation errors (the API server's 422) as they are and everything else after
+/// `error: `; `isValidationError` tells the CLI which.
 public struct ManifestError: Error, Equatable, Sendable, CustomStringConvertible {
     /// One field problem, as `k8s.io/apimachinery/pkg/util/validation/field.Error` words it.
     public struct FieldError: Equatable, Sendable, CustomStringConvertible {
@@ -38,6 +39,9 @@ public struct ManifestError: Error, Equatable, Sendable, CustomStringConvertible
     public let column: Int?
     /// The field problems of a validation error, empty for other errors.
     public let causes: [FieldError]
+
+    /// The API server's "is invalid" answer (printed bare by kubectl), as opposed to a client-side error.
+    public var isValidationError: Bool { !causes.isEmpty }
 
     init(_ description: String, line: Int? = nil, column: Int? = nil, causes: [FieldError] = []) {
         self.description = description

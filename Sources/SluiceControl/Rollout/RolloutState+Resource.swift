@@ -33,8 +33,7 @@ extension RolloutState {
         if !isvc.annotations.isEmpty { metadata["annotations"] = .object(isvc.annotations.mapValues(JSONValue.string)) }
         if !isvc.labels.isEmpty { metadata["labels"] = .object(isvc.labels.mapValues(JSONValue.string)) }
 
-        let annotation = isvc.annotations[InferenceService.tagRoutingAnnotation]
-        let tagRouting = annotation.map { $0 == "true" } ?? tagRoutingDefault
+        let tagRouting = record.servesTagHosts(default: tagRoutingDefault)
         let traffic: [JSONValue] = record.traffic.map { target in
             var entry: [String: JSONValue] = [
                 "latestRevision": .bool(target.latestRevision),

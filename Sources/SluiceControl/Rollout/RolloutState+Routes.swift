@@ -17,8 +17,9 @@ extension RolloutState {
     /// `get isvc` still lists the service with READY False and the reason.
     ///
     /// `tagRoutingDefault` decides tag hosts when the manifest has no
-    /// `serving.kserve.io/enable-tag-routing` annotation; the annotation, when present, wins.
-    /// It does not add the `latest` tag: which tags exist is KServe's rule (annotation only).
+    /// `serving.kserve.io/enable-tag-routing` annotation; the annotation, when present, wins
+    /// (`ServiceRecord.servesTagHosts`). It does not add the `latest` tag: which tags exist is
+    /// KServe's rule (annotation only).
     public func serviceSpecs(tagRoutingDefault: Bool = false) -> [ServiceSpec] {
         records().compactMap { record in
             guard record.hasRoutableTarget else { return nil }
@@ -44,9 +45,8 @@ extension RolloutState {
                 let revision = record.revision(named: name)
                 return RevisionSpec(name: name, endpoints: revision?.isRoutable == true ? revision?.endpoints ?? [] : [])
             }
-            let annotation = record.service.annotations[InferenceService.tagRoutingAnnotation]
-            let tagRouting = annotation.map { $0 == "true" } ?? tagRoutingDefault
-            return ServiceSpec(name: record.service.name, namespace: record.service.namespace, tagRouting: tagRouting,
+            return ServiceSpec(name: record.service.name, namespace: record.service.namespace,
+                               tagRouting: record.servesTagHosts(default: tagRoutingDefault),
                                revisions: revisions, traffic: targets)
         }
     }

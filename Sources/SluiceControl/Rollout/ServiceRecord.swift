@@ -34,6 +34,19 @@ public struct ServiceRecord: Codable, Equatable, Sendable {
         return revisions.firstIndex { $0.name == name }
     }
 
+    /// Whether the gateway registers `{tag}-{component}` hosts for this service: the tag-routing
+    /// annotation when present (`"true"` exactly, as KServe compares it), else the gateway's default.
+    /// Off when a tag host label would exceed 63 bytes (kserve#2428: `latest-` overflows long names);
+    /// a RouteTable refuses such hosts, and the tags stay reachable by the `Knative-Serving-Tag` header.
+    public func servesTagHosts(default tagRoutingDefault: Bool) -> Bool {
+        let isOn = service.annotations[InferenceService.tagRoutingAnnotation].map { $0 == "true" } ?? tagRoutingDefault
+        guard isOn else { return false }
+        return traffic.allSatisfy { target in
+            guard let tag = target.tag else { return true }
+            return "\(tag)-\(componentName)".utf8.count <= 63
+        }
+    }
+
     public func condition(_ type: String) -> StatusCondition? {
         conditions.first { $0.type == type }
     }
