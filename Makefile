@@ -27,12 +27,20 @@ build: deps
 build-debug: deps
 	$(SWIFT) build --product sluice
 
-# Starts two demo iris predictors (revisions 00001 and 00002 of sklearn-iris) and the gateway on $(CONFIG).
+# Starts two demo iris predictors (model and model-2 of sklearn-iris), the gateway on $(CONFIG), and, when the state
+# directory does not have sklearn-iris yet, applies the seed's create step then its tag-routing canary (10 % to 00002).
 run: build
 	@bin=$$($(SWIFT) build -c release --show-bin-path)/sluice; \
 	$$bin demo & demo=$$!; \
-	trap "kill $$demo 2>/dev/null" EXIT INT TERM; \
-	$$bin serve --config $(CONFIG)
+	$$bin serve --config $(CONFIG) & serve=$$!; \
+	trap "kill $$serve $$demo 2>/dev/null" EXIT INT TERM; \
+	for i in $$(seq 1 100); do curl -sf http://127.0.0.1:15000/healthz >/dev/null && break; sleep 0.1; done; \
+	if ! $$bin get isvc sklearn-iris -n kserve-test >/dev/null 2>&1; then \
+	  $$bin apply -n kserve-test -f config/manifests/1-create.yaml && $$bin rollout status isvc sklearn-iris -n kserve-test && \
+	  $$bin apply -n kserve-test -f config/manifests/5-tag-routing.yaml && $$bin rollout status isvc sklearn-iris -n kserve-test; \
+	fi; \
+	$$bin get isvc -n kserve-test; \
+	wait $$serve
 
 test: test-unit test-e2e
 

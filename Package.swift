@@ -15,6 +15,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
+        // For benchmarks/micro, which depends on this package by path.
+        .library(name: "SluiceHTTP1", targets: ["SluiceHTTP1"]),
+        .library(name: "SluiceRouting", targets: ["SluiceRouting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -46,7 +49,7 @@ let package = Package(
         ], swiftSettings: strict),
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
-        .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl"]),
+        .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceProxy", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
         .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
     ],
     swiftLanguageModes: [.v6]

@@ -22,7 +22,10 @@ public struct BlockingClient: Sendable {
     public func send(method: String, path: String, headers: [(String, String)] = [], body: [UInt8] = []) throws(BlockingClientError) -> BlockingResponse {
         let fd = try connect()
         defer { close(fd) }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host):\(port)\r\nConnection: close\r\n"
+        var head = "\(method) \(path) HTTP/1.1\r\nConnection: close\r\n"
+        if !headers.contains(where: { $0.0.lowercased() == "host" }) {
+            head += "Host: \(host.contains(":") ? "[\(host)]" : host):\(port)\r\n"
+        }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" || method == "PUT" { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"

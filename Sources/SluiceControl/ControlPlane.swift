@@ -73,9 +73,11 @@ public final class ControlPlane: Sendable {
     public func apply(_ text: String, defaultNamespace: String, source: String = "STDIN") throws(ControlError) -> [(InferenceService, ApplyResult)] {
         let services: [InferenceService]
         do {
-            services = try ManifestDecoder.decode(text, defaultNamespace: defaultNamespace, source: source)
+            let suffix = core.withLock { $0.config.hostRules.componentSuffix }
+            services = try ManifestDecoder.decode(text, defaultNamespace: defaultNamespace, source: source, componentSuffix: suffix)
         } catch {
-            throw ControlError(status: error.line == nil ? 422 : 400, reason: error.line == nil ? "Invalid" : "BadRequest", description: error.description)
+            throw ControlError(status: error.isValidationError ? 422 : 400, reason: error.isValidationError ? "Invalid" : "BadRequest",
+                               description: error.description)
         }
         return try change { core in
             let now = Date()
@@ -118,6 +120,8 @@ public final class ControlPlane: Sendable {
         let (result, table, state) = try core.withLock { core throws(ControlError) -> (T, RouteTable, RolloutState) in
             var next = core
             let result = body(&next)
+            // A new revision on endpoints already probed (another revision's pods) is ready at once.
+            syncReadiness(&next.state)
             let table = try routeTable(for: next)
             if next.state != core.state { try save(next.state) }
             next.lastPublished = table
@@ -177,29 +181,31 @@ public final class ControlPlane: Sendable {
         prober.setTargets(targets)
     }
 
-    /// After a probe round flipped some endpoint: revision readiness follows its endpoints (ready when any passes).
+    /// After a probe round flipped some endpoint.
     private func probesChanged() {
         do {
-            _ = try change { core in
-                let now = Date()
-                for record in core.state.records() {
-                    let name = record.service.name
-                    for revision in record.revisions where !revision.endpoints.isEmpty {
-                        let results = revision.endpoints.map { prober.result(for: ProbeTarget(endpoint: $0, modelName: name)) }
-                        if results.contains(where: { $0.isReady }) {
-                            _ = core.state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name,
-                                                        isReady: true, now: now)
-                        } else if results.allSatisfy({ $0.isProbed }) {
-                            let detail = results.compactMap(\.lastError).first ?? "no endpoint passed its readiness probe"
-                            _ = core.state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name,
-                                                        isReady: false, reason: "ProbeFailed", message: detail, now: now)
-                        }
-                    }
-                }
-                return ()
-            }
+            _ = try change { _ in () }
         } catch {
             FileHandle.standardError.write(Data("sluice: applying probe results: \(error)\n".utf8))
+        }
+    }
+
+    /// Revision readiness follows its endpoints' probes: ready when any passes, not ready when all were probed and
+    /// none passes; a revision whose endpoints were not probed yet keeps what it had.
+    private func syncReadiness(_ state: inout RolloutState) {
+        let now = Date()
+        for record in state.records() {
+            let name = record.service.name
+            for revision in record.revisions where !revision.endpoints.isEmpty {
+                let results = revision.endpoints.map { prober.result(for: ProbeTarget(endpoint: $0, modelName: name)) }
+                if results.contains(where: { $0.isReady }) {
+                    _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)
+                } else if results.allSatisfy({ $0.isProbed }) {
+                    let detail = results.compactMap(\.lastError).first ?? "no endpoint passed its readiness probe"
+                    _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name,
+                                           isReady: false, reason: "ProbeFailed", message: detail, now: now)
+                }
+            }
         }
     }
 

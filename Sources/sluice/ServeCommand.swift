@@ -1,10 +1,12 @@
-// `sluice serve`: loads the configuration, starts the data plane and the admin listener, reloads on SIGHUP.
-import SluiceBlockingHTTP
+// `sluice serve`: loads the configuration and the saved rollout state, starts the data plane, the admin API and the
+// readiness prober, applies a manifest directory, and reloads the configuration on SIGHUP.
 import ArgumentParser
+import Foundation
+import SluiceBlockingHTTP
 import SluiceControl
-import SluiceDemo
 import SluiceProxy
 import SluiceRouting
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,19 +23,43 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Listen address, IP:port (overrides the file).")
     var listen: String?
 
+    @Option(name: .long, help: "Admin API address, IP:port (overrides the file).")
+    var admin: String?
+
+    @Option(name: .long, help: "Directory of the revision history and applied manifests (overrides stateDir).")
+    var stateDir: String?
+
+    @Option(name: .long, help: "Apply every manifest in this directory at start and whenever it changes (overrides manifests).")
+    var manifests: String?
+
     func run() throws {
         // Every thread started from here on inherits this mask, so the signals reach only sigwait below.
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGHUP, SIGINT, SIGTERM] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
+        raiseFileLimit()
 
         var loaded = try loadConfig()
-        var routes = try routeTable(loaded)
-        let gateway = try Gateway(settings: loaded.proxy, routes: routes)
-        let admin = try startAdmin(loaded.proxy.admin, gateway: gateway)
-        raiseFileLimit()
-        print("sluice \(Sluice.version): listening on \(loaded.proxy.listen.host):\(gateway.port) with \(gateway.workerCount) workers; admin on \(loaded.proxy.admin); \(routes.services.count) services")
+        let store: StateStore
+        let plane: ControlPlane
+        let gatewayBox = Mutex<Gateway?>(nil)
+        do {
+            store = try StateStore(directory: loaded.control.stateDir)
+            plane = try ControlPlane(config: loaded, store: store) { routes in
+                gatewayBox.withLock { $0 }?.publish(routes: routes)
+            }
+        } catch let error as StateStoreError {
+            throw ValidationError(error.description)
+        } catch let error as ControlError {
+            throw ValidationError(error.description)
+        }
+        let gateway = try Gateway(settings: loaded.proxy, routes: plane.routes)
+        gatewayBox.withLock { $0 = gateway }
+        plane.start()
+        let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway)
+        if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
+        print("sluice \(Sluice.version): listening on \(loaded.proxy.listen.host):\(gateway.port) with \(gateway.workerCount) workers; admin on \(loaded.proxy.admin); state in \(loaded.control.stateDir); \(plane.routes.services.count) services")
         fflush(nil)
 
         while true {
@@ -43,21 +69,23 @@ struct ServeCommand: ParsableCommand {
             case SIGHUP:
                 do {
                     let next = try loadConfig()
-                    routes = try routeTable(next)
-                    if next.proxy.listen != loaded.proxy.listen || next.proxy.workers != loaded.proxy.workers || next.proxy.admin != loaded.proxy.admin {
-                        log("reload: listen, admin and workers changes need a restart; other changes applied")
+                    if next.proxy.listen != loaded.proxy.listen || next.proxy.workers != loaded.proxy.workers || next.proxy.admin != loaded.proxy.admin
+                        || next.control.stateDir != loaded.control.stateDir {
+                        log("reload: listen, admin, workers and stateDir changes need a restart; other changes applied")
                     }
                     var settings = next.proxy
                     settings.listen = loaded.proxy.listen
-                    gateway.publish(routes: routes, settings: settings)
+                    try plane.reconfigure(next)
+                    gateway.publish(routes: plane.routes, settings: settings)
                     loaded = next
-                    log("reload: \(config) applied (\(routes.services.count) services)")
+                    log("reload: \(config) applied (\(plane.routes.services.count) services)")
                 } catch {
                     log("reload: \(error); the running configuration stays")
                 }
             default:
                 log("shutting down: draining connections")
-                admin.stop()
+                adminServer.stop()
+                plane.stop()
                 gateway.shutdown(graceMs: 10_000)
                 return
             }
@@ -71,24 +99,48 @@ struct ServeCommand: ParsableCommand {
             guard let address = parseAddress(listen) else { throw ValidationError("--listen: expected IP:port, got \(listen)") }
             loaded.proxy.listen = address
         }
+        if let admin {
+            guard let address = parseAddress(admin) else { throw ValidationError("--admin: expected IP:port, got \(admin)") }
+            loaded.proxy.admin = address
+        }
+        if let stateDir { loaded.control.stateDir = stateDir }
+        if let manifests { loaded.control.manifestsDir = manifests }
         return loaded
     }
 
-    private func routeTable(_ config: GatewayConfig) throws -> RouteTable {
-        try config.routeTable()
-    }
-
-    private func startAdmin(_ address: SocketAddressSpec, gateway: Gateway) throws -> BlockingServer {
-        let server = try BlockingServer(host: address.host, port: address.port) { request in
-            switch (request.method, request.target) {
-            case ("GET", "/healthz"):
-                return .json(status: 200, "{\"status\": \"ok\", \"connections\": \(gateway.activeConnections)}")
-            default:
-                return .json(status: 404, "{\"error\": \"not found\"}")
-            }
+    private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway) throws -> BlockingServer {
+        var token: String? = nil
+        if let file = config.control.adminTokenFile {
+            token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard token?.isEmpty == false else { throw ValidationError("adminTokenFile \(file) is empty") }
         }
+        let api = AdminAPI(plane: plane, token: token) { ["connections": .int(gateway.activeConnections)] }
+        let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
         server.start()
         return server
+    }
+
+    /// Applies every `.yaml`, `.yml` and `.json` file of `directory` (in name order), now and after each change.
+    private func watchManifests(_ directory: String, plane: ControlPlane) throws {
+        @Sendable func applyAll() {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
+            for file in files {
+                let path = directory + "/" + file
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+                do {
+                    for (isvc, result) in try plane.apply(text, defaultNamespace: "default", source: path) where result != .unchanged {
+                        log("manifests: \(path): inferenceservice.serving.kserve.io/\(isvc.name) \(result)")
+                    }
+                } catch {
+                    log("manifests: \(path): \(error.description)")
+                }
+            }
+        }
+        applyAll()
+        let watcher: DirectoryWatcher
+        do { watcher = try DirectoryWatcher(directory: directory) } catch { throw ValidationError(error.description) }
+        watcher.start(applyAll)
     }
 }
 

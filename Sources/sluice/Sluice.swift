@@ -7,5 +7,6 @@ struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sluice: an ingress gateway for ML inference traffic (KServe-style canary rollouts without Kubernetes).",
         version: version,
-        subcommands: [ServeCommand.self, VersionCommand.self, DemoCommand.self])
+        subcommands: [ServeCommand.self, ApplyCommand.self, GetCommand.self, DeleteCommand.self, RolloutCommand.self,
+                      DemoCommand.self, VersionCommand.self])
 }

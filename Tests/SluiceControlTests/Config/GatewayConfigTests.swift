@@ -7,7 +7,7 @@ import XCTest
 final class GatewayConfigTests: XCTestCase {
     static let bundledFile = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("config/sluice.yaml").path
+        .appendingPathComponent("config/static.yaml").path
 
     static let minimalService = """
         services:
@@ -34,6 +34,26 @@ final class GatewayConfigTests: XCTestCase {
 
     func parse(_ yaml: String) throws -> GatewayConfig {
         try GatewayConfig.parse(yaml: yaml, file: "test.yaml")
+    }
+
+    func testDefaultConfigMapsTheSeedModelsToTheDemoPredictors() throws {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("config/sluice.yaml").path
+        let config = try GatewayConfig.load(file: file)
+        XCTAssertTrue(config.services.isEmpty, "the default gateway is driven by manifests")
+        XCTAssertEqual(config.control.models["gs://kfserving-examples/models/sklearn/1.0/model"], [Endpoint(host: "127.0.0.1", port: 9001)])
+        XCTAssertEqual(config.control.models["gs://kfserving-examples/models/sklearn/1.0/model-2"], [Endpoint(host: "127.0.0.1", port: 9002)])
+        XCTAssertEqual(config.control.stateDir, "./sluice-state")
+        XCTAssertEqual(config.control.readiness.path, "/v1/models/{name}")
+        XCTAssertEqual(config.control.readiness.failureThreshold, 3)
+    }
+
+    func testNonLoopbackAdminNeedsAToken() throws {
+        XCTAssertThrowsError(try GatewayConfig.parse(yaml: "admin: 0.0.0.0:15000\n", file: "t.yaml")) { error in
+            XCTAssertEqual("\(error)", "t.yaml: admin: 0.0.0.0:15000 is not a loopback address (127.0.0.0/8 or ::1); set adminTokenFile to expose the admin API elsewhere")
+        }
+        let config = try GatewayConfig.parse(yaml: "admin: 0.0.0.0:15000\nadminTokenFile: /etc/sluice/token\n", file: "t.yaml")
+        XCTAssertEqual(config.control.adminTokenFile, "/etc/sluice/token")
     }
 
     func testBundledConfigLoadsAndRoutesTheCanary() throws {
@@ -140,7 +160,7 @@ final class GatewayConfigTests: XCTestCase {
                        "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[1]: duplicate endpoint 127.0.0.1:9001")
         XCTAssertEqual(message(Self.minimalService + "\n" + Self.minimalService.replacingOccurrences(of: "services:\n", with: "")),
                        "config/sluice.yaml: services[1]: service sklearn-iris in namespace kserve-test is already defined by services[0]")
-        XCTAssertEqual(message("listen: 127.0.0.1:8080"), "config/sluice.yaml: services: required")
+        XCTAssertNil(message("listen: 127.0.0.1:8080"), "services are optional: manifests may drive the gateway")
     }
 
     func testHostCollisionNamesBothServices() {
@@ -155,7 +175,7 @@ final class GatewayConfigTests: XCTestCase {
 
     func testUnknownKeysAndWrongTypesNameThePath() {
         XCTAssertEqual(message(top: "listn: 127.0.0.1:8080"),
-                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services")
+                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, stateDir, manifests, models, readiness, adminTokenFile")
         XCTAssertEqual(message(top: "timeouts: {requestHeaders: 10s}"),
                        "config/sluice.yaml: timeouts.requestHeaders: unknown key, expected one of requestHeader, keepAliveIdle, upstreamConnect, upstreamResponse, bodyIdle")
         XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "percent: 100}", with: "percent: 100, weight: 1}")),
@@ -181,8 +201,6 @@ final class GatewayConfigTests: XCTestCase {
                        "config/sluice.yaml: limits.maxHeaderBytes: expected a size like 65536, 60KiB or 1GiB, got \"60KB\"")
         XCTAssertEqual(message(top: "limits: {maxHeaderBytes: 4KiB}"),
                        "config/sluice.yaml: limits.maxHeaderBytes: maxRequestTargetBytes (8192) is above maxHeaderBytes (4096), which includes the request line")
-        XCTAssertEqual(message(top: "admin: 0.0.0.0:15000"),
-                       "config/sluice.yaml: admin: 0.0.0.0:15000 is not a loopback address (127.0.0.0/8 or ::1); the admin listener is loopback-only")
         XCTAssertNil(message(top: "admin: \"[::1]:15000\""))
         XCTAssertNil(message(top: "admin: 127.0.0.2:15000"))
         XCTAssertEqual(message(top: "listen: 8080"),

@@ -1,0 +1,216 @@
+// `sluice apply | get | delete | rollout status`: kubectl's workflow for InferenceServices, over the admin API.
+import ArgumentParser
+import Foundation
+import SluiceBlockingHTTP
+import SluiceControl
+import SluiceRouting
+import Yams
+
+/// Where the admin API is and how to authenticate, shared by every admin command.
+struct AdminOptions: ParsableArguments {
+    @Option(name: .long, help: "The admin API, http://IP:PORT.")
+    var server: String = "http://127.0.0.1:15000"
+
+    @Option(name: .shortAndLong, help: "The namespace.")
+    var namespace: String = "default"
+
+    @Option(name: .long, help: "A file holding the admin bearer token (or set SLUICE_TOKEN).")
+    var tokenFile: String?
+
+    func client() throws -> BlockingClient {
+        var rest = Substring(server)
+        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard let address = parseAddress(String(rest)) else { throw ValidationError("--server: expected http://IP:PORT, got \(server)") }
+        return BlockingClient(host: address.host, port: address.port, timeoutMilliseconds: 30_000)
+    }
+
+    func headers() throws -> [(String, String)] {
+        var token = ProcessInfo.processInfo.environment["SLUICE_TOKEN"]
+        if let tokenFile {
+            token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return token.map { [("Authorization", "Bearer \($0)")] } ?? []
+    }
+
+    /// One admin call; a Kubernetes Status failure becomes an error with its message, as kubectl prints it.
+    func call(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil) throws -> (BlockingResponse, JSONValue?) {
+        var headers = try headers()
+        if let contentType { headers.append(("Content-Type", contentType)) }
+        let response: BlockingResponse
+        let client = try client()
+        do {
+            response = try client.send(method: method, path: AdminAPI.prefix + path, headers: headers, body: body)
+        } catch {
+            throw CLIFailure("The connection to the server \(server) was refused or failed: \(error.description)")
+        }
+        let json = JSONValue.parse(response.body)
+        guard response.status < 300 else {
+            let message = json?["message"]?.stringValue ?? String(decoding: response.body, as: UTF8.self)
+            // kubectl prints validation errors bare and everything else behind "Error from server".
+            if json?["reason"]?.stringValue == "Invalid" { throw CLIFailure(message, prefix: "") }
+            throw CLIFailure("Error from server (\(json?["reason"]?.stringValue ?? "\(response.status)")): \(message)")
+        }
+        return (response, json)
+    }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String, prefix: String = "error: ") {
+        description = message.hasPrefix("Error from server") ? message : prefix + message
+    }
+}
+
+/// Prints an error as kubectl does and exits 1.
+func runAdmin(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let failure as CLIFailure {
+        FileHandle.standardError.write(Data((failure.description + "\n").utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "apply", abstract: "Create or update InferenceServices from YAML or JSON manifests.")
+    @OptionGroup var admin: AdminOptions
+    @Option(name: .shortAndLong, help: "The manifest file, or - for standard input.")
+    var filename: String
+
+    func run() throws {
+        try runAdmin {
+            let data: Data
+            if filename == "-" {
+                data = FileHandle.standardInput.readDataToEndOfFile()
+            } else {
+                guard let read = FileManager.default.contents(atPath: filename) else { throw CLIFailure("the path \"\(filename)\" does not exist") }
+                data = read
+            }
+            let (response, _) = try admin.call("PUT", "/namespaces/\(admin.namespace)/inferenceservices",
+                                               body: Array(data), contentType: "application/yaml")
+            let results = response.headers.first { $0.0.lowercased() == "sluice-apply-result" }?.1 ?? ""
+            for entry in results.split(separator: ",") {
+                let parts = entry.split(separator: "=")
+                guard parts.count == 2 else { continue }
+                let name = parts[0].split(separator: "/").last ?? parts[0]
+                print("inferenceservice.serving.kserve.io/\(name) \(parts[1])")
+            }
+        }
+    }
+}
+
+struct GetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get", abstract: "Show InferenceServices (isvc) or a service's revisions.")
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "isvc | inferenceservice(s) | revisions") var kind: String
+    @Argument(help: "The InferenceService's name.") var name: String?
+    @Flag(name: [.customShort("A"), .long], help: "All namespaces.") var allNamespaces = false
+    @Option(name: .shortAndLong, help: "Output: wide | json | yaml.") var output: String?
+
+    func run() throws {
+        try runAdmin {
+            switch kind {
+            case "isvc", "inferenceservice", "inferenceservices":
+                try showServices()
+            case "revisions", "revision", "rev":
+                guard let name else { throw CLIFailure("get revisions needs the InferenceService's name") }
+                let (_, json) = try admin.call("GET", "/namespaces/\(admin.namespace)/inferenceservices/\(name)/revisions")
+                if output == "json" { print(json?.jsonText ?? "[]"); return }
+                let rows = (json?.arrayValue ?? []).compactMap(RevisionRow.init(json:))
+                print(RevisionRow.render(rows, now: Date()), terminator: rows.isEmpty ? "" : "\n")
+            default:
+                throw CLIFailure("the server doesn't have a resource type \"\(kind)\"")
+            }
+        }
+    }
+
+    private func showServices() throws {
+        let path: String
+        if allNamespaces { path = "/inferenceservices" } else if let name { path = "/namespaces/\(admin.namespace)/inferenceservices/\(name)" } else { path = "/namespaces/\(admin.namespace)/inferenceservices" }
+        let (_, json) = try admin.call("GET", path)
+        guard let json else { throw CLIFailure("the server sent no JSON") }
+        switch output {
+        case "json":
+            print(json.jsonText)
+        case "yaml":
+            print(try Yams.dump(object: try JSONSerialization.jsonObject(with: Data(json.jsonText.utf8))), terminator: "")
+        case nil, "wide":
+            let items = name == nil || allNamespaces ? (json["items"]?.arrayValue ?? []) : [json]
+            if items.isEmpty {
+                FileHandle.standardError.write(Data((allNamespaces ? "No resources found\n" : "No resources found in \(admin.namespace) namespace.\n").utf8))
+                return
+            }
+            print(IsvcTable.render(items, allNamespaces: allNamespaces, now: Date()))
+        case let other?:
+            throw CLIFailure("unable to match a printer suitable for the output format \"\(other)\", allowed formats are: json,wide,yaml")
+        }
+    }
+}
+
+struct DeleteCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete an InferenceService and its revisions.")
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "isvc") var kind: String
+    @Argument(help: "The InferenceService's name.") var name: String
+
+    func run() throws {
+        try runAdmin {
+            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            _ = try admin.call("DELETE", "/namespaces/\(admin.namespace)/inferenceservices/\(name)")
+            print("inferenceservice.serving.kserve.io \"\(name)\" deleted")
+        }
+    }
+}
+
+struct RolloutCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Watch a rollout.", subcommands: [RolloutStatusCommand.self])
+}
+
+struct RolloutStatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Wait until the latest revision is ready and its traffic is in place.")
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "isvc") var kind: String
+    @Argument(help: "The InferenceService's name.") var name: String
+    @Option(name: .long, help: "Give up after this long (e.g. 60s, 2m).") var timeout: String = "60s"
+
+    func run() throws {
+        try runAdmin {
+            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            guard let limit = parseSeconds(timeout) else { throw CLIFailure("--timeout: expected a duration like 60s or 2m, got \(timeout)") }
+            let deadline = Date().addingTimeInterval(limit)
+            var lastLine = ""
+            while true {
+                let (_, json) = try admin.call("GET", "/namespaces/\(admin.namespace)/inferenceservices/\(name)")
+                let (done, line) = Self.progress(json, name: name)
+                if line != lastLine { print(line); lastLine = line }
+                if done { return }
+                guard Date() < deadline else { throw CLIFailure("timed out waiting for the condition") }
+                usleep(250_000)  // polling interval of a CLI watch, not synchronisation
+            }
+        }
+    }
+
+    /// Done when the latest created revision is ready and the `latestRevision` traffic target names it.
+    static func progress(_ json: JSONValue?, name: String) -> (Bool, String) {
+        let predictor = json?["status"]?["components"]?["predictor"]
+        let created = predictor?["latestCreatedRevision"]?.stringValue ?? "?"
+        let ready = predictor?["latestReadyRevision"]?.stringValue
+        let latest = predictor?["traffic"]?.arrayValue?.first { $0["latestRevision"]?.boolValue == true }
+        let conditions = json?["status"]?["conditions"]?.arrayValue ?? []
+        let readyCondition = conditions.first { $0["type"]?.stringValue == "Ready" }
+        if ready == created, latest?["revisionName"]?.stringValue == created, readyCondition?["status"]?.stringValue == "True" {
+            return (true, "inferenceservice \"\(name)\" successfully rolled out: revision \(created) has \(latest?["percent"]?.intValue ?? 0)% of traffic")
+        }
+        let why = readyCondition?["message"]?.stringValue ?? readyCondition?["reason"]?.stringValue ?? "not ready"
+        return (false, "Waiting for inferenceservice \"\(name)\" rollout to finish: revision \(created) is not ready yet (\(why))...")
+    }
+}
+
+func parseSeconds(_ text: String) -> Double? {
+    if text.hasSuffix("ms"), let v = Double(text.dropLast(2)) { return v / 1000 }
+    if text.hasSuffix("s"), let v = Double(text.dropLast()) { return v }
+    if text.hasSuffix("m"), let v = Double(text.dropLast()) { return v * 60 }
+    return Double(text)
+}
+
