@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import pytest
@@ -163,9 +163,8 @@ class KServeServer:
     def address(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
-    def log_text(self) -> str:
-        return pathlib.Path(f"{self.logs}.out").read_text(errors="replace") + \
-            pathlib.Path(f"{self.logs}.err").read_text(errors="replace")
+    def stdout_lines(self) -> List[str]:
+        return pathlib.Path(f"{self.logs}.out").read_text(errors="replace").splitlines()
 
 
 @pytest.fixture(scope="session")

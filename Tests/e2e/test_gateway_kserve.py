@@ -4,12 +4,14 @@ Which model answered is told twice: by the predictions on inputs where the two m
 `Sluice-Revision` response header. Every test checks that the two agree.
 """
 
+import json
 import math
 import signal
+import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 import pytest
@@ -31,7 +33,9 @@ class Outcome:
     revision_header: Optional[str] = None
     model_revision: Optional[str] = None  # the revision whose model gave the predictions
     detail: str = ""
+    started: float = 0.0
     finished: float = 0.0
+    status: Optional[int] = None  # None: no HTTP response at all (connection refused, reset, timeout)
 
 
 def which_model(trained, predictions) -> Optional[str]:
@@ -46,19 +50,20 @@ def predict_v1(session: requests.Session, sluice: Sluice, trained, host: str = S
                extra_headers: Optional[dict] = None) -> Outcome:
     headers = {"Host": host}
     headers.update(extra_headers or {})
+    started = time.monotonic()
     try:
         r = session.post(sluice.url + V1_PATH, json={"instances": trained.distinguishing_inputs},
                          headers=headers, timeout=REQUEST_TIMEOUT)
     except requests.RequestException as e:
-        return Outcome(False, detail=f"{type(e).__name__}: {e}", finished=time.monotonic())
+        return Outcome(False, detail=f"{type(e).__name__}: {e}", started=started, finished=time.monotonic())
     if r.status_code != 200:
         return Outcome(False, r.headers.get("Sluice-Revision"), detail=f"HTTP {r.status_code}: {r.text[:200]}",
-                       finished=time.monotonic())
+                       started=started, finished=time.monotonic(), status=r.status_code)
     model = which_model(trained, r.json().get("predictions"))
     ok = model is not None and model == r.headers.get("Sluice-Revision")
     return Outcome(ok, r.headers.get("Sluice-Revision"), model,
                    "" if ok else f"predictions {r.text[:200]} vs Sluice-Revision {r.headers.get('Sluice-Revision')}",
-                   finished=time.monotonic())
+                   started=started, finished=time.monotonic(), status=r.status_code)
 
 
 def assert_split(outcomes: List[Outcome], percent_00002: float, sigmas: float = 5.0) -> None:
@@ -142,12 +147,11 @@ class Load:
 def test_readme_curl_v1_predict(start_sluice, trained):
     """curl -H "Host: sklearn-iris.kserve-test.example.com" .../v1/models/sklearn-iris:predict -d @iris-input.json"""
     sluice = start_sluice(percent_00002=10)
-    r = requests.post(sluice.url + V1_PATH, data='{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}',
+    r = requests.post(sluice.url + V1_PATH, data=json.dumps({"instances": SEED_INPUT}),
                       headers={"Host": SERVICE_HOST, "Content-Type": "application/json"}, timeout=REQUEST_TIMEOUT)
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": [1, 1]}
     assert r.headers.get("Sluice-Revision") in (REV1, REV2)
-    assert SEED_INPUT == [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
 
 
 def test_v2_infer_through_gateway(start_sluice, trained):
@@ -210,8 +214,8 @@ def test_sighup_reload_under_load_loses_no_request(start_sluice, trained):
     failed = [o for o in outcomes if not o.ok]
     assert not failed, f"{len(failed)}/{len(outcomes)} requests failed during reloads, e.g. {[o.detail for o in failed[:3]]}"
     assert proc_alive(sluice)
-    # After the last reload (100 % on 00002), every new request goes to 00002.
-    after = [o for o in outcomes if o.finished > last_reload_at]
+    # After the last reload (100 % on 00002) was logged, every request sent goes to 00002.
+    after = [o for o in outcomes if o.started > last_reload_at]
     assert len(after) >= 200
     assert_split(after, 100)
     assert_split(fire(sluice, trained, 200, threads=4), 100)
@@ -244,11 +248,11 @@ def test_invalid_config_on_sighup_keeps_old_routes(start_sluice, trained):
 def test_sigterm_lets_in_flight_requests_finish(start_sluice, trained, kserve_servers):
     sluice = start_sluice(percent_00002=10)
     slow_count, delay_ms = 6, 1500
-    backend_logs = {rev: len(s.log_text().splitlines()) for rev, s in kserve_servers.items()}
+    backend_logs = {rev: len(s.stdout_lines()) for rev, s in kserve_servers.items()}
 
     def started_at_backends() -> int:
         return sum(line.startswith("e2e: predict started") for rev, s in kserve_servers.items()
-                   for line in s.log_text().splitlines()[backend_logs[rev]:])
+                   for line in s.stdout_lines()[backend_logs[rev]:])
 
     slow: List[Optional[Outcome]] = [None] * slow_count
 
@@ -287,9 +291,42 @@ def test_sigterm_lets_in_flight_requests_finish(start_sluice, trained, kserve_se
     # Requests answered before SIGTERM all succeeded; after it, refused/closed connections are expected.
     before = [o for o in outcomes if o.finished < sigterm_at]
     assert before and all(o.ok for o in before), [o.detail for o in before if not o.ok][:3]
-    assert all(o.ok or o.revision_header is None for o in outcomes if o.finished >= sigterm_at), \
-        "after SIGTERM the gateway answered with an error response instead of completing or closing"
+    after = [o for o in outcomes if o.finished >= sigterm_at]
+    answered_badly = [o.detail for o in after if not o.ok and o.status is not None]
+    assert not answered_badly, f"after SIGTERM the gateway answered with errors instead of completing or closing: {answered_badly[:3]}"
 
 
 def proc_alive(sluice: Sluice) -> bool:
     return sluice.proc.poll() is None and requests.get(f"http://127.0.0.1:{sluice.admin_port}/healthz", timeout=5).ok
+
+
+def test_sigterm_closes_idle_keepalive_connections_at_once(start_sluice, trained):
+    """Gateway.shutdown's contract: on SIGTERM idle keep-alive connections close at once, so with nothing in
+    flight Sluice exits right away instead of sitting out its 10 s grace period."""
+    sluice = start_sluice(percent_00002=10)
+    body = json.dumps({"instances": SEED_INPUT}).encode()
+    with socket.create_connection(("127.0.0.1", sluice.port), timeout=REQUEST_TIMEOUT) as c:
+        c.sendall(b"POST " + V1_PATH.encode() + b" HTTP/1.1\r\nHost: " + SERVICE_HOST.encode() +
+                  b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        response = b""
+        while b"\r\n\r\n" not in response or not response.endswith(b"}"):
+            chunk = c.recv(65536)
+            assert chunk, f"connection closed before the response ended: {response!r}"
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 200"), response
+        assert b'{"predictions":[1,1]}' in response.replace(b" ", b"")
+        # The connection is now idle (keep-alive). SIGTERM.
+        sigterm_at = time.monotonic()
+        sluice.proc.send_signal(signal.SIGTERM)
+        c.settimeout(15)
+        try:
+            eof = c.recv(1)
+        except OSError as e:  # a reset is a close too
+            eof = repr(e).encode()
+        closed_after = time.monotonic() - sigterm_at
+        code = sluice.proc.wait(timeout=15)
+        exited_after = time.monotonic() - sigterm_at
+    assert code == 0
+    assert eof in (b"",) or b"Reset" in eof, eof
+    assert closed_after < 2, f"idle keep-alive connection closed only {closed_after:.1f}s after SIGTERM (expected at once)"
+    assert exited_after < 2, f"sluice exited {exited_after:.1f}s after SIGTERM with only an idle connection open"
