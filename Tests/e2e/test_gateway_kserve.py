@@ -6,6 +6,7 @@ Which model answered is told twice: by the predictions on inputs where the two m
 
 import json
 import math
+import os
 import signal
 import socket
 import threading
@@ -19,6 +20,11 @@ import requests
 
 from conftest import (LATEST_HOST, MODEL_NAME, PREV_HOST, REV1, REV2, SERVICE_HOST, Sluice, wait_until)
 from train_models import SEED_INPUT
+
+if not os.environ.get("SLUICE_BIN"):
+    pytest.skip("SLUICE_BIN is not set: point it at the release build "
+                "($(swift build -c release --show-bin-path)/sluice), as `make test-e2e` does",
+                allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(120)
 
