@@ -1,0 +1,289 @@
+"""Fixtures for Sluice's end-to-end tests: real KServe model servers behind a real `sluice serve`.
+
+Everything listens on 127.0.0.1. Every process started here is registered and killed at teardown (and at
+interpreter exit as a last resort), whatever the outcome of the test.
+"""
+
+import atexit
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import pytest
+import requests
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import train_models  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+MODEL_NAME = "sklearn-iris"
+NAMESPACE = "kserve-test"
+DOMAIN = "example.com"
+SERVICE_HOST = f"{MODEL_NAME}.{NAMESPACE}.{DOMAIN}"
+COMPONENT = f"{MODEL_NAME}-predictor-default"
+REV1 = f"{COMPONENT}-00001"
+REV2 = f"{COMPONENT}-00002"
+LATEST_HOST = f"latest-{COMPONENT}.{NAMESPACE}.{DOMAIN}"
+PREV_HOST = f"prev-{COMPONENT}.{NAMESPACE}.{DOMAIN}"
+
+KSERVE_START_TIMEOUT = 60.0
+SLUICE_START_TIMEOUT = 15.0
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+_live: List[subprocess.Popen] = []
+
+
+def _kill(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Stops one process we started (and its own process group), escalating to SIGKILL."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+    if proc in _live:
+        _live.remove(proc)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_live):
+        _kill(proc, signal.SIGKILL, timeout=5)
+
+
+def spawn(args: List[str], log_prefix: pathlib.Path) -> subprocess.Popen:
+    """Starts a process in its own session, stdout/stderr to LOG_PREFIX.out/.err, registered for cleanup."""
+    out = open(f"{log_prefix}.out", "wb")
+    err = open(f"{log_prefix}.err", "wb")
+    try:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        out.close()
+        err.close()
+    _live.append(proc)
+    return proc
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05,
+               proc: Optional[subprocess.Popen] = None, logs: Optional[pathlib.Path] = None) -> None:
+    """Polls CONDITION until it is true; fails after TIMEOUT seconds, or at once if PROC has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: process exited with {proc.returncode}\n{tail_logs(logs)}")
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not true after {timeout}s\n{tail_logs(logs)}")
+        time.sleep(interval)
+
+
+def tail_logs(prefix: Optional[pathlib.Path], chars: int = 3000) -> str:
+    if prefix is None:
+        return ""
+    text = ""
+    for suffix in (".out", ".err"):
+        p = pathlib.Path(f"{prefix}{suffix}")
+        if p.exists():
+            text += f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}\n"
+    return text
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (free now; the OS does not reuse it at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="session")
+def free_ports() -> Callable[[int], List[int]]:
+    """Hands out distinct free loopback ports, never the same one twice in a session."""
+    handed: set = set()
+
+    def take(n: int) -> List[int]:
+        ports = []
+        while len(ports) < n:
+            p = free_port()
+            if p not in handed:
+                handed.add(p)
+                ports.append(p)
+        return ports
+
+    return take
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> train_models.TrainedModels:
+    return train_models.train(tmp_path_factory.mktemp("models"))
+
+
+@dataclass
+class KServeServer:
+    revision: str
+    port: int
+    proc: subprocess.Popen
+    logs: pathlib.Path
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def stdout_lines(self) -> List[str]:
+        return pathlib.Path(f"{self.logs}.out").read_text(errors="replace").splitlines()
+
+
+@pytest.fixture(scope="session")
+def kserve_servers(trained, free_ports, tmp_path_factory) -> Dict[str, KServeServer]:
+    """model-1 as revision 00001 and model-2 as revision 00002, both ready on /v2/health/ready."""
+    logdir = tmp_path_factory.mktemp("kserve-logs")
+    servers: Dict[str, KServeServer] = {}
+    try:
+        for revision, model_dir in ((REV1, trained.model_1_dir), (REV2, trained.model_2_dir)):
+            http_port, grpc_port = free_ports(2)
+            logs = logdir / revision
+            proc = spawn([sys.executable, str(HERE / "kserve_iris.py"), "--model_name", MODEL_NAME,
+                          "--model_dir", str(model_dir), "--http_port", str(http_port),
+                          "--grpc_port", str(grpc_port), "--enable_latency_logging", "false"], logs)
+            servers[revision] = KServeServer(revision, http_port, proc, logs)
+        # Both start at once (2 cores); then wait for each.
+        for s in servers.values():
+            wait_until(lambda: http_ok(f"http://{s.address}/v2/health/ready"), KSERVE_START_TIMEOUT,
+                       f"KServe {s.revision} ready on {s.address}", interval=0.2, proc=s.proc, logs=s.logs)
+        yield servers
+    finally:
+        for s in servers.values():
+            _kill(s.proc)
+
+
+# ---------------------------------------------------------------------------------------------- sluice
+
+def sluice_config(listen: int, admin: int, servers: Dict[str, KServeServer], percent_00002: int,
+                  percent_00001: Optional[int] = None) -> str:
+    """The bundled canary configuration, pointed at our KServe servers, with 00002 (tag latest) at PERCENT_00002."""
+    if percent_00001 is None:
+        percent_00001 = 100 - percent_00002
+    return f"""# Written by Tests/e2e/conftest.py
+listen: {LOOPBACK}:{listen}
+admin: {LOOPBACK}:{admin}
+timeouts: {{requestHeader: 10s, keepAliveIdle: 75s, upstreamConnect: 5s, upstreamResponse: 60s, bodyIdle: 60s}}
+limits: {{maxHeaderBytes: 60KiB, maxHeaderCount: 100, maxRequestTargetBytes: 8KiB, maxRequestBodyBytes: 1GiB, bufferBytes: 32KiB, maxRequestsPerConnection: 10000}}
+routing:
+  domain: {DOMAIN}
+  serviceHostTemplate: "{{name}}.{{namespace}}.{{domain}}"
+  componentSuffix: -predictor-default
+  tagHeaderRouting: false
+  revisionHeader: true
+services:
+- name: {MODEL_NAME}
+  namespace: {NAMESPACE}
+  tagRouting: true
+  revisions:
+    {REV1}: [{servers[REV1].address}]
+    {REV2}: [{servers[REV2].address}]
+  traffic:
+  - {{revisionName: {REV2}, percent: {percent_00002}, tag: latest, latestRevision: true}}
+  - {{revisionName: {REV1}, percent: {percent_00001}, tag: prev}}
+"""
+
+
+@dataclass
+class Sluice:
+    proc: subprocess.Popen
+    port: int
+    admin_port: int
+    config_path: pathlib.Path
+    logs: pathlib.Path
+    servers: Dict[str, KServeServer]
+    reloads_seen: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stderr(self) -> str:
+        return pathlib.Path(f"{self.logs}.err").read_text(errors="replace")
+
+    def write_config(self, percent_00002: int, percent_00001: Optional[int] = None) -> None:
+        """Rewrites the config file atomically (write + rename), as a config manager would."""
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(sluice_config(self.port, self.admin_port, self.servers, percent_00002, percent_00001))
+        os.replace(tmp, self.config_path)
+
+    def reload_lines(self) -> List[str]:
+        return [l for l in self.stderr().splitlines() if l.startswith("sluice: reload:")]
+
+    def sighup_and_wait(self, timeout: float = 10.0) -> str:
+        """Sends SIGHUP and waits for the next `sluice: reload:` line on stderr; returns it."""
+        before = len(self.reload_lines())
+        self.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: len([l for l in self.reload_lines() if "need a restart" not in l]) > before, timeout,
+                   "sluice logs the reload", proc=self.proc, logs=self.logs)
+        lines = [l for l in self.reload_lines() if "need a restart" not in l]
+        return lines[before]
+
+
+@pytest.fixture
+def start_sluice(kserve_servers, free_ports, tmp_path) -> Callable[..., Sluice]:
+    """Starts `$SLUICE_BIN serve` on a fresh config (00002 at the given percent); killed at teardown."""
+    binary = os.environ.get("SLUICE_BIN")
+    if not binary:
+        pytest.skip("SLUICE_BIN is not set: point it at the release build "
+                    "($(swift build -c release --show-bin-path)/sluice), as `make test-e2e` does")
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"SLUICE_BIN={binary} is not an executable file")
+    started: List[Sluice] = []
+
+    def start(percent_00002: int = 10, workers: int = 2) -> Sluice:
+        listen, admin = free_ports(2)
+        config_path = tmp_path / f"sluice-{len(started)}.yaml"
+        config_path.write_text(sluice_config(listen, admin, kserve_servers, percent_00002))
+        logs = tmp_path / f"sluice-{len(started)}"
+        proc = spawn([binary, "serve", "--config", str(config_path), "--workers", str(workers)], logs)
+        s = Sluice(proc, listen, admin, config_path, logs, kserve_servers)
+        started.append(s)
+        wait_until(lambda: http_ok(f"http://{LOOPBACK}:{admin}/healthz") and port_open(listen), SLUICE_START_TIMEOUT,
+                   f"sluice listening on {listen} (admin {admin})", proc=proc, logs=logs)
+        return s
+
+    yield start
+    for s in started:
+        _kill(s.proc)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _kill_leftovers()
