@@ -55,7 +55,7 @@ extension GatewayConfig {
     }
 
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
-        let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services"])
+        let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -70,6 +70,7 @@ extension GatewayConfig {
         }
         if let node = top["timeouts"] { proxy.timeouts = try decodeTimeouts(node) }
         if let node = top["limits"] { proxy.limits = try decodeLimits(node) }
+        if let node = top["tls"] { proxy.tls = try decodeTLS(node, file: file) }
         if let node = top["routing"] {
             let routing = try node.mapping(keys: ["domain", "serviceHostTemplate", "componentSuffix", "tagHeaderRouting", "revisionHeader"])
             if let value = routing["domain"] { rules.domain = try value.string() }
