@@ -26,7 +26,8 @@ static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
 static void describe_errors(char *reason, size_t reason_len) {
-    unsigned long e = ERR_peek_last_error();
+    // The first error is the cause ("no start line"); later ones are the callers' summaries ("PEM lib").
+    unsigned long e = ERR_peek_error();
     if (e != 0) {
         ERR_error_string_n(e, reason, reason_len);
     } else {
@@ -197,8 +198,8 @@ SSL_CTX *sluice_tls_ctx_new(const char *cert_file, const char *key_file, int alp
     if (!readable(key_file, reason, reason_len)) { *which = SLUICE_TLS_BAD_KEY; SSL_CTX_free(ctx); return NULL; }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
         // OpenSSL checks the pair while loading the key and fails here on a mismatch ("key values mismatch").
-        unsigned long e = ERR_peek_last_error();
-        *which = ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ? SLUICE_TLS_BAD_PAIR : SLUICE_TLS_BAD_KEY;
+        int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        *which = mismatch ? SLUICE_TLS_BAD_PAIR : SLUICE_TLS_BAD_KEY;
         describe_errors(reason, reason_len); SSL_CTX_free(ctx); return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
