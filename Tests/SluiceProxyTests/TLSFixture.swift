@@ -100,3 +100,74 @@ func tlsGateway(_ certificates: [TLSCertificateFiles], workers: Int = 2,
     }
     return try GatewayFixture(split: 0, workers: workers, settings: { $0.tls = tls }, handler1: echo, handler2: echo)
 }
+
+/// A Python `ssl` client: `once` makes one connection with two keep-alive requests and prints what it saw;
+/// `loop N` makes N rounds of (a request on a fresh connection, a request on one long-lived connection) and
+/// prints the counts and the certificate organisations it was served.
+let pythonClient = #"""
+import socket, ssl, sys
+mode, port, cafile, host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+
+def connect():
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname=host)
+
+def request(s):
+    s.sendall(b"POST /v1/models/sklearn-iris:predict HTTP/1.1\r\nHost: " + host.encode() +
+              b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk: raise EOFError("closed before the head")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length": length = int(value)
+    while len(rest) < length:
+        chunk = s.recv(65536)
+        if not chunk: raise EOFError("closed in the body")
+        rest += chunk
+    return int(head.split(b" ")[1]), rest[:length].decode()
+
+def organization(s):
+    for rdn in s.getpeercert()["subject"]:
+        for key, value in rdn:
+            if key == "organizationName": return value
+    return "?"
+
+if mode == "once":
+    s = connect()
+    status1, body1 = request(s)
+    status2, _ = request(s)
+    print("version=%s alpn=%s status=%d,%d body=%s" % (s.version(), s.selected_alpn_protocol(), status1, status2, body1))
+else:
+    ok = fail = 0
+    orgs = set()
+    errors = []
+    long_lived = connect()
+    orgs.add(organization(long_lived))
+    for i in range(int(sys.argv[5])):
+        for fresh in (True, False):
+            try:
+                s = connect() if fresh else long_lived
+                if fresh: orgs.add(organization(s))
+                status, _ = request(s)
+                if fresh: s.close()
+                if status == 200: ok += 1
+                else: fail += 1; errors.append("status %d" % status)
+            except Exception as e:
+                fail += 1; errors.append(repr(e))
+    print("ok=%d fail=%d orgs=%s errors=%s" % (ok, fail, ",".join(sorted(orgs)), errors[:3]))
+"""#
+
+/// Writes the Python client next to the certificates and returns its path.
+func pythonClientScript(in certs: TestCertificates) throws -> String {
+    let path = certs.directory + "/client.py"
+    try pythonClient.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
