@@ -25,14 +25,17 @@ static const char *const groups = "X25519:P-256:P-384";
 static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
-static void describe_errors(char *reason, size_t reason_len) {
+// `what` says what we were trying to do, then OpenSSL's words for why it failed.
+static void describe_errors(const char *what, char *reason, size_t reason_len) {
     // The first error is the cause ("no start line"); later ones are the callers' summaries ("PEM lib").
     unsigned long e = ERR_peek_error();
+    char text[200];
     if (e != 0) {
-        ERR_error_string_n(e, reason, reason_len);
+        ERR_error_string_n(e, text, sizeof text);
     } else {
-        snprintf(reason, reason_len, "unknown OpenSSL error");
+        snprintf(text, sizeof text, "unknown OpenSSL error");
     }
+    snprintf(reason, reason_len, "%s%s", what, text);
     ERR_clear_error();
 }
 
@@ -160,14 +163,14 @@ SSL_CTX *sluice_tls_ctx_new(const char *cert_file, const char *key_file, int alp
                             char *reason, size_t reason_len) {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) { *which = SLUICE_TLS_BAD_SETUP; describe_errors(reason, reason_len); return NULL; }
+    if (ctx == NULL) { *which = SLUICE_TLS_BAD_SETUP; describe_errors("", reason, reason_len); return NULL; }
     int ok = 1;
     // TLS 1.2 and 1.3 only (Mozilla intermediate): 1.0 and 1.1 are deprecated by RFC 8996.
     ok &= SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     ok &= SSL_CTX_set_cipher_list(ctx, tls12_ciphers);
     ok &= SSL_CTX_set_ciphersuites(ctx, tls13_suites);
     ok &= SSL_CTX_set1_groups_list(ctx, groups);
-    if (!ok) { *which = SLUICE_TLS_BAD_SETUP; describe_errors(reason, reason_len); SSL_CTX_free(ctx); return NULL; }
+    if (!ok) { *which = SLUICE_TLS_BAD_SETUP; describe_errors("", reason, reason_len); SSL_CTX_free(ctx); return NULL; }
     // No renegotiation (CVE-2009-3555 class, and a client-driven CPU cost); no compression (CRIME; the default in
     // 3.0, set anyway). SSL_OP_CIPHER_SERVER_PREFERENCE stays off: every listed cipher is strong, so the client
     // may pick what is fastest for it, e.g. ChaCha20 without AES hardware (Mozilla: server_preferred_order false).
@@ -193,17 +196,17 @@ SSL_CTX *sluice_tls_ctx_new(const char *cert_file, const char *key_file, int alp
 
     if (!readable(cert_file, reason, reason_len)) { *which = SLUICE_TLS_BAD_CERT; SSL_CTX_free(ctx); return NULL; }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-        *which = SLUICE_TLS_BAD_CERT; describe_errors(reason, reason_len); SSL_CTX_free(ctx); return NULL;
+        *which = SLUICE_TLS_BAD_CERT; describe_errors("not a PEM certificate chain: ", reason, reason_len); SSL_CTX_free(ctx); return NULL;
     }
     if (!readable(key_file, reason, reason_len)) { *which = SLUICE_TLS_BAD_KEY; SSL_CTX_free(ctx); return NULL; }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
         // OpenSSL checks the pair while loading the key and fails here on a mismatch ("key values mismatch").
         int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
         *which = mismatch ? SLUICE_TLS_BAD_PAIR : SLUICE_TLS_BAD_KEY;
-        describe_errors(reason, reason_len); SSL_CTX_free(ctx); return NULL;
+        describe_errors(mismatch ? "" : "not a PEM private key: ", reason, reason_len); SSL_CTX_free(ctx); return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        *which = SLUICE_TLS_BAD_PAIR; describe_errors(reason, reason_len); SSL_CTX_free(ctx); return NULL;
+        *which = SLUICE_TLS_BAD_PAIR; describe_errors("", reason, reason_len); SSL_CTX_free(ctx); return NULL;
     }
     ERR_clear_error();
     return ctx;

@@ -20,6 +20,8 @@ public enum ApplicationProtocol: Equatable, Sendable {
 public struct TLSContextError: Error, CustomStringConvertible, Sendable {
     /// Index of the pair in the list given to `TLSContext.init`.
     public let index: Int
+    /// Which of the pair's two files `file` is.
+    public let isKey: Bool
     public let file: String
     public let reason: String
     public var description: String { "\(file): \(reason)" }
@@ -48,13 +50,13 @@ public final class TLSContext: @unchecked Sendable {  // immutable after init; S
                 let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 switch Int(which) {
                 case Int(SLUICE_TLS_BAD_CERT):
-                    throw TLSContextError(index: index, file: pair.cert, reason: text)
+                    throw TLSContextError(index: index, isKey: false, file: pair.cert, reason: text)
                 case Int(SLUICE_TLS_BAD_PAIR):
-                    throw TLSContextError(index: index, file: pair.key, reason: "does not match the certificate in \(pair.cert) (\(text))")
+                    throw TLSContextError(index: index, isKey: true, file: pair.key, reason: "does not match the certificate in \(pair.cert) (\(text))")
                 case Int(SLUICE_TLS_BAD_KEY):
-                    throw TLSContextError(index: index, file: pair.key, reason: text)
+                    throw TLSContextError(index: index, isKey: true, file: pair.key, reason: text)
                 default:
-                    throw TLSContextError(index: index, file: pair.cert, reason: "OpenSSL refused a setting: \(text)")
+                    throw TLSContextError(index: index, isKey: false, file: pair.cert, reason: "OpenSSL refused a setting: \(text)")
                 }
             }
             built.append(ctx)
@@ -62,7 +64,7 @@ public final class TLSContext: @unchecked Sendable {  // immutable after init; S
         let table = built.map { Optional($0) }.withUnsafeBufferPointer { sluice_tls_sni_new($0.baseAddress, Int32($0.count)) }
         guard let table else {
             built.forEach { SSL_CTX_free($0) }
-            throw TLSContextError(index: 0, file: certificates[0].cert, reason: "out of memory")
+            throw TLSContextError(index: 0, isKey: false, file: certificates[0].cert, reason: "out of memory")
         }
         self.certificates = certificates
         self.protocols = offerH2 ? [.h2, .http11] : [.http11]

@@ -35,7 +35,7 @@ extension GatewayConfig {
             _ = try TLSContext(certificates: pairs, offerH2: settings.offersH2)
         } catch {
             let pair = nodes[error.index]
-            let field = error.file == pairs[error.index].cert ? pair["cert"] : pair["key"]
+            let field = error.isKey ? pair["key"] : pair["cert"]
             throw (field ?? list).error(error.description)
         }
         return settings
