@@ -27,17 +27,21 @@ let package = Package(
         // C shims: epoll, eventfd, timerfd, socket options (what Glibc does not export cleanly).
         .target(name: "CSluice"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        // C shims for TLS: OpenSSL macros and callbacks (context settings, ALPN, SNI, ticket keys).
+        .target(name: "CSluiceTLS", dependencies: ["COpenSSL"]),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         // IO layer: syscalls, event loop, timers, sockets, buffers.
         .target(name: "SluiceIO", dependencies: ["CSluice"], swiftSettings: dataPlane),
         // Protocol layer: HTTP/1.1 parsing, bytes in, events out.
         .target(name: "SluiceHTTP1", swiftSettings: dataPlane),
+        // Protocol layer: TLS contexts (certificates, SNI) and sessions over a non-blocking fd (OpenSSL).
+        .target(name: "SluiceTLS", dependencies: ["CSluiceTLS", "COpenSSL", "SluiceIO"], swiftSettings: dataPlane),
         // Routing layer: route table, host matching, weighted pick. Pure, stdlib only.
         .target(name: "SluiceRouting", swiftSettings: dataPlane),
         // Proxy layer: workers, downstream/upstream connections, pools.
-        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceRouting", "CSluice"], swiftSettings: dataPlane),
+        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceRouting", "SluiceTLS", "CSluice"], swiftSettings: dataPlane),
         // Control layer: configuration files (and later manifests) → route tables.
-        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceTLS", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // A small blocking HTTP/1.1 server (thread per connection) for the admin API and the demo predictors;
         // never on the data plane.
         .target(name: "SluiceBlockingHTTP", swiftSettings: strict),
@@ -50,7 +54,7 @@ let package = Package(
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceProxy", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
-        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
+        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,8 +1,10 @@
 // Proxy layer: one client connection speaking HTTP/1.1 — reads requests, routes each to a revision and a pod,
-// streams the body both ways with backpressure, and answers in order (pipelining) with keep-alive.
+// streams the body both ways with backpressure, and answers in order (pipelining) with keep-alive; on a TLS
+// listener it first completes the handshake, then speaks the same HTTP/1.1 through the TLS session.
 import SluiceHTTP1
 import SluiceIO
 import SluiceRouting
+import SluiceTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,6 +12,8 @@ import Glibc
 final class DownstreamConnection: EventHandler {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
+        /// TLS listener only: the handshake is in progress; nothing is read as HTTP yet.
+        case handshaking
         /// Between requests, or while the request head arrives.
         case awaitingRequest
         /// A request is routed: its body and the response stream through `exchange`.
@@ -21,7 +25,7 @@ final class DownstreamConnection: EventHandler {
 
     /// Which timer `deadline` stands for.
     enum DeadlineKind {
-        case requestHead, keepAliveIdle, upstreamConnect, upstreamResponse, requestBodyIdle, responseBodyIdle, none
+        case handshake, requestHead, keepAliveIdle, upstreamConnect, upstreamResponse, requestBodyIdle, responseBodyIdle, none
     }
 
     let fd: Int32
@@ -49,12 +53,22 @@ final class DownstreamConnection: EventHandler {
     var exchange: Exchange?
     /// The request's X-Request-Id (the client's, or one we made), reused across requests.
     var requestId: [UInt8] = []
+    /// The TLS session on a TLS listener; every client byte goes through it.
+    private(set) var tls: TLSSession?
 
     static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
         var text = [UInt8](repeating: 0, count: 64)
         let n = text.withUnsafeMutableBytes { peer.writeIP(into: $0) }
         text.removeLast(text.count - n)
         let connection = DownstreamConnection(fd: fd, peerIP: text, worker: worker)
+        if worker.tls != nil {
+            guard let session = TLSSession(fd: fd, context: worker.tls!.context()) else {
+                Posix.close(fd)
+                return
+            }
+            connection.tls = session
+            connection.phase = .handshaking
+        }
         do {
             connection.registration = try worker.loop.register(
                 fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
@@ -64,7 +78,12 @@ final class DownstreamConnection: EventHandler {
             return
         }
         worker.connectionOpened()
-        connection.setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
+        if connection.phase == .handshaking {
+            connection.setDeadline(.handshake, after: worker.settings.tls?.handshakeTimeoutMs ?? 10_000)
+            // No handshake step here: the registration's first (writable) edge arrives right away and drives it.
+        } else {
+            connection.setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
+        }
     }
 
     private init(fd: Int32, peerIP: [UInt8], worker: Worker) {
@@ -87,6 +106,17 @@ final class DownstreamConnection: EventHandler {
             abort()
             return
         }
+        if phase == .handshaking {
+            // Any edge may be what the handshake waits for (it reads and writes); the step tells what it needs next.
+            continueHandshake()
+            return
+        }
+        if events & Readiness.writable != 0, let tls, tls.readWantsWritable {
+            // A TLS read stopped because OpenSSL had to write first (KeyUpdate): the room to write is also read progress.
+            mayBeReadable = true
+            advance()
+            if phase == .closed { return }
+        }
         if events & Readiness.writable != 0 {
             flush()
             if phase == .closed { return }
@@ -101,7 +131,7 @@ final class DownstreamConnection: EventHandler {
     }
 
     func checkDeadline(now: Int64) {
-        if worker.isDraining && phase == .awaitingRequest && (input?.isEmpty ?? true) {
+        if worker.isDraining && (phase == .handshaking || (phase == .awaitingRequest && (input?.isEmpty ?? true))) {
             // Draining: a connection between requests closes now; a busy one closes after its response.
             close()
             return
@@ -113,6 +143,9 @@ final class DownstreamConnection: EventHandler {
         switch kind {
         case .none:
             return
+        case .handshake:
+            // A client that does not finish its handshake in time is closed without a word (no HTTP yet).
+            abort()
         case .keepAliveIdle:
             close()
         case .requestHead:
@@ -148,13 +181,40 @@ final class DownstreamConnection: EventHandler {
         }
     }
 
+    // MARK: TLS handshake
+
+    private func continueHandshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .wantRead, .wantWrite:
+            return  // edge-triggered and registered for both directions: the next edge calls again
+        case .failed:
+            // Failed handshakes are routine on a public port (scanners, old clients): no log line per connection.
+            abort()
+        case .done(let applicationProtocol):
+            // Dispatch on the ALPN result. HTTP/2 is not served yet and `h2` is offered only when
+            // `TLSSettings.offersH2` is on: the HTTP/2 connection takes over this fd and session here.
+            switch applicationProtocol {
+            case .h2:
+                abort()
+            case .http11:
+                phase = .awaitingRequest
+                setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
+                // The client's first request may already sit in the socket (or in OpenSSL) with its edge spent on
+                // the handshake: read now.
+                mayBeReadable = true
+                advance()
+            }
+        }
+    }
+
     // MARK: Reading requests
 
     /// Drives the connection as far as the bytes at hand allow, reading more while that is useful.
     func advance() {
         while true {
             switch phase {
-            case .closed, .closing:
+            case .closed, .closing, .handshaking:
                 return
             case .exchanging:
                 exchange?.pumpRequestBody()
@@ -201,9 +261,14 @@ final class DownstreamConnection: EventHandler {
         guard room > 0 else { return .noData }
         input.reserve(min(room, 16 * 1024))
         let want = min(room, input.writableBytes)
-        switch input.read(from: fd, limit: want) {
+        let result: IOResult
+        if let tls { result = tls.read(into: input, limit: want) } else { result = input.read(from: fd, limit: want) }
+        switch result {
         case .bytes(let n):
-            if n < want { mayBeReadable = false }
+            // A short plain read means the socket is drained. A short TLS read does not prove it (the stream may
+            // also have ended): TLS stops only at .wouldBlock, which TLSSession returns only when neither OpenSSL
+            // nor the socket holds a byte, so no decrypted byte waits for an edge that will never come.
+            if n < want && tls == nil { mayBeReadable = false }
             if wasEmpty && phase == .awaitingRequest {
                 // RFC 9112 §9.3 keep-alive: the idle timer stops and the header timer starts at the first byte.
                 setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
@@ -370,7 +435,9 @@ final class DownstreamConnection: EventHandler {
         guard phase != .closed else { return }
         if let output {
             while !output.isEmpty {
-                switch output.write(to: fd) {
+                let result: IOResult
+                if let tls { result = tls.write(from: output) } else { result = output.write(to: fd) }
+                switch result {
                 case .bytes:
                     continue
                 case .wouldBlock:
@@ -390,10 +457,13 @@ final class DownstreamConnection: EventHandler {
     func abort() {
         exchange?.abandonUpstream()
         exchange = nil
-        close()
+        close(clean: false)
     }
 
-    func close() {
+    func close() { close(clean: exchange == nil) }
+
+    /// `clean`: the connection ends between responses, so TLS says close_notify; an aborted response must not.
+    private func close(clean: Bool) {
         guard phase != .closed else { return }
         if let exchange {
             exchange.abandonUpstream()
@@ -402,6 +472,7 @@ final class DownstreamConnection: EventHandler {
         phase = .closed
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil
+        tls?.close(clean: clean)
         Posix.close(fd)
         if let b = input { worker.buffers.give(b); input = nil }
         if let b = output { worker.buffers.give(b); output = nil }

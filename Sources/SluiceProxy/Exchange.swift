@@ -126,7 +126,7 @@ final class Exchange: UpstreamDelegate {
             }
         }
         out.append(downstream.peerIP)
-        out.append("\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ")
+        out.append(downstream.tls == nil ? "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: " : "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: ")
         if downstream.requestId.isEmpty { generateRequestId() }
         out.append(downstream.requestId)
         out.append("\r\n")

@@ -1,6 +1,7 @@
 // Proxy layer: the running data plane — binds the listeners, starts one worker per core and hands new route tables to them.
 import SluiceIO
 import SluiceRouting
+import SluiceTLS
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -38,10 +39,14 @@ public final class Gateway: Sendable {
     /// The bound port (useful when the configuration asked for port 0).
     public let port: UInt16
     private let current: Mutex<(RouteTable, ProxySettings)>
+    /// The TLS generation new handshakes use; nil on a plain listener.
+    private let tls: TLSContextSlot?
 
     /// Binds one SO_REUSEPORT listener per worker, then starts the workers. Throws when the address cannot be bound.
     public init(settings: ProxySettings, routes: RouteTable) throws {
         Posix.ignoreSIGPIPE()
+        // Certificates are loaded and checked before anything is bound: a broken pair stops the start.
+        let tls = try settings.tls.map { (t) throws(GatewayError) in TLSContextSlot(try Gateway.tlsContext(t)) }
         let workerCount = max(1, settings.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         guard var address = SocketAddress(ip: settings.listen.host, port: settings.listen.port) else {
             throw GatewayError(description: "listen: \(settings.listen) is not an IP literal and port")
@@ -65,13 +70,14 @@ public final class Gateway: Sendable {
         listenerFDs = fds
         port = boundPort
         current = Mutex((routes, settings))
+        self.tls = tls
         handles = (0..<workerCount).map { WorkerHandle(index: $0) }
         for (handle, fd) in zip(handles, fds) {
             let started = Atomic<Bool>(false)
             spawnThread(name: "sluice-w\(handle.index)") {
                 let worker: Worker
                 do {
-                    worker = try Worker(handle: handle, listenerFD: fd, routes: routes, settings: settings,
+                    worker = try Worker(handle: handle, listenerFD: fd, routes: routes, settings: settings, tls: tls,
                                         seed: UInt64(handle.index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(Posix.nowMilliseconds()))
                 } catch {
                     fatalError("worker \(handle.index) could not start: \(error)")
@@ -100,6 +106,42 @@ public final class Gateway: Sendable {
         }
         for handle in handles { handle.send(.install(routes, s)) }
     }
+
+    /// Builds a TLS generation; errors name the pair's place in the list, the file and the reason.
+    static func tlsContext(_ settings: TLSSettings) throws(GatewayError) -> TLSContext {
+        guard !settings.certificates.isEmpty else { throw GatewayError(description: "tls.certificates: at least one certificate is needed") }
+        do {
+            return try TLSContext(certificates: settings.certificates, offerH2: settings.offersH2)
+        } catch {
+            throw GatewayError(description: "tls.certificates[\(error.index)]: \(error)")
+        }
+    }
+
+    /// Re-reads the certificate and key files (a renewal usually keeps the paths) and publishes them: once this
+    /// returns, new handshakes on every worker use them, while established connections keep the old ones.
+    /// A broken pair throws with the file and the reason, and the running certificates stay.
+    /// The handshake timeout travels with the settings given to `publish(routes:settings:)`.
+    public func reloadTLS(_ settings: TLSSettings?) throws(GatewayError) {
+        switch (tls, settings) {
+        case (nil, nil):
+            return
+        case (nil, .some):
+            throw GatewayError(description: "tls: the listener was started without TLS; turning it on needs a restart")
+        case (.some, nil):
+            throw GatewayError(description: "tls: the listener was started with TLS; turning it off needs a restart")
+        case (.some(let slot), .some(let settings)):
+            slot.publish(try Gateway.tlsContext(settings))
+        }
+    }
+
+    /// Publishes an already built TLS generation (see `reloadTLS`). Throws on a plain listener.
+    public func publish(tls context: TLSContext) throws(GatewayError) {
+        guard let tls else { throw GatewayError(description: "tls: the listener was started without TLS") }
+        tls.publish(context)
+    }
+
+    /// The TLS generation new handshakes use right now; nil on a plain listener.
+    public var tlsContext: TLSContext? { tls?.context }
 
     /// Downstream connections open right now, over all workers.
     public var activeConnections: Int { handles.reduce(0) { $0 + $1.activeConnections.load(ordering: .relaxed) } }

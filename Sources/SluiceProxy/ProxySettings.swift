@@ -1,4 +1,5 @@
-// Proxy layer: every knob of the data plane (listeners, timeouts, limits, headers), as plain values.
+// Proxy layer: every knob of the data plane (listeners, timeouts, limits, headers, TLS), as plain values.
+import SluiceTLS
 
 /// An IP literal and port to listen on or connect to.
 public struct SocketAddressSpec: Hashable, Sendable, CustomStringConvertible {
@@ -38,6 +39,21 @@ public struct ProxyLimits: Hashable, Sendable {
     public init() {}
 }
 
+/// TLS termination on the listener. Turning TLS on or off needs a restart; certificates reload in place
+/// (`Gateway.reloadTLS`).
+public struct TLSSettings: Hashable, Sendable {
+    /// The first is the default certificate (no SNI, or a name no certificate covers).
+    public var certificates: [TLSCertificateFiles]
+    /// From accept to the end of the handshake; a silent or slow client is closed after this.
+    public var handshakeTimeoutMs: Int = 10_000
+    /// Offer `h2` in ALPN. Off, and not in the configuration file, until the HTTP/2 connection exists: a client
+    /// that negotiated h2 cannot fall back on that connection, while one offered only `http/1.1` (curl,
+    /// browsers) simply speaks HTTP/1.1. The HTTP/2 work turns this on where `DownstreamConnection` dispatches
+    /// on the negotiated protocol.
+    public var offersH2 = false
+    public init(certificates: [TLSCertificateFiles]) { self.certificates = certificates }
+}
+
 /// Everything the data plane needs besides the routes.
 public struct ProxySettings: Hashable, Sendable {
     public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8080)
@@ -48,5 +64,7 @@ public struct ProxySettings: Hashable, Sendable {
     public var limits = ProxyLimits()
     /// Adds `Sluice-Revision: <revision>` to every proxied response.
     public var revisionHeader = true
+    /// TLS on the listener; nil for plain HTTP.
+    public var tls: TLSSettings? = nil
     public init() {}
 }

@@ -1,6 +1,7 @@
 // Proxy layer: one worker — a thread with its own epoll loop, listener, upstream pools, buffers and PRNG.
 import SluiceIO
 import SluiceRouting
+import SluiceTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,13 +21,16 @@ final class Worker {
     private(set) var connections = 0
     private(set) var isDraining = false
     private var drainDeadline: Int64 = 0
+    /// The TLS generation for new connections (nil: plain listener); reads the shared slot only after a reload.
+    var tls: TLSContextSlot.Reader?
 
-    init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, seed: UInt64) throws {
+    init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64) throws {
         self.handle = handle
         self.loop = try EventLoop()
         self.routes = routes
         self.settings = settings
         self.random = FastRandom(seed: seed)
+        self.tls = tls.map { TLSContextSlot.Reader($0) }
         // One size for pooled buffers: the per-direction limit plus slack for the framing we add. A request head
         // larger than that grows its buffer (up to maxHeaderBytes), which is then freed instead of pooled.
         // At most 128 idle buffers (~4.5 MiB) stay cached per worker: enough for bursts, and 10 000 idle

@@ -75,6 +75,8 @@ struct ServeCommand: ParsableCommand {
                     }
                     var settings = next.proxy
                     settings.listen = loaded.proxy.listen
+                    // Certificates first: a broken pair refuses the whole reload and everything running stays.
+                    try gateway.reloadTLS(next.proxy.tls)
                     try plane.reconfigure(next)
                     gateway.publish(routes: plane.routes, settings: settings)
                     loaded = next

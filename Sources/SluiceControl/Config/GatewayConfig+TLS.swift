@@ -1,0 +1,43 @@
+// Control layer: the `tls` section of the configuration file: certificates (checked by loading them) and
+// the handshake timeout.
+import Foundation
+import SluiceProxy
+import SluiceTLS
+
+extension GatewayConfig {
+    /// `tls: {certificates: [{cert: path, key: path}, ...], handshakeTimeout: 10s}`. Relative paths are taken
+    /// from the configuration file's directory, so a file and its certificates move together. Every pair is
+    /// loaded and checked here, so a file that loads has certificates that serve; errors name the field and
+    /// the file's problem (`tls.certificates[1].key: /etc/sluice/b.key: does not match the certificate…`).
+    static func decodeTLS(_ node: ConfigNode, file: String) throws(ConfigError) -> TLSSettings {
+        let mapping = try node.mapping(keys: ["certificates", "handshakeTimeout"])
+        let base = (file as NSString).deletingLastPathComponent
+        func resolve(_ path: String) -> String {
+            path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
+        }
+        let list = try mapping.required("certificates")
+        var pairs: [TLSCertificateFiles] = []
+        var nodes: [ConfigMapping] = []
+        for entry in try list.list() {
+            let pair = try entry.mapping(keys: ["cert", "key"])
+            pairs.append(TLSCertificateFiles(cert: resolve(try pair.required("cert").string()),
+                                             key: resolve(try pair.required("key").string())))
+            nodes.append(pair)
+        }
+        guard !pairs.isEmpty else { throw list.error("at least one certificate is needed") }
+        var settings = TLSSettings(certificates: pairs)
+        if let value = mapping["handshakeTimeout"] {
+            let milliseconds = try value.milliseconds()
+            guard milliseconds > 0 else { throw value.error("must be greater than 0") }
+            settings.handshakeTimeoutMs = milliseconds
+        }
+        do {
+            _ = try TLSContext(certificates: pairs, offerH2: settings.offersH2)
+        } catch {
+            let pair = nodes[error.index]
+            let field = error.isKey ? pair["key"] : pair["cert"]
+            throw (field ?? list).error(error.description)
+        }
+        return settings
+    }
+}
