@@ -64,7 +64,11 @@ public final class ControlPlane: Sendable {
     public var routes: RouteTable { core.withLock { $0.lastPublished! } }
 
     public func start() { prober.start() }
-    public func stop() { prober.stop() }
+    /// Stops probing and releases the state directory (the last step of a shutdown).
+    public func stop() {
+        prober.stop()
+        core.withLock { _ in store?.unlock() }
+    }
 
     // MARK: Operations (admin API, manifest directory)
 

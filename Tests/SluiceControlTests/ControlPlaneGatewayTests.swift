@@ -70,9 +70,9 @@ final class ControlPlaneGatewayTests: XCTestCase {
 
         /// Like a process exit: everything, the state directory's lock included, is released.
         func stop() {
-            admin.stop()
-            plane.stop()
-            gateway.shutdown(graceMs: 1000)
+            admin?.stop()
+            plane?.stop()
+            gateway?.shutdown(graceMs: 1000)
             admin = nil
             plane = nil
             gateway = nil

@@ -11,7 +11,7 @@ public struct StateStoreError: Error, CustomStringConvertible {
 
 public final class StateStore: @unchecked Sendable {  // used under the control plane's lock only
     public let directory: String
-    private let lockFD: Int32
+    private var lockFD: Int32
     static let fileName = "state.json"
 
     /// Opens (creating if needed) the directory and takes an exclusive lock on it: two gateways must never
@@ -32,7 +32,14 @@ public final class StateStore: @unchecked Sendable {  // used under the control 
         lockFD = fd
     }
 
-    deinit { close(lockFD) }
+    deinit { unlock() }
+
+    /// Gives up the directory (at shutdown): another process may take it from here on.
+    public func unlock() {
+        guard lockFD >= 0 else { return }
+        close(lockFD)
+        lockFD = -1
+    }
 
     var path: String { directory + "/" + Self.fileName }
 
