@@ -59,6 +59,7 @@ struct ServeCommand: ParsableCommand {
         plane.start()
         let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway)
         if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
+        if let tls = loaded.proxy.tls { try watchCertificates(tls, gateway: gateway) }
         print("sluice \(Sluice.version): listening on \(loaded.proxy.listen.host):\(gateway.port) with \(gateway.workerCount) workers; admin on \(loaded.proxy.admin); state in \(loaded.control.stateDir); \(plane.routes.services.count) services")
         fflush(nil)
 
@@ -120,6 +121,24 @@ struct ServeCommand: ParsableCommand {
         let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
         server.start()
         return server
+    }
+
+    /// Reloads the certificates when a file in their directories changes (cert-manager, certbot, a Secret mount):
+    /// new handshakes use the new pair, established connections keep theirs; a broken pair is logged and refused.
+    private func watchCertificates(_ tls: TLSSettings, gateway: Gateway) throws {
+        let directories = Set(tls.certificates.flatMap { [$0.cert, $0.key] }.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path })
+        for directory in directories {
+            let watcher: DirectoryWatcher
+            do { watcher = try DirectoryWatcher(directory: directory) } catch { throw ValidationError("\(error)") }
+            watcher.start {
+                do {
+                    try gateway.reloadTLS(tls)
+                    log("tls: certificates in \(directory) changed; reloaded")
+                } catch {
+                    log("tls: \(error); the running certificates stay")
+                }
+            }
+        }
     }
 
     /// Applies every `.yaml`, `.yml` and `.json` file of `directory` (in name order), now and after each change.
