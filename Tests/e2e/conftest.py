@@ -287,3 +287,113 @@ def start_sluice(kserve_servers, free_ports, tmp_path) -> Callable[..., Sluice]:
 
 def pytest_sessionfinish(session, exitstatus):
     _kill_leftovers()
+
+
+# ---------------------------------------------------------------------------------------------- sluice, control plane
+
+STORAGE_URI_MODEL_1 = "gs://kfserving-examples/models/sklearn/1.0/model"
+STORAGE_URI_MODEL_2 = "gs://kfserving-examples/models/sklearn/1.0/model-2"
+MANIFESTS_DIR = HERE.parent.parent / "config" / "manifests"
+CLI_TIMEOUT = 30.0
+
+
+def control_config(listen: int, admin: int, state_dir: pathlib.Path, models: Dict[str, List[str]]) -> str:
+    """config/sluice.yaml's control-plane shape: no `services:`; manifests decide the traffic. Readiness every 200 ms."""
+    model_lines = "".join(f'  "{uri}": [{", ".join(eps)}]\n' for uri, eps in models.items())
+    return f"""# Written by Tests/e2e/conftest.py (control plane)
+listen: {LOOPBACK}:{listen}
+admin: {LOOPBACK}:{admin}
+stateDir: {state_dir}
+models:
+{model_lines}readiness: {{path: "/v1/models/{{name}}", period: 200ms, timeout: 1s, successThreshold: 1, failureThreshold: 3}}
+timeouts: {{requestHeader: 10s, keepAliveIdle: 75s, upstreamConnect: 5s, upstreamResponse: 60s, bodyIdle: 60s}}
+limits: {{maxHeaderBytes: 60KiB, maxHeaderCount: 100, maxRequestTargetBytes: 8KiB, maxRequestBodyBytes: 1GiB, bufferBytes: 32KiB, maxRequestsPerConnection: 10000}}
+routing:
+  domain: {DOMAIN}
+  serviceHostTemplate: "{{name}}.{{namespace}}.{{domain}}"
+  componentSuffix: -predictor-default
+  tagHeaderRouting: false
+  revisionHeader: true
+"""
+
+
+@dataclass
+class ControlSluice:
+    """A `sluice serve` driven by manifests through its admin API, and the CLI pointed at it."""
+    binary: str
+    port: int
+    admin_port: int
+    config_path: pathlib.Path
+    state_dir: pathlib.Path
+    logs_dir: pathlib.Path
+    workers: int
+    proc: Optional[subprocess.Popen] = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def server(self) -> str:
+        return f"http://{LOOPBACK}:{self.admin_port}"
+
+    @property
+    def logs(self) -> pathlib.Path:
+        return self.logs_dir / f"sluice-control-{self.starts}"
+
+    def start(self) -> None:
+        """Starts (or starts again) `sluice serve` on the same config and state dir; waits for /healthz and the listener."""
+        assert self.proc is None or self.proc.poll() is not None, "sluice is already running"
+        self.starts += 1
+        self.proc = spawn([self.binary, "serve", "--config", str(self.config_path), "--state-dir", str(self.state_dir),
+                           "--workers", str(self.workers)], self.logs)
+        wait_until(lambda: http_ok(f"{self.server}/healthz") and port_open(self.port), SLUICE_START_TIMEOUT,
+                   f"sluice (control plane) listening on {self.port} (admin {self.admin_port})",
+                   proc=self.proc, logs=self.logs)
+
+    def kill9(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, "sluice is not running"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.proc in _live:
+            _live.remove(self.proc)
+
+    def cli(self, *args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+        """`sluice ARGS --server http://127.0.0.1:ADMIN`; returns the completed process (never raises on exit status)."""
+        return subprocess.run([self.binary, *args, "--server", self.server], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def start_control_sluice(kserve_servers, free_ports, tmp_path) -> Callable[..., ControlSluice]:
+    """Starts `$SLUICE_BIN serve` with a state dir and `models:` mapping the seed's storageUris to our KServe servers
+    (model-1 for .../model, model-2 for .../model-2; MODELS overrides). Killed at teardown."""
+    binary = os.environ.get("SLUICE_BIN")
+    if not binary:
+        pytest.skip("SLUICE_BIN is not set: point it at the release build "
+                    "($(swift build -c release --show-bin-path)/sluice), as `make test-e2e` does")
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"SLUICE_BIN={binary} is not an executable file")
+    started: List[ControlSluice] = []
+
+    def start(models: Optional[Dict[str, List[str]]] = None, workers: int = 2) -> ControlSluice:
+        if models is None:
+            models = {STORAGE_URI_MODEL_1: [kserve_servers[REV1].address],
+                      STORAGE_URI_MODEL_2: [kserve_servers[REV2].address]}
+        listen, admin = free_ports(2)
+        n = len(started)
+        state_dir = tmp_path / f"state-{n}"
+        logs_dir = tmp_path / f"control-{n}"
+        logs_dir.mkdir()
+        config_path = tmp_path / f"sluice-control-{n}.yaml"
+        config_path.write_text(control_config(listen, admin, state_dir, models))
+        s = ControlSluice(binary, listen, admin, config_path, state_dir, logs_dir, workers)
+        started.append(s)
+        s.start()
+        return s
+
+    yield start
+    for s in started:
+        if s.proc is not None:
+            _kill(s.proc)
