@@ -101,6 +101,7 @@ public final class ReadinessProber: Sendable {
         let changed = state.withLock { s -> Bool in
             var changed = false
             for (target, error) in results where s.targets.contains(target) {
+                let isFirstResult = s.results[target] == nil
                 var r = s.results[target] ?? EndpointState()
                 let wasReady = r.isReady
                 if let error {
@@ -113,7 +114,9 @@ public final class ReadinessProber: Sendable {
                     r.failures = 0
                     if r.passes >= settings.successThreshold { r.isReady = true }
                 }
-                if r.isReady != wasReady { changed = true }
+                // Readiness flipped, or something new is known: the first verdict on an endpoint, or a not-ready
+                // endpoint reaching the failure threshold (its revision's status then says why).
+                if r.isReady != wasReady || isFirstResult || (!r.isReady && r.failures == settings.failureThreshold) { changed = true }
                 s.results[target] = r
             }
             return changed
