@@ -134,7 +134,7 @@ struct GetCommand: ParsableCommand {
         case "json":
             print(json.jsonText)
         case "yaml":
-            print(try Yams.dump(object: try JSONSerialization.jsonObject(with: Data(json.jsonText.utf8))), terminator: "")
+            print(try Yams.dump(object: json.plainValue, sortKeys: true), terminator: "")
         case nil, "wide":
             let items = name == nil || allNamespaces ? (json["items"]?.arrayValue ?? []) : [json]
             if items.isEmpty {

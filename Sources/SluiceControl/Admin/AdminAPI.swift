@@ -116,6 +116,19 @@ extension JSONValue {
         return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
     }
 
+    /// Swift values Yams can represent (integers stay integers, unlike Foundation's NSNumber), for `-o yaml`.
+    public var plainValue: Any {
+        switch self {
+        case .null: return NSNull()
+        case .bool(let b): return b
+        case .int(let i): return i
+        case .double(let d): return d
+        case .string(let s): return s
+        case .array(let a): return a.map(\.plainValue)
+        case .object(let o): return o.mapValues(\.plainValue)
+        }
+    }
+
     public static func parse(_ data: [UInt8]) -> JSONValue? {
         try? JSONDecoder().decode(JSONValue.self, from: Data(data))
     }
