@@ -121,7 +121,7 @@ public final class ControlPlane: Sendable {
 
     /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes.
     private func change<T>(_ body: (inout Core) -> T) throws(ControlError) -> T {
-        let (result, table, state) = try core.withLock { core throws(ControlError) -> (T, RouteTable, RolloutState) in
+        let (result, state) = try core.withLock { core throws(ControlError) -> (T, RolloutState) in
             var next = core
             let result = body(&next)
             // A new revision on endpoints already probed (another revision's pods) is ready at once.
@@ -130,9 +130,10 @@ public final class ControlPlane: Sendable {
             if next.state != core.state { try save(next.state) }
             next.lastPublished = table
             core = next
-            return (result, table, next.state)
+            // Published under the lock so that two changes reach the workers in the order they were made.
+            publish(table)
+            return (result, next.state)
         }
-        publish(table)
         updateProbeTargets(state)
         prober.probeSoon()
         return result
