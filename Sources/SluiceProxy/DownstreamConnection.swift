@@ -7,7 +7,7 @@ import SluiceRouting
 import Glibc
 #endif
 
-final class DownstreamConnection: EventHandler {
+final class DownstreamConnection: EventHandler, ExchangeDownstream {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
         /// Between requests, or while the request head arrives.
@@ -17,11 +17,6 @@ final class DownstreamConnection: EventHandler {
         /// The last response is being written; the connection closes once it is out.
         case closing
         case closed
-    }
-
-    /// Which timer `deadline` stands for.
-    enum DeadlineKind {
-        case requestHead, keepAliveIdle, upstreamConnect, upstreamResponse, requestBodyIdle, responseBodyIdle, none
     }
 
     let fd: Int32
@@ -49,6 +44,11 @@ final class DownstreamConnection: EventHandler {
     var exchange: Exchange?
     /// The request's X-Request-Id (the client's, or one we made), reused across requests.
     var requestId: [UInt8] = []
+    /// The request in flight keeps the connection open afterwards (RFC 9112 §9.3).
+    var requestKeepAlive = true
+    var requestIsHTTP10 = false
+    /// The response in flight is re-framed as chunked (chunked or close-delimited from the pod, HTTP/1.1 client).
+    var rechunkResponse = false
 
     static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
         var text = [UInt8](repeating: 0, count: 64)
@@ -247,57 +247,32 @@ final class DownstreamConnection: EventHandler {
             return
         }
         let host = UnsafeRawBufferPointer(start: base + hostSpan.start, count: hostSpan.count)
-        guard let match = worker.routes.match(host: host) else {
-            finishLocally(.unknownHost, closeAfter: hasBody || !head.keepAlive)
-            return
+        var tagHeader: UnsafeRawBufferPointer? = nil
+        if let field = head.headers.first(where: { $0.kind == .knativeServingTag }) {
+            tagHeader = UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count)
         }
-        let service = match.service
-        var tag = match.tag
-        if tag == nil && worker.routes.rules.tagHeaderRouting,
-           let field = head.headers.first(where: { $0.kind == .knativeServingTag }) {
-            tag = service.tag(named: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
-        }
-        let revisionIndex: Int
-        if let tag {
-            revisionIndex = tag.revisionIndex
-        } else if let picked = service.pick(worker.random.next()) {
-            revisionIndex = picked
-        } else {
-            finishLocally(.noRevision, closeAfter: hasBody || !head.keepAlive)
-            return
-        }
-        let revision = service.revisions[revisionIndex]
-        guard let pool = pickEndpoint(revision) else {
-            finishLocally(.noEndpoint, closeAfter: hasBody || !head.keepAlive)
-            return
-        }
-        guard let upstream = pool.acquire() else {
-            finishLocally(.upstreamConnectFailed, closeAfter: hasBody || !head.keepAlive)
-            return
-        }
-        let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag, head: head)
-        self.exchange = exchange
-        phase = .exchanging
-        exchange.begin(headBytes: base)
-        input.consume(head.headLength)
-        parser.reset()
-    }
-
-    /// Power of two choices on outstanding requests among the revision's endpoints.
-    private func pickEndpoint(_ revision: Revision) -> ConnectionPool? {
-        let indices = revision.endpointIndices
-        switch indices.count {
-        case 0:
-            return nil
-        case 1:
-            return worker.pools[indices[0]]
-        default:
-            let r = worker.random.next()
-            let a = Int(truncatingIfNeeded: r % UInt64(indices.count))
-            var b = Int(truncatingIfNeeded: (r >> 32) % UInt64(indices.count - 1))
-            if b >= a { b += 1 }
-            let pa = worker.pools[indices[a]], pb = worker.pools[indices[b]]
-            return pb.outstanding < pa.outstanding ? pb : pa
+        switch worker.route(host: host, tagHeader: tagHeader) {
+        case .refused(let error):
+            finishLocally(error, closeAfter: hasBody || !head.keepAlive)
+        case .routed(let pool, let upstream, let revision, let tag):
+            requestKeepAlive = head.keepAlive
+            requestIsHTTP10 = head.version == .http10
+            rechunkResponse = false
+            requestDecoder.reset()
+            let closeAfter = !head.keepAlive || requestsServed + 1 >= settings.limits.maxRequestsPerConnection
+            let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
+                                    head: head, closeAfterResponse: closeAfter)
+            self.exchange = exchange
+            phase = .exchanging
+            exchange.begin(head: head, headBytes: base)
+            if head.expectsContinue, !exchange.requestBodyDone {
+                // We read the body ourselves, so we answer 100 Continue ourselves (RFC 9110 §10.1.1) and drop Expect.
+                if output == nil { output = worker.buffers.take() }
+                output!.append("HTTP/1.1 100 Continue\r\n\r\n")
+                flush()
+            }
+            input.consume(head.headLength)
+            parser.reset()
         }
     }
 
@@ -360,7 +335,7 @@ final class DownstreamConnection: EventHandler {
         exchange.abandonUpstream()
         self.exchange = nil
         requestsServed += 1
-        respondLocally(response, closeAfter: !bodyDone || !exchange.clientKeepAlive)
+        respondLocally(response, closeAfter: !bodyDone || !requestKeepAlive)
     }
 
     // MARK: Writing
