@@ -32,10 +32,12 @@ let package = Package(
         .target(name: "SluiceIO", dependencies: ["CSluice"], swiftSettings: dataPlane),
         // Protocol layer: HTTP/1.1 parsing, bytes in, events out.
         .target(name: "SluiceHTTP1", swiftSettings: dataPlane),
+        // Protocol layer: HTTP/2 server session over libnghttp2, bytes in, events out.
+        .target(name: "SluiceHTTP2", dependencies: ["CNGHTTP2", "SluiceIO"], swiftSettings: dataPlane),
         // Routing layer: route table, host matching, weighted pick. Pure, stdlib only.
         .target(name: "SluiceRouting", swiftSettings: dataPlane),
         // Proxy layer: workers, downstream/upstream connections, pools.
-        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceRouting", "CSluice"], swiftSettings: dataPlane),
+        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceHTTP2", "SluiceRouting", "CSluice"], swiftSettings: dataPlane),
         // Control layer: configuration files (and later manifests) → route tables.
         .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // A small blocking HTTP/1.1 server (thread per connection) for the admin API and the demo predictors;
