@@ -1,6 +1,7 @@
 // Proxy layer: one client connection speaking HTTP/1.1 — reads requests, routes each to a revision and a pod,
 // streams the body both ways with backpressure, and answers in order (pipelining) with keep-alive.
 import SluiceHTTP1
+import SluiceHTTP2
 import SluiceIO
 import SluiceRouting
 #if canImport(Glibc)
@@ -160,6 +161,19 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
                 exchange?.pumpRequestBody()
                 return
             case .awaitingRequest:
+                if let input, !input.isEmpty, requestsServed == 0, input.readable[0] == 0x50 {
+                    // h2c by prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.
+                    switch H2Preface.match(input.readable) {
+                    case .complete:
+                        handOverToHTTP2()
+                        return
+                    case .partial:
+                        if mayBeReadable, case .progress = readClient(limit: worker.settings.limits.maxHeaderBytes + 1) { continue }
+                        return
+                    case .mismatch:
+                        break
+                    }
+                }
                 if let input, !input.isEmpty {
                     switch parser.parse(input.readable) {
                     case .complete:
@@ -357,6 +371,22 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
             }
         }
         if phase == .closing { close() }
+    }
+
+    // MARK: Hand-over
+
+    /// Gives the socket and every byte read so far to an H2Connection on this worker; this object is done after it.
+    /// The one place a connection changes protocol (h2c prior knowledge; TLS will do the same after ALPN `h2`).
+    private func handOverToHTTP2() {
+        guard let registration, phase == .awaitingRequest, exchange == nil else { return }
+        worker.loop.deregister(fd: fd, registration: registration)
+        self.registration = nil
+        phase = .closed  // without closing the fd or counting the connection closed: it lives on as HTTP/2
+        let received = input
+        input = nil
+        if let b = output { worker.buffers.give(b); output = nil }
+        H2Connection.adopt(fd: fd, peerIP: peerIP, worker: worker, received: received?.readable ?? UnsafeRawBufferPointer(start: nil, count: 0))
+        if let received { worker.buffers.give(received) }
     }
 
     // MARK: Closing

@@ -41,6 +41,13 @@ struct ErrorResponse {
         out.append("\"}")
     }
 
+    /// The JSON body alone (HTTP/2 carries status and length in HEADERS).
+    func writeBody(into out: ByteBuffer) {
+        out.append("{\"error\": \"")
+        out.append(Array(message.utf8))
+        out.append("\"}")
+    }
+
     static func reason(_ status: Int) -> String {
         switch status {
         case 400: return "Bad Request"

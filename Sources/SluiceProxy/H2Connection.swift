@@ -1,0 +1,276 @@
+// Proxy layer: one client connection speaking HTTP/2 (h2c by prior knowledge now, ALPN h2 later) — moves bytes
+// between the socket and the H2Session, owns the H2Streams (one per request, many at once), and enforces the
+// connection-level limits: idle and request-headers timeouts, output-queue cap, graceful GOAWAY on drain.
+import SluiceHTTP1
+import SluiceHTTP2
+import SluiceIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class H2Connection: EventHandler, H2SessionDelegate {
+    enum Phase {
+        case open
+        /// GOAWAY(2^31-1) is out; the final GOAWAY follows at `finalGoAwayAt`.
+        case announcingShutdown(finalGoAwayAt: Int64)
+        case closed
+    }
+
+    let fd: Int32
+    /// unowned(unsafe): the worker outlives its connections.
+    unowned(unsafe) let worker: Worker
+    let peerIP: [UInt8]
+    private var registration: Registration?
+    private(set) var phase: Phase = .open
+    private(set) var session: H2Session!
+    private var output: ByteBuffer?
+    /// Streams by id; a stream leaves when nghttp2 closes it.
+    private var streams: [Int32: H2Stream] = [:]
+    /// Streams whose response buffer nghttp2 drained during the last send: their exchanges may read the pod again.
+    private var drained: [H2Stream] = []
+    private var mayBeReadable = true
+    /// Re-entrancy guard: nghttp2 must not be fed or drained from inside its own callbacks.
+    private var isInSession = false
+    private var needsFlush = false
+    private var deadline: Int64 = .max
+    /// The header block of a stream has been open since then (slow HEADERS/CONTINUATION), or .max.
+    private var headersStartedAt: Int64 = .max
+    /// Most bytes of frames held for the client before the session stops producing more (and reading stops).
+    private var outputCap: Int { 2 * worker.settings.limits.bufferBytes }
+
+    /// The hand-over hook: adopts an accepted client socket that speaks HTTP/2, with the bytes already read from it
+    /// (the connection preface, perhaps more). h2c prior knowledge calls this from DownstreamConnection; TLS with
+    /// ALPN `h2` calls the same once its transport carries the bytes. The worker's connection count moves with it.
+    static func adopt(fd: Int32, peerIP: [UInt8], worker: Worker, received: UnsafeRawBufferPointer) {
+        let connection = H2Connection(fd: fd, peerIP: peerIP, worker: worker)
+        do {
+            connection.registration = try worker.loop.register(
+                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
+                handler: connection)
+        } catch {
+            Posix.close(fd)
+            worker.connectionClosed()
+            return
+        }
+        connection.headersStartedAt = worker.loop.now
+        connection.feed(received)
+        connection.advance()
+    }
+
+    private init(fd: Int32, peerIP: [UInt8], worker: Worker) {
+        self.fd = fd
+        self.peerIP = peerIP
+        self.worker = worker
+        var limits = H2Limits()
+        limits.maxHeaderListBytes = worker.settings.limits.maxHeaderBytes
+        limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
+        self.session = nil
+        self.session = H2Session(delegate: self, limits: limits)
+        armIdle()
+    }
+
+    // MARK: Events
+
+    func handle(events: UInt32) {
+        if case .closed = phase { return }
+        if events & (Readiness.error | Readiness.hangup) != 0 && events & Readiness.readable == 0 {
+            close()
+            return
+        }
+        if events & (Readiness.readable | Readiness.readHangup) != 0 { mayBeReadable = true }
+        advance()
+    }
+
+    func checkDeadline(now: Int64) {
+        switch phase {
+        case .closed:
+            return
+        case .open:
+            if worker.isDraining {
+                session.announceShutdown()
+                phase = .announcingShutdown(finalGoAwayAt: now + 100)
+                flush()
+                return
+            }
+        case .announcingShutdown(let at):
+            if now >= at {
+                session.goAway()
+                phase = .announcingShutdown(finalGoAwayAt: .max)
+                flush()
+            }
+        }
+        if case .closed = phase { return }
+        if now - headersStartedAt >= Int64(worker.settings.timeouts.requestHeaderMs) {
+            // A header block (or the preface) that does not complete in time: slowloris over HTTP/2.
+            session.terminate(.protocolError, reason: "request headers timeout")
+            headersStartedAt = .max
+            flush()
+            return
+        }
+        if now >= deadline {
+            close()
+            return
+        }
+        for stream in streams.values { stream.checkDeadline(now: now) }
+    }
+
+    /// No stream open: the connection closes after keepAliveIdle; with streams, their own deadlines run.
+    private func armIdle() {
+        if streams.isEmpty {
+            let ms = worker.settings.timeouts.keepAliveIdleMs
+            deadline = ms > 0 ? worker.loop.now + Int64(ms) : .max
+        } else {
+            deadline = .max
+        }
+    }
+
+    // MARK: Reading
+
+    private func feed(_ bytes: UnsafeRawBufferPointer) {
+        isInSession = true
+        let ok = session.receive(bytes, now: worker.loop.now)
+        isInSession = false
+        if !ok { close() }
+    }
+
+    /// Reads while the client sends and the output queue has room, then sends what the session produced.
+    func advance() {
+        while isOpen, mayBeReadable, (output?.readableBytes ?? 0) < outputCap {
+            let input = worker.buffers.take()
+            input.reserve(16 * 1024)
+            let want = input.writableBytes
+            switch input.read(from: fd, limit: want) {
+            case .bytes(let n):
+                if n < want { mayBeReadable = false }
+                feed(input.readable)
+                worker.buffers.give(input)
+                if case .closed = phase { return }
+                flush()
+                if case .closed = phase { return }
+            case .wouldBlock:
+                mayBeReadable = false
+                worker.buffers.give(input)
+            case .endOfFile, .failed:
+                worker.buffers.give(input)
+                close()
+                return
+            }
+        }
+        flush()
+    }
+
+    private var isOpen: Bool {
+        if case .closed = phase { return false }
+        return true
+    }
+
+    // MARK: Writing
+
+    /// Lets the session produce frames into the output queue, writes them, and wakes streams nghttp2 drained.
+    func flush() {
+        if isInSession { needsFlush = true; return }
+        if isOpen { flushLoop() }
+    }
+
+    private func flushLoop() {
+        if output == nil { output = worker.buffers.take() }
+        let out = output!
+        var rounds = 0
+        repeat {
+            needsFlush = false
+            isInSession = true
+            let ok = session.send(into: out, limit: outputCap)
+            isInSession = false
+            if !ok { close(); return }
+            while !out.isEmpty {
+                switch out.write(to: fd) {
+                case .bytes: continue
+                case .wouldBlock: break
+                case .endOfFile, .failed:
+                    close()
+                    return
+                }
+                break
+            }
+            // Streams whose buffered response went out read their pods again (outside the session's callbacks).
+            while let stream = drained.popLast() { stream.responseDrained() }
+            rounds += 1
+        } while out.isEmpty && (needsFlush || session.wantsWrite) && rounds < 64
+        if out.isEmpty {
+            worker.buffers.give(out)
+            output = nil
+        }
+        if !session.wantsRead && !session.wantsWrite && output == nil {
+            close()  // GOAWAY sent and every stream done (or the session ended the connection)
+        } else if mayBeReadable && (output?.readableBytes ?? 0) < outputCap, isOpen, !isAdvancing {
+            // Reading stopped on a full output queue: go on now that it has room.
+            isAdvancing = true
+            advance()
+            isAdvancing = false
+        }
+    }
+    private var isAdvancing = false
+
+    // MARK: Session events
+
+    func h2StreamOpened(_ streamId: Int32) {
+        headersStartedAt = worker.loop.now
+        let stream = H2Stream(id: streamId, connection: self)
+        streams[streamId] = stream
+        armIdle()
+    }
+
+    func h2Header(_ streamId: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        streams[streamId]?.addHeader(name: name, value: value)
+    }
+
+    func h2HeadersComplete(_ streamId: Int32, endStream: Bool) {
+        headersStartedAt = .max
+        streams[streamId]?.headersComplete(endStream: endStream)
+    }
+
+    func h2Data(_ streamId: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if let stream = streams[streamId] {
+            stream.receiveBody(bytes)
+        } else {
+            session.consume(streamId, bytes.count)  // a stream we already dropped: give the window back
+        }
+    }
+
+    func h2RequestEnded(_ streamId: Int32) {
+        streams[streamId]?.requestEnded()
+    }
+
+    func h2StreamClosed(_ streamId: Int32, errorCode: UInt32) {
+        headersStartedAt = .max
+        guard let stream = streams.removeValue(forKey: streamId) else { return }
+        stream.closed(errorCode: errorCode)
+        armIdle()
+    }
+
+    func h2ReadResponseBody(_ streamId: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
+        guard let stream = streams[streamId] else { return (0, true) }
+        return stream.readResponseBody(into: buffer)
+    }
+
+    /// A stream's response buffer went below its limit inside a send: wake its exchange after the send.
+    func noteDrained(_ stream: H2Stream) {
+        drained.append(stream)
+    }
+
+    // MARK: Closing
+
+    func close() {
+        if case .closed = phase { return }
+        phase = .closed
+        let all = streams
+        streams.removeAll()
+        drained.removeAll()
+        for stream in all.values { stream.closed(errorCode: H2ErrorCode.cancel.rawValue) }
+        if let registration { worker.loop.deregister(fd: fd, registration: registration) }
+        registration = nil
+        Posix.close(fd)
+        if let b = output { worker.buffers.give(b); output = nil }
+        worker.connectionClosed()
+    }
+}
