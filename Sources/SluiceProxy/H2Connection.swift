@@ -159,6 +159,12 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         flush()
     }
 
+    /// nghttp2 stops wanting to read after the first (notice) GOAWAY already; the final one must still go out.
+    private var isBetweenGoAways: Bool {
+        if case .announcingShutdown(let at) = phase { return at != .max }
+        return false
+    }
+
     private var isOpen: Bool {
         if case .closed = phase { return false }
         return true
@@ -200,7 +206,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             worker.buffers.give(out)
             output = nil
         }
-        if !session.wantsRead && !session.wantsWrite && output == nil {
+        if !session.wantsRead && !session.wantsWrite && output == nil && !isBetweenGoAways {
             close()  // GOAWAY sent and every stream done (or the session ended the connection)
         } else if mayBeReadable && (output?.readableBytes ?? 0) < outputCap, isOpen, !isAdvancing {
             // Reading stopped on a full output queue: go on now that it has room.
