@@ -47,6 +47,7 @@ final class Exchange: UpstreamDelegate {
     /// connection the pod had just closed can be sent again on a fresh one (the idle-close race).
     private var replay: ByteBuffer?
     private var retried = false
+    private var isPumpingResponse = false
     private var bufferBytes: Int { worker.settings.limits.bufferBytes }
 
     init(downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?,
@@ -319,7 +320,12 @@ final class Exchange: UpstreamDelegate {
     // MARK: Response
 
     private func pumpResponse() {
-        guard let upstream, let input = upstream.input else { return }
+        // HTTP/2: flushing can let nghttp2 drain this stream and wake it again; the running pump goes on by itself.
+        guard !isPumpingResponse, let upstream, let input = upstream.input else { return }
+        isPumpingResponse = true
+        defer { isPumpingResponse = false }
+        // A strong reference for the pump's duration: a flush may close an HTTP/2 stream under us.
+        let downstream = self.downstream
         while true {
             switch response {
             case .done:
@@ -386,6 +392,8 @@ final class Exchange: UpstreamDelegate {
             // Everything at hand is relayed; read more only while the client keeps up.
             if downstream.responseBufferedBytes >= bufferBytes {
                 downstream.flushResponse()
+                // The flush may have ended the exchange (client gone): then the upstream and its buffers are gone too.
+                if self.upstream !== upstream { return }
                 if downstream.responseBufferedBytes >= bufferBytes { return }  // the client is slow: wait for it
             }
             guard upstream.mayBeReadable else { break }

@@ -135,6 +135,9 @@ final class H2Connection: EventHandler, H2SessionDelegate {
 
     /// Reads while the client sends and the output queue has room, then sends what the session produced.
     func advance() {
+        guard !isAdvancing else { return }  // a flush from inside the loop below must not start a second one
+        isAdvancing = true
+        defer { isAdvancing = false }
         while isOpen, mayBeReadable, (output?.readableBytes ?? 0) < outputCap {
             let input = worker.buffers.take()
             input.reserve(16 * 1024)
@@ -210,9 +213,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             close()  // GOAWAY sent and every stream done (or the session ended the connection)
         } else if mayBeReadable && (output?.readableBytes ?? 0) < outputCap, isOpen, !isAdvancing {
             // Reading stopped on a full output queue: go on now that it has room.
-            isAdvancing = true
             advance()
-            isAdvancing = false
         }
     }
     private var isAdvancing = false
