@@ -104,7 +104,14 @@ public final class H2Session {
         guard bytes.count > 0 else { return true }
         self.now = now
         let n = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
-        return n >= 0
+        if n >= 0 { return true }
+        // Fatal for the connection. nghttp2 returns some of these without queueing a GOAWAY; the client still gets one.
+        switch Int32(n) {
+        case NGHTTP2_ERR_FLOODED.rawValue: terminate(.enhanceYourCalm, reason: "flood")
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue: terminate(.enhanceYourCalm, reason: "CONTINUATION flood")
+        default: terminate(.protocolError, reason: "protocol error")
+        }
+        return false
     }
 
     /// Serialises pending frames into `out` until it holds `limit` bytes or nothing is pending; false on a fatal error.

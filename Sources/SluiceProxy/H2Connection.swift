@@ -13,6 +13,11 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         case open
         /// GOAWAY(2^31-1) is out; the final GOAWAY follows at `finalGoAwayAt`.
         case announcingShutdown(finalGoAwayAt: Int64)
+        /// The session is over (final GOAWAY, a flood, a protocol error): the last frames are being written.
+        case finishing(until: Int64)
+        /// Our side is shut down (FIN sent); what the client still sends is read and dropped until it closes, so
+        /// that closing with unread bytes cannot turn into a RST that destroys our GOAWAY (lingering close).
+        case lingering(until: Int64)
         case closed
     }
 
@@ -28,6 +33,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
     private var streams: [Int32: H2Stream] = [:]
     /// Streams whose response buffer nghttp2 drained during the last send: their exchanges may read the pod again.
     private var drained: [H2Stream] = []
+    private var pendingResets: [Int32] = []
     private var mayBeReadable = true
     /// Re-entrancy guard: nghttp2 must not be fed or drained from inside its own callbacks.
     private var isInSession = false
@@ -78,12 +84,24 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             return
         }
         if events & (Readiness.readable | Readiness.readHangup) != 0 { mayBeReadable = true }
-        advance()
+        switch phase {
+        case .open, .announcingShutdown:
+            advance()
+        case .finishing:
+            writeLastFrames()
+        case .lingering:
+            discardInput()
+        case .closed:
+            return
+        }
     }
 
     func checkDeadline(now: Int64) {
         switch phase {
         case .closed:
+            return
+        case .finishing(let until), .lingering(let until):
+            if now >= until { close() }
             return
         case .open:
             if worker.isDraining {
@@ -99,7 +117,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
                 flush()
             }
         }
-        if case .closed = phase { return }
+        guard isOpen else { return }
         if now - headersStartedAt >= Int64(worker.settings.timeouts.requestHeaderMs) {
             // A header block (or the preface) that does not complete in time: slowloris over HTTP/2.
             session.terminate(.protocolError, reason: "request headers timeout")
@@ -108,7 +126,11 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             return
         }
         if now >= deadline {
-            close()
+            // Idle: say goodbye properly (GOAWAY, then the lingering close).
+            deadline = .max
+            session.goAway()
+            phase = .announcingShutdown(finalGoAwayAt: .max)
+            flush()
             return
         }
         for stream in streams.values { stream.checkDeadline(now: now) }
@@ -130,7 +152,8 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         isInSession = true
         let ok = session.receive(bytes, now: worker.loop.now)
         isInSession = false
-        if !ok { close() }
+        // A connection error nghttp2 could not recover from (a flood, bad preface): it queued a GOAWAY; send it.
+        if !ok { finish() }
     }
 
     /// Reads while the client sends and the output queue has room, then sends what the session produced.
@@ -147,9 +170,9 @@ final class H2Connection: EventHandler, H2SessionDelegate {
                 if n < want { mayBeReadable = false }
                 feed(input.readable)
                 worker.buffers.give(input)
-                if case .closed = phase { return }
+                guard isOpen else { return }
                 flush()
-                if case .closed = phase { return }
+                guard isOpen else { return }
             case .wouldBlock:
                 mayBeReadable = false
                 worker.buffers.give(input)
@@ -168,9 +191,12 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         return false
     }
 
+    /// The session runs (reading requests and sending frames).
     private var isOpen: Bool {
-        if case .closed = phase { return false }
-        return true
+        switch phase {
+        case .open, .announcingShutdown: return true
+        case .finishing, .lingering, .closed: return false
+        }
     }
 
     // MARK: Writing
@@ -190,7 +216,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             isInSession = true
             let ok = session.send(into: out, limit: outputCap)
             isInSession = false
-            if !ok { close(); return }
+            if !ok { finish(); return }
             while !out.isEmpty {
                 switch out.write(to: fd) {
                 case .bytes: continue
@@ -203,6 +229,11 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             }
             // Streams whose buffered response went out read their pods again (outside the session's callbacks).
             while let stream = drained.popLast() { stream.responseDrained() }
+            if !pendingResets.isEmpty {
+                for id in pendingResets { session.resetStream(id, .noError) }
+                pendingResets.removeAll(keepingCapacity: true)
+                needsFlush = true
+            }
             rounds += 1
         } while out.isEmpty && (needsFlush || session.wantsWrite) && rounds < 64
         if out.isEmpty {
@@ -210,7 +241,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             output = nil
         }
         if !session.wantsRead && !session.wantsWrite && output == nil && !isBetweenGoAways {
-            close()  // GOAWAY sent and every stream done (or the session ended the connection)
+            finish()  // GOAWAY sent and every stream done (or the session ended the connection)
         } else if mayBeReadable && (output?.readableBytes ?? 0) < outputCap, isOpen, !isAdvancing {
             // Reading stopped on a full output queue: go on now that it has room.
             advance()
@@ -260,12 +291,67 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         return stream.readResponseBody(into: buffer)
     }
 
+    /// A stream whose response ended before its request did: RST_STREAM(NO_ERROR) after this send (RFC 9113 §8.1).
+    func resetAfterSend(_ streamId: Int32) {
+        pendingResets.append(streamId)
+    }
+
     /// A stream's response buffer went below its limit inside a send: wake its exchange after the send.
     func noteDrained(_ stream: H2Stream) {
         drained.append(stream)
     }
 
     // MARK: Closing
+
+    /// The session is over: streams end, the last frames nghttp2 has are written, then the lingering close.
+    private func finish() {
+        guard isOpen else { return }
+        phase = .finishing(until: worker.loop.now + 2_000)
+        let all = streams
+        streams.removeAll()
+        drained.removeAll()
+        for stream in all.values { stream.closed(errorCode: H2ErrorCode.cancel.rawValue) }
+        if output == nil { output = worker.buffers.take() }
+        _ = session.send(into: output!, limit: outputCap)  // the GOAWAY a failed receive queued, if any
+        writeLastFrames()
+    }
+
+    private func writeLastFrames() {
+        guard case .finishing = phase else { return }
+        if let out = output {
+            while !out.isEmpty {
+                switch out.write(to: fd) {
+                case .bytes: continue
+                case .wouldBlock: return  // EPOLLOUT brings us back
+                case .endOfFile, .failed:
+                    close()
+                    return
+                }
+            }
+            worker.buffers.give(out)
+            output = nil
+        }
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering(until: worker.loop.now + 2_000)
+        discardInput()
+    }
+
+    /// Reads and drops what the client still sends; closes at its FIN (or after a bounded amount or time).
+    private func discardInput() {
+        let scratch = worker.buffers.take()
+        defer { worker.buffers.give(scratch) }
+        for _ in 0..<64 {  // at most ~2 MiB per wake-up; the deadline ends a client that never stops
+            switch scratch.read(from: fd, limit: scratch.capacity) {
+            case .bytes:
+                scratch.clear()
+            case .wouldBlock:
+                return
+            case .endOfFile, .failed:
+                close()
+                return
+            }
+        }
+    }
 
     func close() {
         if case .closed = phase { return }

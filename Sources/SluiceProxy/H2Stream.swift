@@ -50,6 +50,8 @@ final class H2Stream: ExchangeDownstream {
     private var responseDone = false
     /// The client reset the stream or the connection went away.
     private var isReset = false
+    /// The response is complete but the request is not: RST_STREAM(NO_ERROR) once the last DATA is out (RFC 9113 §8.1).
+    private var resetWhenSent = false
 
     private var deadline: Int64 = .max
     private var deadlineKind: DeadlineKind = .none
@@ -220,6 +222,7 @@ final class H2Stream: ExchangeDownstream {
         }
         var hasBody = true
         if case .done = exchange.response { hasBody = false; responseDone = true }
+        hasPendingBodyEnd = hasBody
         session.submitResponse(id, status: head.status, hasBody: hasBody)
     }
 
@@ -247,10 +250,20 @@ final class H2Stream: ExchangeDownstream {
             body.consume(n)
             if body.isEmpty { worker.buffers.give(body); responseBody = nil }
             if wasFull && exchange != nil { connection.noteDrained(self) }
-            return (n, responseDone && responseBody == nil)
+            let isEnd = responseDone && responseBody == nil
+            if isEnd { bodyEnded() }
+            return (n, isEnd)
         }
-        if responseDone { return (0, true) }
+        if responseDone { bodyEnded(); return (0, true) }
         return nil
+    }
+
+    private func bodyEnded() {
+        hasPendingBodyEnd = false
+        if resetWhenSent {
+            resetWhenSent = false
+            connection.resetAfterSend(id)
+        }
     }
 
     /// The client took buffered response bytes: the exchange may read its pod again.
@@ -265,10 +278,8 @@ final class H2Stream: ExchangeDownstream {
         phase = .responded
         deadlineKind = .none
         deadline = .max
-        if !requestDone {
-            // RFC 9113 §8.1: a complete response before the request ended; the rest of the request is not wanted.
-            session.resetStream(id, .noError)
-        }
+        // RFC 9113 §8.1: a complete response before the request ended; the rest of the request is not wanted.
+        if !requestDone { endRequestAfterResponse() }
         connection.flush()
     }
 
@@ -305,12 +316,26 @@ final class H2Stream: ExchangeDownstream {
             session.addHeader(name: "content-length", value: UnsafeRawBufferPointer(rebasing: scratch[(24 - n)...]))
         }
         responseDone = true
+        hasPendingBodyEnd = true
         session.submitResponse(id, status: response.status, hasBody: true)
-        if !requestDone { session.resetStream(id, .noError) }
+        if !requestDone { endRequestAfterResponse() }
         deadlineKind = .none
         deadline = .max
         connection.flush()
     }
+
+    /// Resets the stream once the response is out: nghttp2 sends RST_STREAM ahead of queued DATA, so with body bytes
+    /// still to go the reset waits for the end of the body (readResponseBody).
+    private func endRequestAfterResponse() {
+        if responseBody == nil && !hasPendingBodyEnd {
+            session.resetStream(id, .noError)
+        } else {
+            resetWhenSent = true
+        }
+    }
+
+    /// A data provider is still to report the end of the body.
+    private var hasPendingBodyEnd = false
 
     // MARK: Deadlines
 

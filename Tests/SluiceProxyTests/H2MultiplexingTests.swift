@@ -79,6 +79,7 @@ final class H2MultiplexingTests: XCTestCase {
         let frames = c.goAwayFrames
         XCTAssertEqual(frames.map(\.lastStreamId), [Int32.max, id])
         XCTAssertEqual(frames.map(\.errorCode), [0, 0])
+        c.closeWrite()  // the gateway's lingering close ends at our FIN
         wait(for: [done], timeout: 10)
     }
 }

@@ -147,6 +147,9 @@ final class H2TestClient {
     /// The window the server grants `stream` right now.
     func remoteWindow(_ stream: Int32) -> Int32 { nghttp2_session_get_stream_remote_window_size(session, stream) }
 
+    /// Sends FIN (the client is done).
+    func closeWrite() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
     func reset(_ stream: Int32) {
         nghttp2_submit_rst_stream(session, 0, stream, UInt32(NGHTTP2_CANCEL.rawValue))
     }
