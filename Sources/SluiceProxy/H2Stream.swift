@@ -124,6 +124,7 @@ final class H2Stream: ExchangeDownstream {
         } else {
             framing = .chunked
         }
+        joinCookies()
         let limits = worker.settings.limits
         if let contentLength, limits.maxRequestBodyBytes > 0, contentLength > limits.maxRequestBodyBytes {
             respondLocally(.payloadTooLarge)
@@ -144,6 +145,28 @@ final class H2Stream: ExchangeDownstream {
             exchange.begin(head: head, headBytes: bytes.baseAddress!)
             if !exchange.requestBodyDone { exchange.pumpRequestBody() }
         }
+    }
+
+    /// RFC 9113 §8.2.3: HTTP/2 may split `cookie` into several fields; HTTP/1.1 wants one, joined with "; ".
+    private func joinCookies() {
+        var first = -1, count = 0
+        for i in fields.indices where !fields[i].dropOnForward && headBytes.readable.span(fields[i].name, equalsBytes: "cookie") {
+            if first < 0 { first = i }
+            count += 1
+        }
+        guard count > 1 else { return }
+        let start = headBytes.readableBytes
+        var separator = false
+        for i in fields.indices where i >= first && !fields[i].dropOnForward && headBytes.readable.span(fields[i].name, equalsBytes: "cookie") {
+            if separator { headBytes.append("; ") }
+            // Copy out first: appending may move the buffer.
+            let value = fields[i].value
+            headBytes.reserve(value.count)
+            headBytes.append(UnsafeRawBufferPointer(rebasing: headBytes.readable[value.start..<value.end]))
+            separator = true
+            if i != first { fields[i].dropOnForward = true }
+        }
+        fields[first].value = ByteSpan(start: start, count: headBytes.readableBytes - start)
     }
 
     // MARK: Request body
@@ -177,6 +200,15 @@ final class H2Stream: ExchangeDownstream {
             return .moved
         }
         return isReset ? .gone : .noData
+    }
+
+    /// The request body goes nowhere any more (answered, failed, reset): whatever of it is held or still
+    /// ungranted is given back to the connection window, or a few such streams would stall every other one.
+    private func releaseRequestWindow() {
+        let held = ungranted + (requestBody?.readableBytes ?? 0)
+        ungranted = 0
+        if let b = requestBody { worker.buffers.give(b); requestBody = nil }
+        if held > 0 { session.consume(id, held) }
     }
 
     func upstreamTookRequestBytes() {
@@ -276,6 +308,7 @@ final class H2Stream: ExchangeDownstream {
     func exchangeFinished(closeAfter: Bool) {
         exchange = nil
         phase = .responded
+        releaseRequestWindow()
         deadlineKind = .none
         deadline = .max
         // RFC 9113 §8.1: a complete response before the request ended; the rest of the request is not wanted.
@@ -295,6 +328,7 @@ final class H2Stream: ExchangeDownstream {
         exchange?.abandonUpstream()
         exchange = nil
         phase = .responded
+        releaseRequestWindow()
         session.resetStream(id, .internalError)
         connection.flush()
     }
@@ -302,6 +336,7 @@ final class H2Stream: ExchangeDownstream {
     /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse).
     private func respondLocally(_ response: ErrorResponse) {
         phase = .responded
+        releaseRequestWindow()
         let body = responseBody ?? worker.buffers.take()
         responseBody = body
         body.clear()
@@ -379,7 +414,7 @@ final class H2Stream: ExchangeDownstream {
             exchange.abandonUpstream()
             self.exchange = nil
         }
-        if let b = requestBody { worker.buffers.give(b); requestBody = nil }
+        releaseRequestWindow()
         if let b = responseBody { worker.buffers.give(b); responseBody = nil }
         worker.buffers.give(headBytes)
     }

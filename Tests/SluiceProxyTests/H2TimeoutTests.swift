@@ -1,6 +1,7 @@
 // Integration: HTTP/2 connection timeouts (idle, request headers) and early responses to unfinished requests.
 import Foundation
 import SluiceProxy
+import SluiceRouting
 import XCTest
 
 final class H2TimeoutTests: XCTestCase {
@@ -38,5 +39,25 @@ final class H2TimeoutTests: XCTestCase {
         let next = c.request("GET", "/v2/health/ready", authority: serviceHost)
         try c.run { c.responses[next]?.isClosed == true }
         XCTAssertEqual(c.responses[next]?.status, 200)
+    }
+
+    func testUploadsToADeadPodGet502AndTheConnectionGoesOn() throws {
+        // A pod that refuses connections: each upload gets the HTTP/1.1 gateway error, as an h2 response.
+        let dead = RawBackend()
+        let deadPort = dead.port
+        dead.stop()
+        var settings = ProxySettings()
+        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
+        settings.workers = 1
+        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (deadPort, deadPort)))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        // 40 × 64 KiB is more than the 1 MiB connection window: refused bodies must not keep any of it.
+        for _ in 0..<40 {
+            let id = c.request("POST", "/", authority: serviceHost, body: [UInt8](repeating: 2, count: 65_535))
+            try c.run { c.responses[id]?.isClosed == true }
+            XCTAssertEqual(c.responses[id]?.status, 502)
+            XCTAssertEqual(c.responses[id]?.text, #"{"error": "upstream connect failed"}"#)
+        }
     }
 }
