@@ -118,7 +118,8 @@ final class H2Connection: EventHandler, H2SessionDelegate {
             }
         }
         guard isOpen else { return }
-        if now - headersStartedAt >= Int64(worker.settings.timeouts.requestHeaderMs) {
+        let headerTimeout = Int64(worker.settings.timeouts.requestHeaderMs)
+        if headerTimeout > 0 && now - headersStartedAt >= headerTimeout {
             // A header block (or the preface) that does not complete in time: slowloris over HTTP/2.
             session.terminate(.protocolError, reason: "request headers timeout")
             headersStartedAt = .max
@@ -201,52 +202,61 @@ final class H2Connection: EventHandler, H2SessionDelegate {
 
     // MARK: Writing
 
-    /// Lets the session produce frames into the output queue, writes them, and wakes streams nghttp2 drained.
+    /// Lets the session produce frames into the output queue, writes them, and wakes streams nghttp2 drained;
+    /// then ends a finished session, or reads again when reading had stopped on a full output queue.
     func flush() {
-        if isInSession { needsFlush = true; return }
-        if isOpen { flushLoop() }
+        // Inside nghttp2's callbacks, or inside the loop below (a woken stream flushing): the running loop goes on.
+        if isInSession || isFlushing { needsFlush = true; return }
+        guard isOpen else { return }
+        writeFrames()
+        guard isOpen else { return }
+        if !session.wantsRead && !session.wantsWrite && output == nil && !isBetweenGoAways {
+            finish()  // GOAWAY sent and every stream done (or the session ended the connection)
+        } else if mayBeReadable && (output?.readableBytes ?? 0) < outputCap && !isAdvancing {
+            advance()
+        }
     }
 
-    private func flushLoop() {
+    private func writeFrames() {
+        isFlushing = true
+        defer { isFlushing = false }
         if output == nil { output = worker.buffers.take() }
         let out = output!
-        var rounds = 0
-        repeat {
+        while true {
             needsFlush = false
             isInSession = true
             let ok = session.send(into: out, limit: outputCap)
             isInSession = false
             if !ok { finish(); return }
-            while !out.isEmpty {
+            let produced = !out.isEmpty
+            var blocked = false
+            writing: while !out.isEmpty {
                 switch out.write(to: fd) {
                 case .bytes: continue
-                case .wouldBlock: break
+                case .wouldBlock:
+                    blocked = true  // EPOLLOUT brings us back
+                    break writing
                 case .endOfFile, .failed:
                     close()
                     return
                 }
-                break
             }
             // Streams whose buffered response went out read their pods again (outside the session's callbacks).
             while let stream = drained.popLast() { stream.responseDrained() }
+            guard isOpen else { return }
             if !pendingResets.isEmpty {
                 for id in pendingResets { session.resetStream(id, .noError) }
                 pendingResets.removeAll(keepingCapacity: true)
                 needsFlush = true
             }
-            rounds += 1
-        } while out.isEmpty && (needsFlush || session.wantsWrite) && rounds < 64
+            if blocked || (!produced && !needsFlush) { break }
+        }
         if out.isEmpty {
             worker.buffers.give(out)
             output = nil
         }
-        if !session.wantsRead && !session.wantsWrite && output == nil && !isBetweenGoAways {
-            finish()  // GOAWAY sent and every stream done (or the session ended the connection)
-        } else if mayBeReadable && (output?.readableBytes ?? 0) < outputCap, isOpen, !isAdvancing {
-            // Reading stopped on a full output queue: go on now that it has room.
-            advance()
-        }
     }
+    private var isFlushing = false
     private var isAdvancing = false
 
     // MARK: Session events

@@ -386,6 +386,7 @@ final class H2Stream: ExchangeDownstream {
 
     func checkDeadline(now: Int64) {
         guard now >= deadline else { return }
+        if case .closed = phase { return }  // closed by an earlier stream's flush during the same sweep
         let kind = deadlineKind
         deadline = .max
         deadlineKind = .none

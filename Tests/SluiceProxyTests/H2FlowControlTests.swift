@@ -98,4 +98,35 @@ final class H2FlowControlTests: XCTestCase {
         XCTAssertEqual(c.responses[stream]?.body.count, size)
         XCTAssertNil(c.responses[stream]?.header("transfer-encoding"), "no connection-specific fields in h2")
     }
+
+    func testConcurrentDownloadsToASlowReaderAllComplete() throws {
+        // 24 streams × 2 MiB, to a client with a 32 KiB window: the gateway must keep every stream moving while
+        // nghttp2 defers and resumes them, with the pods throttled by the client's pace.
+        let backend = RawBackend()
+        defer { backend.stop() }
+        let size = 2 << 20
+        backend.start { conn in
+            do {
+                while true {
+                    _ = try conn.readRequestHead()
+                    try conn.send("HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\n\r\n")
+                    let piece = [UInt8](repeating: 0x63, count: 256 * 1024)
+                    for _ in 0..<(size / piece.count) { try conn.send(piece) }
+                }
+            } catch {}
+        }
+        var settings = ProxySettings()
+        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
+        settings.workers = 1
+        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port, window: 32 * 1024)
+        let ids = (0..<24).map { _ in c.request("GET", "/big", authority: serviceHost) }
+        try c.run(seconds: 60) { ids.allSatisfy { c.responses[$0]?.isClosed == true } }
+        for id in ids {
+            XCTAssertEqual(c.responses[id]?.status, 200)
+            XCTAssertEqual(c.responses[id]?.body.count, size, "stream \(id)")
+            XCTAssertEqual(c.responses[id]?.errorCode, 0)
+        }
+    }
 }

@@ -50,7 +50,9 @@ final class H2TestClient {
     /// The server closed the TCP connection.
     private(set) var isEOF = false
 
-    init(port: UInt16) throws {
+    /// `window` is this client's receive window per stream (and 4× that per connection): small ones make the
+    /// gateway wait on the client.
+    init(port: UInt16, window: UInt32 = 1 << 24) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -92,9 +94,9 @@ final class H2TestClient {
         nghttp2_session_client_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
         nghttp2_session_callbacks_del(callbacks)
         // A large receive window so that downloads never wait on this client.
-        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 24)]
+        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: window)]
         nghttp2_submit_settings(session, 0, &settings, 1)
-        nghttp2_session_set_local_window_size(session, 0, 0, 1 << 26)
+        nghttp2_session_set_local_window_size(session, 0, 0, Int32(min(UInt64(window) * 4, 1 << 30)))
     }
 
     deinit {
