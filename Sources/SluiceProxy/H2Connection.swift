@@ -34,6 +34,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
     /// Streams whose response buffer nghttp2 drained during the last send: their exchanges may read the pod again.
     private var drained: [H2Stream] = []
     private var pendingResets: [Int32] = []
+    private var toRoute: [H2Stream] = []
     private var mayBeReadable = true
     /// Re-entrancy guard: nghttp2 must not be fed or drained from inside its own callbacks.
     private var isInSession = false
@@ -154,7 +155,17 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         let ok = session.receive(bytes, now: worker.loop.now)
         isInSession = false
         // A connection error nghttp2 could not recover from (a flood, bad preface): it queued a GOAWAY; send it.
-        if !ok { finish() }
+        if !ok {
+            toRoute.removeAll()
+            finish()
+            return
+        }
+        // Streams whose head completed in these bytes, in arrival order; those reset meanwhile are skipped.
+        if !toRoute.isEmpty {
+            let ready = toRoute
+            toRoute.removeAll(keepingCapacity: true)
+            for stream in ready where isOpen && session.terminatedReason == nil { stream.route() }
+        }
     }
 
     /// Reads while the client sends and the output queue has room, then sends what the session produced.
@@ -299,6 +310,11 @@ final class H2Connection: EventHandler, H2SessionDelegate {
     func h2ReadResponseBody(_ streamId: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
         guard let stream = streams[streamId] else { return (0, true) }
         return stream.readResponseBody(into: buffer)
+    }
+
+    /// A stream's head is complete: route it after the current receive.
+    func routeAfterReceive(_ stream: H2Stream) {
+        toRoute.append(stream)
     }
 
     /// A stream whose response ended before its request did: RST_STREAM(NO_ERROR) after this send (RFC 9113 §8.1).

@@ -11,6 +11,9 @@ final class H2Stream: ExchangeDownstream {
     enum Phase {
         /// The request head is arriving.
         case receivingHead
+        /// The head is complete; the stream is routed once the bytes at hand are processed, so that a stream the
+        /// client resets in the same read (rapid reset) never reaches a pod.
+        case awaitingRoute
         /// Routed: the exchange runs.
         case exchanging
         /// The response (from the pod or the gateway) is complete on our side; nghttp2 is sending the rest.
@@ -39,6 +42,7 @@ final class H2Stream: ExchangeDownstream {
     private var hostField: ByteSpan?
     private var contentLength: Int?
     private var isMalformed = false
+    private var headEndedStream = false
 
     /// DATA bytes received and not yet moved toward the pod (at most the stream window, 64 KiB).
     private var requestBody: ByteBuffer?
@@ -102,6 +106,15 @@ final class H2Stream: ExchangeDownstream {
     func headersComplete(endStream: Bool) {
         guard case .receivingHead = phase else { return }
         requestDone = endStream
+        headEndedStream = endStream
+        phase = .awaitingRoute
+        connection.routeAfterReceive(self)
+    }
+
+    /// Routes the request and starts its exchange (or answers it), unless the client reset it meanwhile.
+    func route() {
+        guard case .awaitingRoute = phase else { return }
+        let endStream = headEndedStream
         let bytes = headBytes.readable
         // RFC 9113 §8.3.1: `:authority` replaces Host; a Host field that differs makes the request malformed.
         if let authority, let hostField, !bytes.span(authority, equalsIgnoringCase: hostField) { isMalformed = true }
@@ -172,13 +185,15 @@ final class H2Stream: ExchangeDownstream {
     // MARK: Request body
 
     func receiveBody(_ bytes: UnsafeRawBufferPointer) {
-        guard case .exchanging = phase, exchange != nil else {
+        switch phase {
+        case .awaitingRoute, .exchanging:
+            // Held within the stream window until the pod's socket takes it (not routed yet: until it is).
+            if requestBody == nil { requestBody = worker.buffers.take() }
+            requestBody!.append(bytes)
+            exchange?.pumpRequestBody()
+        case .receivingHead, .responded, .closed:
             session.consume(id, bytes.count)  // answered already (or refused): the bytes go nowhere
-            return
         }
-        if requestBody == nil { requestBody = worker.buffers.take() }
-        requestBody!.append(bytes)
-        exchange?.pumpRequestBody()
     }
 
     func requestEnded() {

@@ -141,4 +141,61 @@ final class H2AttackTests: XCTestCase {
         XCTAssertLessThan(sentBytes, 200 * batch.count, "the gateway throttled or closed the PING flood")
         try assertOthersServed(f)
     }
+
+    func testStreamsResetInTheSameReadNeverReachAPod() throws {
+        let backend = RawBackend()
+        defer { backend.stop() }
+        let accepted = NSLock(), counter = Counter()
+        backend.start { conn in
+            accepted.lock(); counter.value += 1; accepted.unlock()
+            do {
+                while true {
+                    _ = try conn.readRequestHead()
+                    try conn.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                }
+            } catch {}
+        }
+        var settings = ProxySettings()
+        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
+        settings.workers = 1
+        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        defer { gateway.shutdown(graceMs: 1000) }
+        // 50 × (HEADERS, RST_STREAM) in one write: one read at the gateway.
+        var bytes = h2Preface + h2Frame(type: 4, flags: 0, stream: 0, [])
+        for i in 0..<50 {
+            let stream = UInt32(1 + 2 * i)
+            bytes += h2Frame(type: 1, flags: 0x5, stream: stream, hpackGet(authority: serviceHost))
+            bytes += h2Frame(type: 3, flags: 0, stream: stream, [0, 0, 0, 8])  // CANCEL
+        }
+        bytes += h2Frame(type: 6, flags: 0, stream: 0, [1, 2, 3, 4, 5, 6, 7, 8])  // PING: its ACK proves the batch was read
+        let raw = try TestClient(port: gateway.port)
+        try raw.send(bytes)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        func hasPingAck(_ b: [UInt8]) -> Bool {
+            var i = 0
+            while i + 9 <= b.count {
+                let length = Int(b[i]) << 16 | Int(b[i + 1]) << 8 | Int(b[i + 2])
+                if b[i + 3] == 6 && b[i + 4] & 1 == 1 { return true }
+                i += 9 + length
+            }
+            return false
+        }
+        while !hasPingAck(received) {
+            let n = chunk.withUnsafeMutableBytes { recv(raw.fd, $0.baseAddress, $0.count, 0) }  // SO_RCVTIMEO bounds it
+            guard n > 0 else { XCTFail("no PING ACK"); return }
+            received += chunk[0..<n]
+        }
+        // Then a real request on another connection, which must reach the pod.
+        let c = try H2TestClient(port: gateway.port)
+        let id = c.request("GET", "/", authority: serviceHost)
+        try c.run { c.responses[id]?.isClosed == true }
+        XCTAssertEqual(c.responses[id]?.status, 200)
+        accepted.lock(); let n = counter.value; accepted.unlock()
+        XCTAssertEqual(n, 1, "only the real request opened a connection to the pod")
+    }
+}
+
+final class Counter: @unchecked Sendable {  // guarded by the lock next to it
+    var value = 0
 }
