@@ -36,10 +36,12 @@ let package = Package(
         .target(name: "SluiceHTTP1", swiftSettings: dataPlane),
         // Protocol layer: TLS contexts (certificates, SNI) and sessions over a non-blocking fd (OpenSSL).
         .target(name: "SluiceTLS", dependencies: ["CSluiceTLS", "COpenSSL", "SluiceIO"], swiftSettings: dataPlane),
+        // Protocol layer: HTTP/2 server session over libnghttp2, bytes in, events out.
+        .target(name: "SluiceHTTP2", dependencies: ["CNGHTTP2", "SluiceIO"], swiftSettings: dataPlane),
         // Routing layer: route table, host matching, weighted pick. Pure, stdlib only.
         .target(name: "SluiceRouting", swiftSettings: dataPlane),
         // Proxy layer: workers, downstream/upstream connections, pools.
-        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceRouting", "SluiceTLS", "CSluice"], swiftSettings: dataPlane),
+        .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceHTTP2", "SluiceRouting", "SluiceTLS", "CSluice"], swiftSettings: dataPlane),
         // Control layer: configuration files (and later manifests) → route tables.
         .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceTLS", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // A small blocking HTTP/1.1 server (thread per connection) for the admin API and the demo predictors;
@@ -54,7 +56,7 @@ let package = Package(
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceProxy", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
-        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
+        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "CNGHTTP2", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
     ],
     swiftLanguageModes: [.v6]
 )

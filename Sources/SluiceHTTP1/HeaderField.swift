@@ -7,7 +7,7 @@ public enum HeaderKind: UInt8, Sendable {
         upgrade, expect, xForwardedFor, xForwardedProto, xRequestId, knativeServingTag
 
     /// Connection-specific fields and fields the proxy regenerates itself (RFC 9110 §7.6.1, RFC 9112 §6.3).
-    var isDroppedOnForward: Bool {
+    public var isDroppedOnForward: Bool {
         switch self {
         case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade,
             .transferEncoding, .contentLength, .expect, .host:
@@ -18,7 +18,7 @@ public enum HeaderKind: UInt8, Sendable {
     }
 
     /// Classifies a field name (case-insensitive, RFC 9110 §5.1).
-    static func classify(_ buffer: UnsafeRawBufferPointer, _ name: ByteSpan) -> HeaderKind {
+    public static func classify(_ buffer: UnsafeRawBufferPointer, _ name: ByteSpan) -> HeaderKind {
         switch name.count {
         case 2: return buffer.span(name, equalsLowercase: "te") ? .te : .other
         case 4: return buffer.span(name, equalsLowercase: "host") ? .host : .other

@@ -37,6 +37,23 @@ public struct RequestHead {
         headLength = 0
     }
 
+    /// A head built by another protocol layer (HTTP/2 → HTTP/1.1 downgrade): spans point into that layer's bytes,
+    /// the version is HTTP/1.1 with keep-alive, and there is no `Expect` to answer.
+    public init(method: ByteSpan, isHEAD: Bool, target: ByteSpan, host: ByteSpan, headers: [HeaderField], framing: RequestBodyFraming) {
+        self.method = method
+        self.isHEAD = isHEAD
+        self.target = target
+        targetIsEmptyPath = false
+        authority = nil
+        version = .http11
+        self.headers = headers
+        self.host = host
+        self.framing = framing
+        keepAlive = true
+        expectsContinue = false
+        headLength = 0
+    }
+
     /// Back to empty, keeping the headers array's capacity so the next request does not allocate.
     mutating func clear() {
         method = .empty

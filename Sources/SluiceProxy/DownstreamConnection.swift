@@ -2,6 +2,7 @@
 // streams the body both ways with backpressure, and answers in order (pipelining) with keep-alive; on a TLS
 // listener it first completes the handshake, then speaks the same HTTP/1.1 through the TLS session.
 import SluiceHTTP1
+import SluiceHTTP2
 import SluiceIO
 import SluiceRouting
 import SluiceTLS
@@ -9,7 +10,7 @@ import SluiceTLS
 import Glibc
 #endif
 
-final class DownstreamConnection: EventHandler {
+final class DownstreamConnection: EventHandler, ExchangeDownstream {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
         /// TLS listener only: the handshake is in progress; nothing is read as HTTP yet.
@@ -21,11 +22,6 @@ final class DownstreamConnection: EventHandler {
         /// The last response is being written; the connection closes once it is out.
         case closing
         case closed
-    }
-
-    /// Which timer `deadline` stands for.
-    enum DeadlineKind {
-        case handshake, requestHead, keepAliveIdle, upstreamConnect, upstreamResponse, requestBodyIdle, responseBodyIdle, none
     }
 
     let fd: Int32
@@ -55,6 +51,12 @@ final class DownstreamConnection: EventHandler {
     var requestId: [UInt8] = []
     /// The TLS session on a TLS listener; every client byte goes through it.
     private(set) var tls: TLSSession?
+    var isTLS: Bool { tls != nil }
+    /// The request in flight keeps the connection open afterwards (RFC 9112 §9.3).
+    var requestKeepAlive = true
+    var requestIsHTTP10 = false
+    /// The response in flight is re-framed as chunked (chunked or close-delimited from the pod, HTTP/1.1 client).
+    var rechunkResponse = false
 
     static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
         var text = [UInt8](repeating: 0, count: 64)
@@ -192,11 +194,10 @@ final class DownstreamConnection: EventHandler {
             // Failed handshakes are routine on a public port (scanners, old clients): no log line per connection.
             abort()
         case .done(let applicationProtocol):
-            // Dispatch on the ALPN result. HTTP/2 is not served yet and `h2` is offered only when
-            // `TLSSettings.offersH2` is on: the HTTP/2 connection takes over this fd and session here.
+            // Dispatch on the ALPN result: for `h2` the HTTP/2 connection takes over this fd and TLS session.
             switch applicationProtocol {
             case .h2:
-                abort()
+                handOverToHTTP2()
             case .http11:
                 phase = .awaitingRequest
                 setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
@@ -220,6 +221,19 @@ final class DownstreamConnection: EventHandler {
                 exchange?.pumpRequestBody()
                 return
             case .awaitingRequest:
+                if let input, !input.isEmpty, requestsServed == 0, input.readable[0] == 0x50 {
+                    // h2c by prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.
+                    switch H2Preface.match(input.readable) {
+                    case .complete:
+                        handOverToHTTP2()
+                        return
+                    case .partial:
+                        if mayBeReadable, case .progress = readClient(limit: worker.settings.limits.maxHeaderBytes + 1) { continue }
+                        return
+                    case .mismatch:
+                        break
+                    }
+                }
                 if let input, !input.isEmpty {
                     switch parser.parse(input.readable) {
                     case .complete:
@@ -312,57 +326,32 @@ final class DownstreamConnection: EventHandler {
             return
         }
         let host = UnsafeRawBufferPointer(start: base + hostSpan.start, count: hostSpan.count)
-        guard let match = worker.routes.match(host: host) else {
-            finishLocally(.unknownHost, closeAfter: hasBody || !head.keepAlive)
-            return
+        var tagHeader: UnsafeRawBufferPointer? = nil
+        if let field = head.headers.first(where: { $0.kind == .knativeServingTag }) {
+            tagHeader = UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count)
         }
-        let service = match.service
-        var tag = match.tag
-        if tag == nil && worker.routes.rules.tagHeaderRouting,
-           let field = head.headers.first(where: { $0.kind == .knativeServingTag }) {
-            tag = service.tag(named: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
-        }
-        let revisionIndex: Int
-        if let tag {
-            revisionIndex = tag.revisionIndex
-        } else if let picked = service.pick(worker.random.next()) {
-            revisionIndex = picked
-        } else {
-            finishLocally(.noRevision, closeAfter: hasBody || !head.keepAlive)
-            return
-        }
-        let revision = service.revisions[revisionIndex]
-        guard let pool = pickEndpoint(revision) else {
-            finishLocally(.noEndpoint, closeAfter: hasBody || !head.keepAlive)
-            return
-        }
-        guard let upstream = pool.acquire() else {
-            finishLocally(.upstreamConnectFailed, closeAfter: hasBody || !head.keepAlive)
-            return
-        }
-        let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag, head: head)
-        self.exchange = exchange
-        phase = .exchanging
-        exchange.begin(headBytes: base)
-        input.consume(head.headLength)
-        parser.reset()
-    }
-
-    /// Power of two choices on outstanding requests among the revision's endpoints.
-    private func pickEndpoint(_ revision: Revision) -> ConnectionPool? {
-        let indices = revision.endpointIndices
-        switch indices.count {
-        case 0:
-            return nil
-        case 1:
-            return worker.pools[indices[0]]
-        default:
-            let r = worker.random.next()
-            let a = Int(truncatingIfNeeded: r % UInt64(indices.count))
-            var b = Int(truncatingIfNeeded: (r >> 32) % UInt64(indices.count - 1))
-            if b >= a { b += 1 }
-            let pa = worker.pools[indices[a]], pb = worker.pools[indices[b]]
-            return pb.outstanding < pa.outstanding ? pb : pa
+        switch worker.route(host: host, tagHeader: tagHeader) {
+        case .refused(let error):
+            finishLocally(error, closeAfter: hasBody || !head.keepAlive)
+        case .routed(let pool, let upstream, let revision, let tag):
+            requestKeepAlive = head.keepAlive
+            requestIsHTTP10 = head.version == .http10
+            rechunkResponse = false
+            requestDecoder.reset()
+            let closeAfter = !head.keepAlive || requestsServed + 1 >= settings.limits.maxRequestsPerConnection
+            let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
+                                    head: head, closeAfterResponse: closeAfter)
+            self.exchange = exchange
+            phase = .exchanging
+            exchange.begin(head: head, headBytes: base)
+            if head.expectsContinue, !exchange.requestBodyDone {
+                // We read the body ourselves, so we answer 100 Continue ourselves (RFC 9110 §10.1.1) and drop Expect.
+                if output == nil { output = worker.buffers.take() }
+                output!.append("HTTP/1.1 100 Continue\r\n\r\n")
+                flush()
+            }
+            input.consume(head.headLength)
+            parser.reset()
         }
     }
 
@@ -425,7 +414,7 @@ final class DownstreamConnection: EventHandler {
         exchange.abandonUpstream()
         self.exchange = nil
         requestsServed += 1
-        respondLocally(response, closeAfter: !bodyDone || !exchange.clientKeepAlive)
+        respondLocally(response, closeAfter: !bodyDone || !requestKeepAlive)
     }
 
     // MARK: Writing
@@ -449,6 +438,25 @@ final class DownstreamConnection: EventHandler {
             }
         }
         if phase == .closing { close() }
+    }
+
+    // MARK: Hand-over
+
+    /// Gives the socket and every byte read so far to an H2Connection on this worker; this object is done after it.
+    /// The one place a connection changes protocol (h2c prior knowledge; TLS will do the same after ALPN `h2`).
+    private func handOverToHTTP2() {
+        guard let registration, phase == .awaitingRequest || phase == .handshaking, exchange == nil else { return }
+        worker.loop.deregister(fd: fd, registration: registration)
+        self.registration = nil
+        phase = .closed  // without closing the fd or counting the connection closed: it lives on as HTTP/2
+        let received = input
+        input = nil
+        if let b = output { worker.buffers.give(b); output = nil }
+        let session = tls
+        tls = nil  // the HTTP/2 connection owns the session from here on
+        H2Connection.adopt(fd: fd, tls: session, peerIP: peerIP, worker: worker,
+                           received: received?.readable ?? UnsafeRawBufferPointer(start: nil, count: 0))
+        if let received { worker.buffers.give(received) }
     }
 
     // MARK: Closing

@@ -36,7 +36,13 @@ struct ErrorResponse {
         out.append("\r\nContent-Type: application/json\r\nContent-Length: ")
         out.append(decimal: message.utf8.count + 13)
         if close { out.append("\r\nConnection: close") }
-        out.append("\r\n\r\n{\"error\": \"")
+        out.append("\r\n\r\n")
+        writeBody(into: out)
+    }
+
+    /// The JSON body alone (HTTP/2 carries status and length in HEADERS).
+    func writeBody(into out: ByteBuffer) {
+        out.append("{\"error\": \"")
         out.append(Array(message.utf8))
         out.append("\"}")
     }

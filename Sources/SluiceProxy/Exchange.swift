@@ -1,5 +1,7 @@
-// Proxy layer: one request/response pair between a client connection and a pod — serialises the request head,
-// streams both bodies with backpressure, relays the response, and decides what may be reused afterwards.
+// Proxy layer: one request/response pair between a client and a pod, whatever protocol the client speaks —
+// serialises the request head for the pod, streams both bodies with backpressure, parses and relays the response,
+// pools (or retries on) the upstream connection and keeps the deadlines. The client side plugs in through
+// ExchangeDownstream: DownstreamConnection for HTTP/1.1, H2Stream for HTTP/2.
 import SluiceHTTP1
 import SluiceIO
 import SluiceRouting
@@ -8,6 +10,7 @@ import Glibc
 #endif
 
 final class Exchange: UpstreamDelegate {
+    /// The request body as framed toward the pod (Sluice computes it: RFC 9112 §6.3, RFC 9113 §8.2).
     enum RequestBody {
         case contentLength(remaining: Int)
         case chunked
@@ -22,22 +25,21 @@ final class Exchange: UpstreamDelegate {
         case done
     }
 
-    /// unowned(unsafe): the connection owns the exchange and ends it (abandonUpstream) before it goes away.
-    unowned(unsafe) let downstream: DownstreamConnection
+    /// unowned(unsafe): the downstream owns the exchange and ends it (abandonUpstream) before it goes away.
+    unowned(unsafe) let downstream: any ExchangeDownstream
+    /// unowned(unsafe): the worker outlives every exchange.
+    unowned(unsafe) let worker: Worker
     let pool: ConnectionPool
     private(set) var upstream: UpstreamConnection?
     /// The routes this request started with: a hand-over mid-request does not move it.
     let revision: Revision
     let tag: TagRoute?
-    let clientKeepAlive: Bool
-    let clientIsHTTP10: Bool
     let requestWasHEAD: Bool
-    private var requestBody: RequestBody
+    private(set) var requestBody: RequestBody
     private var requestBodyBytes = 0
-    private var response: ResponseBody = .awaitingHead
-    /// The response is re-framed as chunked toward the client (chunked or close-delimited from the pod, HTTP/1.1 client).
-    private var rechunkResponse = false
-    private var closeAfterResponse: Bool
+    private(set) var response: ResponseBody = .awaitingHead
+    /// The downstream closes after this response (HTTP/1.1 only; the H1 sink may set it while writing the head).
+    var closeAfterResponse: Bool
     private var upstreamKeepAlive = true
     private(set) var responseStarted = false
     private var isOutstanding = true
@@ -45,26 +47,25 @@ final class Exchange: UpstreamDelegate {
     /// connection the pod had just closed can be sent again on a fresh one (the idle-close race).
     private var replay: ByteBuffer?
     private var retried = false
-    private var bufferBytes: Int { downstream.worker.settings.limits.bufferBytes }
+    private var isPumpingResponse = false
+    private var bufferBytes: Int { worker.settings.limits.bufferBytes }
 
-    init(downstream: DownstreamConnection, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?, head: RequestHead) {
+    init(downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?,
+         head: RequestHead, closeAfterResponse: Bool) {
         self.downstream = downstream
+        self.worker = downstream.worker
         self.pool = pool
         self.upstream = upstream
         self.revision = revision
         self.tag = tag
-        self.clientKeepAlive = head.keepAlive
-        self.clientIsHTTP10 = head.version == .http10
         self.requestWasHEAD = head.isHEAD
         switch head.framing {
         case .none: requestBody = .done
         case .contentLength(let n): requestBody = n > 0 ? .contentLength(remaining: n) : .done
         case .chunked: requestBody = .chunked
         }
-        let settings = downstream.worker.settings
-        closeAfterResponse = !head.keepAlive || downstream.requestsServed + 1 >= settings.limits.maxRequestsPerConnection
+        self.closeAfterResponse = closeAfterResponse
         downstream.responseParser.reset()
-        downstream.requestDecoder.reset()
         downstream.responseDecoder.reset()
     }
 
@@ -76,12 +77,11 @@ final class Exchange: UpstreamDelegate {
     // MARK: Request
 
     /// Serialises the request head for the pod (never the client's bytes: RFC 9112 §6.3, hardening.md §1.7),
-    /// then starts sending. `base` is where the parser's spans point.
-    func begin(headBytes base: UnsafeRawPointer) {
+    /// then starts sending. `base` is where the head's spans point.
+    func begin(head: RequestHead, headBytes base: UnsafeRawPointer) {
         let upstream = self.upstream!
         upstream.attach(self)
         let out = upstream.output!
-        let head = downstream.parser.head
         @inline(__always) func bytes(_ span: ByteSpan) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(start: base + span.start, count: span.count)
         }
@@ -91,7 +91,6 @@ final class Exchange: UpstreamDelegate {
         out.append(" HTTP/1.1\r\nHost: ")
         out.append(bytes(head.host!))
         out.append("\r\n")
-        var forwardedFor: ByteSpan? = nil
         var forwardedForCount = 0
         downstream.requestId.removeAll(keepingCapacity: true)
         for field in head.headers where !field.dropOnForward {
@@ -99,7 +98,6 @@ final class Exchange: UpstreamDelegate {
             case .xForwardedFor:
                 // Several X-Forwarded-For lines are one list (RFC 9110 §5.3); they are joined below.
                 forwardedForCount += 1
-                if forwardedFor == nil { forwardedFor = field.value }
                 continue
             case .xForwardedProto, .knativeServingTag:
                 continue
@@ -111,7 +109,7 @@ final class Exchange: UpstreamDelegate {
             case .other:
                 if Exchange.isInjectedHeader(bytes(field.name)) { continue }
             case .host, .contentLength, .transferEncoding, .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .expect:
-                continue  // hop-by-hop or re-framed: the parser marks these dropOnForward already
+                continue  // hop-by-hop or re-framed: the parsers mark these dropOnForward already
             }
             out.append(bytes(field.name))
             out.append(": ")
@@ -126,7 +124,7 @@ final class Exchange: UpstreamDelegate {
             }
         }
         out.append(downstream.peerIP)
-        out.append(downstream.tls == nil ? "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: " : "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: ")
+        out.append(!downstream.isTLS ? "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: " : "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: ")
         if downstream.requestId.isEmpty { generateRequestId() }
         out.append(downstream.requestId)
         out.append("\r\n")
@@ -144,18 +142,12 @@ final class Exchange: UpstreamDelegate {
         }
         out.append("\r\n")
         if out.readableBytes <= bufferBytes {
-            let replay = downstream.worker.buffers.take()
+            let replay = worker.buffers.take()
             replay.append(out.readable)
             self.replay = replay
         }
-        if head.expectsContinue, !requestBodyDone {
-            // We read the body ourselves, so we answer 100 Continue ourselves (RFC 9110 §10.1.1) and drop Expect.
-            if downstream.output == nil { downstream.output = downstream.worker.buffers.take() }
-            downstream.output!.append("HTTP/1.1 100 Continue\r\n\r\n")
-            downstream.flush()
-        }
         pool.outstanding += 1
-        let timeouts = downstream.worker.settings.timeouts
+        let timeouts = worker.settings.timeouts
         if upstream.state == .connecting {
             downstream.setDeadline(.upstreamConnect, after: timeouts.upstreamConnectMs)
         } else {
@@ -179,7 +171,6 @@ final class Exchange: UpstreamDelegate {
     private func generateRequestId() {
         // A random (version 4 layout) UUID, written without allocating once the array has capacity.
         let hex: StaticString = "0123456789abcdef"
-        let worker = downstream.worker
         var a = worker.random.next(), b = worker.random.next()
         var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes of stack scratch
         withUnsafeMutableBytes(of: &text) { out in
@@ -196,7 +187,7 @@ final class Exchange: UpstreamDelegate {
     }
 
     private func armRequestDeadline() {
-        let timeouts = downstream.worker.settings.timeouts
+        let timeouts = worker.settings.timeouts
         if requestBodyDone {
             if !responseStarted { downstream.setDeadline(.upstreamResponse, after: timeouts.upstreamResponseMs) }
         } else {
@@ -204,80 +195,98 @@ final class Exchange: UpstreamDelegate {
         }
     }
 
+    /// Writes request body bytes toward the pod in the pod's framing. For a Content-Length body, `bytes` must not
+    /// run past the remaining length (the source cuts it).
+    func forwardRequestBody(_ bytes: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        guard bytes.count > 0 else { return }
+        switch requestBody {
+        case .done:
+            return
+        case .contentLength(let remaining):
+            precondition(bytes.count <= remaining, "request body source ran past Content-Length")
+            out.append(bytes)
+            requestBody = remaining == bytes.count ? .done : .contentLength(remaining: remaining - bytes.count)
+        case .chunked:
+            out.append(hex: bytes.count)
+            out.append("\r\n")
+            out.append(bytes)
+            out.append("\r\n")
+        }
+        requestBodyBytes += bytes.count
+    }
+
+    /// The client's body ended: the last chunk for a chunked body (a Content-Length body ends by its count).
+    func forwardRequestBodyEnd(into out: ByteBuffer) {
+        if case .chunked = requestBody { out.append("0\r\n\r\n") }
+        requestBody = .done
+    }
+
+    /// Bytes of a Content-Length body still to come (Int.max for chunked).
+    var requestBodyRemaining: Int {
+        switch requestBody {
+        case .done: return 0
+        case .contentLength(let remaining): return remaining
+        case .chunked: return .max
+        }
+    }
+
     /// Moves request body bytes from the client to the pod until one side has nothing or no room.
     func pumpRequestBody() {
         guard let upstream, let out = upstream.output else { return }
-        let limits = downstream.worker.settings.limits
+        let limits = worker.settings.limits
         var progressed = false
-        loop: while !requestBodyDone {
+        while !requestBodyDone {
             if out.readableBytes >= bufferBytes {
                 if upstream.state == .open { upstream.flush() }
                 if out.readableBytes >= bufferBytes { break }  // the pod is slow: wait for its EPOLLOUT
             }
-            if let input = downstream.input, !input.isEmpty {
-                let before = out.readableBytes
-                switch requestBody {
-                case .done:
-                    break loop
-                case .contentLength(let remaining):
-                    let n = min(remaining, input.readableBytes)
-                    out.append(UnsafeRawBufferPointer(rebasing: input.readable[0..<n]))
-                    input.consume(n)
-                    requestBodyBytes += n
-                    requestBody = remaining == n ? .done : .contentLength(remaining: remaining - n)
-                case .chunked:
-                    let (consumed, step) = downstream.requestDecoder.next(input.readable)
-                    switch step {
-                    case .data(let span):
-                        out.append(hex: span.count)
-                        out.append("\r\n")
-                        out.append(UnsafeRawBufferPointer(rebasing: input.readable[span.start..<(span.start + span.count)]))
-                        out.append("\r\n")
-                        requestBodyBytes += span.count
-                    case .needMore:
-                        break
-                    case .end:
-                        out.append("0\r\n\r\n")
-                        requestBody = .done
-                    case .failed(let error):
-                        input.consume(consumed)
-                        downstream.failExchange(ErrorResponse(parseError: error))
-                        return
-                    }
-                    input.consume(consumed)
-                }
-                if limits.maxRequestBodyBytes > 0 && requestBodyBytes > limits.maxRequestBodyBytes {
-                    downstream.failExchange(.payloadTooLarge)
-                    return
-                }
-                if let replay {
-                    // What this step appended is the tail of `out` (appending may compact, so count from the end).
-                    let appended = out.readableBytes - before
-                    if replay.readableBytes + appended <= bufferBytes {
-                        replay.append(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]))
-                    } else {
-                        dropReplay()
-                    }
-                }
-                progressed = true
-                continue
-            }
-            guard downstream.mayBeReadable else { break }
-            switch downstream.readClient(limit: bufferBytes) {
-            case .progress: continue
-            case .noData: break loop
+            let before = out.readableBytes
+            switch downstream.pullRequestBody(for: self, into: out) {
+            case .moved:
+                break
+            case .noData:
+                if progressed || requestBodyDone { armRequestDeadline() }
+                flushRequest(upstream)
+                return
+            case .failed(let error):
+                downstream.failExchange(error)
+                return
             case .gone:
                 // The client left before sending its whole body: nothing can be answered.
-                downstream.abort()
+                downstream.abortExchange()
                 return
             }
+            if limits.maxRequestBodyBytes > 0 && requestBodyBytes > limits.maxRequestBodyBytes {
+                downstream.failExchange(.payloadTooLarge)
+                return
+            }
+            if let replay {
+                // What this step appended is the tail of `out` (appending may compact, so count from the end).
+                let appended = out.readableBytes - before
+                if replay.readableBytes + appended <= bufferBytes {
+                    replay.append(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]))
+                } else {
+                    dropReplay()
+                }
+            }
+            progressed = true
         }
         if progressed || requestBodyDone { armRequestDeadline() }
-        if upstream.state == .open { upstream.flush() }
+        flushRequest(upstream)
     }
 
+    /// Sends what is buffered for the pod; tells the source when the socket took all of it (HTTP/2 flow control).
+    private func flushRequest(_ upstream: UpstreamConnection) {
+        guard upstream.state == .open else { return }
+        upstream.flush()
+        if upstream.output?.isEmpty ?? false { downstream.upstreamTookRequestBytes() }
+    }
+
+    /// Request body bytes the pod's socket has not taken yet (HTTP/2 grants flow-control window only for what it took).
+    var upstreamPendingBytes: Int { upstream?.output?.readableBytes ?? 0 }
+
     private func dropReplay() {
-        if let replay { downstream.worker.buffers.give(replay) }
+        if let replay { worker.buffers.give(replay) }
         replay = nil
     }
 
@@ -286,11 +295,13 @@ final class Exchange: UpstreamDelegate {
     func upstreamConnected(_ upstream: UpstreamConnection) {
         armRequestDeadline()
         upstream.flush()
+        if !requestBodyDone { pumpRequestBody() }
     }
 
     func upstreamDrained(_ upstream: UpstreamConnection) {
         // Room toward the pod again: take more of the request body from the client.
         if !requestBodyDone { pumpRequestBody() }
+        downstream.upstreamTookRequestBytes()
     }
 
     func upstreamReadable(_ upstream: UpstreamConnection) {
@@ -309,9 +320,12 @@ final class Exchange: UpstreamDelegate {
     // MARK: Response
 
     private func pumpResponse() {
-        guard let upstream, let input = upstream.input else { return }
-        if downstream.output == nil { downstream.output = downstream.worker.buffers.take() }
-        let out = downstream.output!
+        // HTTP/2: flushing can let nghttp2 drain this stream and wake it again; the running pump goes on by itself.
+        guard !isPumpingResponse, let upstream, let input = upstream.input else { return }
+        isPumpingResponse = true
+        defer { isPumpingResponse = false }
+        // A strong reference for the pump's duration: a flush may close an HTTP/2 stream under us.
+        let downstream = self.downstream
         while true {
             switch response {
             case .done:
@@ -329,8 +343,9 @@ final class Exchange: UpstreamDelegate {
                             downstream.responseParser.reset()
                             continue
                         }
-                        writeResponseHead(head, base: input.readable.baseAddress!, into: out)
+                        startResponse(head, base: input.readable.baseAddress!)
                         input.consume(head.headLength)
+                        if case .done = response { finishResponse(); return }
                         continue
                     case .failed:
                         failBeforeResponse(.upstreamInvalid)
@@ -342,7 +357,7 @@ final class Exchange: UpstreamDelegate {
             case .contentLength(let remaining):
                 if !input.isEmpty {
                     let n = min(remaining, input.readableBytes)
-                    out.append(UnsafeRawBufferPointer(rebasing: input.readable[0..<n]))
+                    downstream.writeResponseBody(UnsafeRawBufferPointer(rebasing: input.readable[0..<n]))
                     input.consume(n)
                     if n == remaining { finishResponse(); return }
                     response = .contentLength(remaining: remaining - n)
@@ -353,12 +368,7 @@ final class Exchange: UpstreamDelegate {
                     let (consumed, step) = downstream.responseDecoder.next(input.readable)
                     switch step {
                     case .data(let span):
-                        if rechunkResponse {
-                            out.append(hex: span.count)
-                            out.append("\r\n")
-                        }
-                        out.append(UnsafeRawBufferPointer(rebasing: input.readable[span.start..<(span.start + span.count)]))
-                        if rechunkResponse { out.append("\r\n") }
+                        downstream.writeResponseBody(UnsafeRawBufferPointer(rebasing: input.readable[span.start..<(span.start + span.count)]))
                     case .needMore:
                         break
                     case .end:
@@ -366,7 +376,7 @@ final class Exchange: UpstreamDelegate {
                     case .failed:
                         // Framing broke mid-body: the client cannot be told more than by closing.
                         upstreamKeepAlive = false
-                        downstream.abort()
+                        downstream.abortExchange()
                         return
                     }
                     input.consume(consumed)
@@ -375,27 +385,22 @@ final class Exchange: UpstreamDelegate {
                 if ended { finishResponse(); return }
             case .untilClose:
                 if !input.isEmpty {
-                    if rechunkResponse {
-                        out.append(hex: input.readableBytes)
-                        out.append("\r\n")
-                        out.append(input.readable)
-                        out.append("\r\n")
-                    } else {
-                        out.append(input.readable)
-                    }
+                    downstream.writeResponseBody(input.readable)
                     input.consume(input.readableBytes)
                 }
             }
             // Everything at hand is relayed; read more only while the client keeps up.
-            if out.readableBytes >= bufferBytes {
-                downstream.flush()
-                if out.readableBytes >= bufferBytes { return }  // the client is slow: wait for its EPOLLOUT
+            if downstream.responseBufferedBytes >= bufferBytes {
+                downstream.flushResponse()
+                // The flush may have ended the exchange (client gone): then the upstream and its buffers are gone too.
+                if self.upstream !== upstream { return }
+                if downstream.responseBufferedBytes >= bufferBytes { return }  // the client is slow: wait for it
             }
             guard upstream.mayBeReadable else { break }
             switch upstream.readOnce(limit: bufferBytes) {
             case .bytes:
                 if responseStarted {
-                    downstream.setDeadline(.responseBodyIdle, after: downstream.worker.settings.timeouts.bodyIdleMs)
+                    downstream.setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
                 }
                 continue
             case .wouldBlock:
@@ -409,7 +414,7 @@ final class Exchange: UpstreamDelegate {
             }
             break
         }
-        downstream.flush()
+        downstream.flushResponse()
     }
 
     /// The pod closed the connection (errno 0) or it failed.
@@ -427,7 +432,7 @@ final class Exchange: UpstreamDelegate {
         case .done:
             return
         case .contentLength, .chunked, .untilClose:
-            downstream.abort()
+            downstream.abortExchange()
         }
     }
 
@@ -440,7 +445,7 @@ final class Exchange: UpstreamDelegate {
         fresh.attach(self)
         fresh.output!.append(replay.readable)
         if fresh.state == .open { fresh.flush() } else {
-            downstream.setDeadline(.upstreamConnect, after: downstream.worker.settings.timeouts.upstreamConnectMs)
+            downstream.setDeadline(.upstreamConnect, after: worker.settings.timeouts.upstreamConnectMs)
         }
         return true
     }
@@ -450,72 +455,23 @@ final class Exchange: UpstreamDelegate {
         downstream.failExchange(error)
     }
 
-    private func writeResponseHead(_ head: ResponseHead, base: UnsafeRawPointer, into out: ByteBuffer) {
+    /// Takes the pod's final head: sets the body state, then lets the sink write the head its own way.
+    private func startResponse(_ head: ResponseHead, base: UnsafeRawPointer) {
         responseStarted = true
         upstreamKeepAlive = head.keepAlive
-        @inline(__always) func bytes(_ span: ByteSpan) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(start: base + span.start, count: span.count)
-        }
-        // Status code and reason phrase as the pod sent them: the bytes after "HTTP/1.x " up to the CR.
-        var end = 9
-        while end < head.headLength && base.load(fromByteOffset: end, as: UInt8.self) != 0x0D { end += 1 }
-        out.append("HTTP/1.1 ")
-        out.append(UnsafeRawBufferPointer(start: base + 9, count: end - 9))
-        out.append("\r\n")
-        var hasRequestId = false
-        var contentLength: ByteSpan? = nil
-        for field in head.headers {
-            if field.kind == .contentLength { contentLength = field.value }
-            if field.dropOnForward { continue }
-            if field.kind == .xRequestId { hasRequestId = true }
-            out.append(bytes(field.name))
-            out.append(": ")
-            out.append(bytes(field.value))
-            out.append("\r\n")
-        }
         switch head.framing {
-        case .none:
-            // HEAD and 304 keep the pod's Content-Length: it describes the representation (RFC 9110 §8.6).
-            if let contentLength, requestWasHEAD || head.status == 304 {
-                out.append("Content-Length: ")
-                out.append(bytes(contentLength))
-                out.append("\r\n")
-            }
-            response = .done
-        case .contentLength(let n):
-            out.append("Content-Length: ")
-            out.append(decimal: n)
-            out.append("\r\n")
-            response = n > 0 ? .contentLength(remaining: n) : .done
-        case .chunked, .untilClose:
-            if clientIsHTTP10 {
-                closeAfterResponse = true  // an HTTP/1.0 client only understands a close-delimited body
-            } else {
-                rechunkResponse = true
-                out.append("Transfer-Encoding: chunked\r\n")
-            }
-            if case .chunked = head.framing { response = .chunked } else { response = .untilClose }
+        case .none: response = .done
+        case .contentLength(let n): response = n > 0 ? .contentLength(remaining: n) : .done
+        case .chunked: response = .chunked
+        case .untilClose: response = .untilClose
         }
-        if !requestBodyDone { closeAfterResponse = true }
-        if closeAfterResponse || downstream.worker.isDraining {
-            out.append("Connection: close\r\n")
-        } else if clientIsHTTP10 {
-            out.append("Connection: keep-alive\r\n")
-        }
-        if !hasRequestId {
-            out.append("X-Request-Id: ")
-            out.append(downstream.requestId)
-            out.append("\r\n")
-        }
-        if downstream.worker.settings.revisionHeader { out.append(revision.responseHeader) }
-        out.append("\r\n")
-        downstream.setDeadline(.responseBodyIdle, after: downstream.worker.settings.timeouts.bodyIdleMs)
-        if case .done = response { finishResponse() }
+        downstream.writeResponseHead(head, base: base, for: self)
+        downstream.setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
     }
 
     private func finishResponse() {
         response = .done
-        if rechunkResponse, let out = downstream.output { out.append("0\r\n\r\n") }
+        downstream.endResponseBody()
         if isOutstanding { pool.outstanding -= 1; isOutstanding = false }
         dropReplay()
         if let upstream {

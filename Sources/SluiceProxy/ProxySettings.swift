@@ -46,11 +46,8 @@ public struct TLSSettings: Hashable, Sendable {
     public var certificates: [TLSCertificateFiles]
     /// From accept to the end of the handshake; a silent or slow client is closed after this.
     public var handshakeTimeoutMs: Int = 10_000
-    /// Offer `h2` in ALPN. Off, and not in the configuration file, until the HTTP/2 connection exists: a client
-    /// that negotiated h2 cannot fall back on that connection, while one offered only `http/1.1` (curl,
-    /// browsers) simply speaks HTTP/1.1. The HTTP/2 work turns this on where `DownstreamConnection` dispatches
-    /// on the negotiated protocol.
-    public var offersH2 = false
+    /// Offer `h2` in ALPN (before `http/1.1`); `tls.http2: false` in the configuration offers only HTTP/1.1.
+    public var offersH2 = true
     public init(certificates: [TLSCertificateFiles]) { self.certificates = certificates }
 }
 

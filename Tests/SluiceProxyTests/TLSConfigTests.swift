@@ -17,7 +17,7 @@ final class TLSConfigTests: XCTestCase {
         let config = try parse("tls:\n  certificates:\n    - {cert: a.crt, key: a.key}\n    - {cert: \(b.cert), key: \(b.key)}\n  handshakeTimeout: 3s", in: certs)
         XCTAssertEqual(config.proxy.tls?.certificates, [a, b])
         XCTAssertEqual(config.proxy.tls?.handshakeTimeoutMs, 3_000)
-        XCTAssertEqual(config.proxy.tls?.offersH2, false)
+        XCTAssertEqual(config.proxy.tls?.offersH2, true, "h2 is offered unless tls.http2 is false")
         XCTAssertNil(try GatewayConfig.parse(yaml: "services: []\n", file: "x.yaml").proxy.tls)
     }
 

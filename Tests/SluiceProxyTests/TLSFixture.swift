@@ -109,7 +109,7 @@ import socket, ssl, sys
 mode, port, cafile, host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 body = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 ctx = ssl.create_default_context(cafile=cafile)
-ctx.set_alpn_protocols(["h2", "http/1.1"])
+ctx.set_alpn_protocols(["http/1.1"])  # this client speaks HTTP/1.1 only, so it must not offer h2
 
 def connect():
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)

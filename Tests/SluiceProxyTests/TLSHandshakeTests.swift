@@ -7,8 +7,10 @@ import SluiceTLS
 import XCTest
 
 final class TLSHandshakeTests: XCTestCase {
+    /// curl over HTTP/1.1 unless `extra` asks for another version (curl prefers h2 when ALPN offers it).
     func curl(_ f: GatewayFixture, cacert: String, _ extra: [String] = []) -> CommandResult {
-        runCommand("curl", ["-sS", "--max-time", "10", "--cacert", cacert, "--resolve", "\(serviceHost):\(f.port):127.0.0.1",
+        let version = extra.contains { $0.hasPrefix("--http") } ? [] : ["--http1.1"]
+        return runCommand("curl", version + ["-sS", "--max-time", "10", "--cacert", cacert, "--resolve", "\(serviceHost):\(f.port):127.0.0.1",
                             "-w", "\n%{http_code} %{http_version}", "-d", irisBody, "-H", "Content-Type: application/json"]
                    + extra + ["https://\(serviceHost):\(f.port)/v1/models/sklearn-iris:predict"])
     }
@@ -96,29 +98,30 @@ final class TLSHandshakeTests: XCTestCase {
         XCTAssertTrue(r.output.hasSuffix("200 1.1"), r.output)
     }
 
-    func testALPNOffersOnlyHTTP11UntilHTTP2Exists() throws {
+    func testALPNPrefersH2AndServesHTTP2OverTLS() throws {
         let certs = try TestCertificates()
         let cert = try certs.make("service", dnsNames: [serviceHost])
         let f = try tlsGateway([cert])
-        XCTAssertTrue(sClient(port: f.port, ["-alpn", "h2,http/1.1"]).output.contains("ALPN protocol: http/1.1"))
+        XCTAssertTrue(sClient(port: f.port, ["-alpn", "h2,http/1.1"]).output.contains("ALPN protocol: h2"))
+        XCTAssertTrue(sClient(port: f.port, ["-alpn", "http/1.1"]).output.contains("ALPN protocol: http/1.1"))
         // No overlap: no ALPN at all (not a fatal alert), and the connection speaks HTTP/1.1.
         let none = sClient(port: f.port, ["-alpn", "spdy/3"])
         XCTAssertTrue(none.output.contains("No ALPN negotiated"), none.output)
-        XCTAssertTrue(none.output.contains("Cipher is TLS_AES"), none.output)
+        // curl over h2 reaches the pod through the HTTP/2 connection, and HTTP/1.1 still works.
+        let h2 = curl(f, cacert: cert.cert, ["--http2"])
+        XCTAssertTrue(h2.output.hasSuffix("200 2"), h2.output)
+        XCTAssertTrue(h2.output.contains(#""proto": "https""#), "the pod hears X-Forwarded-Proto: https over h2 too: \(h2.output)")
+        XCTAssertTrue(curl(f, cacert: cert.cert, ["--http1.1"]).output.hasSuffix("200 1.1"))
+    }
+
+    func testWithHTTP2OffOnlyHTTP11IsOffered() throws {
+        let certs = try TestCertificates()
+        let cert = try certs.make("service", dnsNames: [serviceHost])
+        let f = try tlsGateway([cert]) { $0.offersH2 = false }
+        XCTAssertTrue(sClient(port: f.port, ["-alpn", "h2,http/1.1"]).output.contains("ALPN protocol: http/1.1"))
         // curl asking for h2 falls back to HTTP/1.1 cleanly.
         let r = curl(f, cacert: cert.cert, ["--http2"])
         XCTAssertTrue(r.output.hasSuffix("200 1.1"), r.output)
-    }
-
-    func testWhenH2IsOfferedItIsNegotiatedAndTheConnectionIsClosedForNow() throws {
-        let certs = try TestCertificates()
-        let cert = try certs.make("service", dnsNames: [serviceHost])
-        let f = try tlsGateway([cert]) { $0.offersH2 = true }
-        XCTAssertTrue(sClient(port: f.port, ["-alpn", "h2,http/1.1"]).output.contains("ALPN protocol: h2"))
-        XCTAssertTrue(sClient(port: f.port, ["-alpn", "http/1.1"]).output.contains("ALPN protocol: http/1.1"))
-        let r = curl(f, cacert: cert.cert, ["--http2"])
-        XCTAssertNotEqual(r.status, 0, r.output)
-        XCTAssertTrue(curl(f, cacert: cert.cert, ["--http1.1"]).output.hasSuffix("200 1.1"))
     }
 
     func testOldProtocolsWeakCiphersAndOtherGroupsAreRefused() throws {

@@ -5,12 +5,12 @@ import SluiceProxy
 import SluiceTLS
 
 extension GatewayConfig {
-    /// `tls: {certificates: [{cert: path, key: path}, ...], handshakeTimeout: 10s}`. Relative paths are taken
+    /// `tls: {certificates: [{cert: path, key: path}, ...], handshakeTimeout: 10s, http2: true}`. Relative paths are taken
     /// from the configuration file's directory, so a file and its certificates move together. Every pair is
     /// loaded and checked here, so a file that loads has certificates that serve; errors name the field and
     /// the file's problem (`tls.certificates[1].key: /etc/sluice/b.key: does not match the certificate…`).
     static func decodeTLS(_ node: ConfigNode, file: String) throws(ConfigError) -> TLSSettings {
-        let mapping = try node.mapping(keys: ["certificates", "handshakeTimeout"])
+        let mapping = try node.mapping(keys: ["certificates", "handshakeTimeout", "http2"])
         let base = (file as NSString).deletingLastPathComponent
         func resolve(_ path: String) -> String {
             path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
@@ -31,6 +31,7 @@ extension GatewayConfig {
             guard milliseconds > 0 else { throw value.error("must be greater than 0") }
             settings.handshakeTimeoutMs = milliseconds
         }
+        if let value = mapping["http2"] { settings.offersH2 = try value.bool() }
         do {
             _ = try TLSContext(certificates: pairs, offerH2: settings.offersH2)
         } catch {

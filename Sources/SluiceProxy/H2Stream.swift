@@ -1,0 +1,438 @@
+// Proxy layer: one HTTP/2 request/response on an H2Connection — collects the request head, routes it like an
+// HTTP/1.1 request (`:authority` for Host), and runs it through an Exchange toward an HTTP/1.1 pod (RFC 9113 §8.2
+// downgrade, framing computed by Sluice). Request body bytes are granted back to the client (flow control) only
+// once the pod's socket took them; the response comes back as HEADERS + DATA pulled from a bounded buffer.
+import SluiceHTTP1
+import SluiceHTTP2
+import SluiceIO
+import SluiceRouting
+
+final class H2Stream: ExchangeDownstream {
+    enum Phase {
+        /// The request head is arriving.
+        case receivingHead
+        /// The head is complete; the stream is routed once the bytes at hand are processed, so that a stream the
+        /// client resets in the same read (rapid reset) never reaches a pod.
+        case awaitingRoute
+        /// Routed: the exchange runs.
+        case exchanging
+        /// The response (from the pod or the gateway) is complete on our side; nghttp2 is sending the rest.
+        case responded
+        case closed
+    }
+
+    let id: Int32
+    /// unowned(unsafe): the connection owns its streams and closes them before it goes away.
+    unowned(unsafe) let connection: H2Connection
+    var worker: Worker { connection.worker }
+    var peerIP: [UInt8] { connection.peerIP }
+    var isTLS: Bool { connection.tls != nil }
+    private var session: H2Session { connection.session }
+    private(set) var phase: Phase = .receivingHead
+    var requestId: [UInt8] = []
+    var responseParser: ResponseParser
+    var responseDecoder = ChunkedDecoder()
+    private var exchange: Exchange?
+
+    // Request head: field bytes copied out of nghttp2's buffers, with spans into them.
+    private var headBytes: ByteBuffer
+    private var fields: [HeaderField] = []
+    private var method = ByteSpan.empty
+    private var path = ByteSpan.empty
+    private var authority: ByteSpan?
+    private var hostField: ByteSpan?
+    private var contentLength: Int?
+    private var isMalformed = false
+    private var headEndedStream = false
+
+    /// DATA bytes received and not yet moved toward the pod (at most the stream window, 64 KiB).
+    private var requestBody: ByteBuffer?
+    private var requestDone = false
+    /// Bytes moved into the pod connection's buffer but not yet written to its socket, so not yet granted back.
+    private var ungranted = 0
+    /// Response body bytes waiting for nghttp2 to frame them as DATA.
+    private var responseBody: ByteBuffer?
+    private var responseDone = false
+    /// The client reset the stream or the connection went away.
+    private var isReset = false
+    /// The response is complete but the request is not: RST_STREAM(NO_ERROR) once the last DATA is out (RFC 9113 §8.1).
+    private var resetWhenSent = false
+
+    private var deadline: Int64 = .max
+    private var deadlineKind: DeadlineKind = .none
+
+    init(id: Int32, connection: H2Connection) {
+        self.id = id
+        self.connection = connection
+        var limits = HTTP1Limits()
+        limits.maxHeadBytes = connection.worker.settings.limits.maxHeaderBytes
+        limits.maxHeaderCount = connection.worker.settings.limits.maxHeaderCount
+        responseParser = ResponseParser(limits: limits)
+        headBytes = connection.worker.buffers.take()
+    }
+
+    // MARK: Request head
+
+    func addHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        guard case .receivingHead = phase else { return }
+        let nameSpan = ByteSpan(start: headBytes.readableBytes, count: name.count)
+        headBytes.append(name)
+        let valueSpan = ByteSpan(start: headBytes.readableBytes, count: value.count)
+        headBytes.append(value)
+        if name.first == 0x3A {  // ":" pseudo-header (nghttp2 checked order, duplicates and the allowed set)
+            let bytes = headBytes.readable
+            if bytes.span(nameSpan, equalsBytes: ":method") { method = valueSpan }
+            else if bytes.span(nameSpan, equalsBytes: ":path") { path = valueSpan }
+            else if bytes.span(nameSpan, equalsBytes: ":authority") { authority = valueSpan }
+            return
+        }
+        let kind = HeaderKind.classify(headBytes.readable, nameSpan)
+        // Names with "_" are dropped as for HTTP/1.1 (CGI aliasing, hardening.md §1 item 13).
+        let hasUnderscore = name.contains(0x5F)
+        switch kind {
+        case .host:
+            if hostField != nil { isMalformed = true }
+            hostField = valueSpan
+        case .contentLength:
+            var n = 0
+            for b in value { n = n &* 10 &+ Int(b &- 0x30) }  // digits only: nghttp2 validated content-length
+            if contentLength != nil && contentLength != n { isMalformed = true }
+            contentLength = n
+        default:
+            break
+        }
+        fields.append(HeaderField(name: nameSpan, value: valueSpan, kind: kind, dropOnForward: kind.isDroppedOnForward || hasUnderscore))
+    }
+
+    func headersComplete(endStream: Bool) {
+        guard case .receivingHead = phase else { return }
+        requestDone = endStream
+        headEndedStream = endStream
+        phase = .awaitingRoute
+        connection.routeAfterReceive(self)
+    }
+
+    /// Routes the request and starts its exchange (or answers it), unless the client reset it meanwhile.
+    func route() {
+        guard case .awaitingRoute = phase else { return }
+        let endStream = headEndedStream
+        let bytes = headBytes.readable
+        // RFC 9113 §8.3.1: `:authority` replaces Host; a Host field that differs makes the request malformed.
+        if let authority, let hostField, !bytes.span(authority, equalsIgnoringCase: hostField) { isMalformed = true }
+        guard !isMalformed, let host = authority ?? hostField, method.count > 0 else {
+            respondLocally(.badRequest("malformed request"))
+            return
+        }
+        if bytes.span(method, equalsBytes: "CONNECT") {
+            respondLocally(ErrorResponse(501, "CONNECT is not supported"))
+            return
+        }
+        // RFC 9113 §8.2 downgrade framing, computed by Sluice: the client's length, or none when the body ended
+        // with the headers (a zero length for methods that carry content), else chunked.
+        let framing: RequestBodyFraming
+        if let contentLength {
+            framing = .contentLength(contentLength)
+        } else if endStream {
+            let carriesContent = bytes.span(method, equalsBytes: "POST") || bytes.span(method, equalsBytes: "PUT") || bytes.span(method, equalsBytes: "PATCH")
+            framing = carriesContent ? .contentLength(0) : .none
+        } else {
+            framing = .chunked
+        }
+        joinCookies()
+        let limits = worker.settings.limits
+        if let contentLength, limits.maxRequestBodyBytes > 0, contentLength > limits.maxRequestBodyBytes {
+            respondLocally(.payloadTooLarge)
+            return
+        }
+        var tagHeader: UnsafeRawBufferPointer? = nil
+        if let field = fields.first(where: { $0.kind == .knativeServingTag }) { tagHeader = bytes.bytes(field.value) }
+        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader) {
+        case .refused(let error):
+            respondLocally(error)
+        case .routed(let pool, let upstream, let revision, let tag):
+            let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
+                                   headers: fields, framing: framing)
+            let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
+                                    head: head, closeAfterResponse: false)
+            self.exchange = exchange
+            phase = .exchanging
+            exchange.begin(head: head, headBytes: bytes.baseAddress!)
+            if !exchange.requestBodyDone { exchange.pumpRequestBody() }
+        }
+    }
+
+    /// RFC 9113 §8.2.3: HTTP/2 may split `cookie` into several fields; HTTP/1.1 wants one, joined with "; ".
+    private func joinCookies() {
+        var first = -1, count = 0
+        for i in fields.indices where !fields[i].dropOnForward && headBytes.readable.span(fields[i].name, equalsBytes: "cookie") {
+            if first < 0 { first = i }
+            count += 1
+        }
+        guard count > 1 else { return }
+        let start = headBytes.readableBytes
+        var separator = false
+        for i in fields.indices where i >= first && !fields[i].dropOnForward && headBytes.readable.span(fields[i].name, equalsBytes: "cookie") {
+            if separator { headBytes.append("; ") }
+            // Copy out first: appending may move the buffer.
+            let value = fields[i].value
+            headBytes.reserve(value.count)
+            headBytes.append(UnsafeRawBufferPointer(rebasing: headBytes.readable[value.start..<value.end]))
+            separator = true
+            if i != first { fields[i].dropOnForward = true }
+        }
+        fields[first].value = ByteSpan(start: start, count: headBytes.readableBytes - start)
+    }
+
+    // MARK: Request body
+
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) {
+        switch phase {
+        case .awaitingRoute, .exchanging:
+            // Held within the stream window until the pod's socket takes it (not routed yet: until it is).
+            if requestBody == nil { requestBody = worker.buffers.take() }
+            requestBody!.append(bytes)
+            exchange?.pumpRequestBody()
+        case .receivingHead, .responded, .closed:
+            session.consume(id, bytes.count)  // answered already (or refused): the bytes go nowhere
+        }
+    }
+
+    func requestEnded() {
+        requestDone = true
+        if case .exchanging = phase { exchange?.pumpRequestBody() }
+    }
+
+    func pullRequestBody(for exchange: Exchange, into out: ByteBuffer) -> RequestBodyPull {
+        if let body = requestBody, !body.isEmpty {
+            let n = min(body.readableBytes, exchange.requestBodyRemaining)
+            exchange.forwardRequestBody(UnsafeRawBufferPointer(rebasing: body.readable[0..<n]), into: out)
+            body.consume(n)
+            ungranted += n
+            if body.isEmpty { worker.buffers.give(body); requestBody = nil }
+            return .moved
+        }
+        if requestDone {
+            exchange.forwardRequestBodyEnd(into: out)
+            return .moved
+        }
+        return isReset ? .gone : .noData
+    }
+
+    /// The request body goes nowhere any more (answered, failed, reset): whatever of it is held or still
+    /// ungranted is given back to the connection window, or a few such streams would stall every other one.
+    private func releaseRequestWindow() {
+        let held = ungranted + (requestBody?.readableBytes ?? 0)
+        ungranted = 0
+        if let b = requestBody { worker.buffers.give(b); requestBody = nil }
+        if held > 0 { session.consume(id, held) }
+    }
+
+    func upstreamTookRequestBytes() {
+        guard ungranted > 0 else { return }
+        // Flow control with real backpressure: the window reopens only for what the pod's socket took.
+        session.consume(id, ungranted)
+        ungranted = 0
+        connection.flush()
+    }
+
+    // MARK: Response sink
+
+    func writeResponseHead(_ head: ResponseHead, base: UnsafeRawPointer, for exchange: Exchange) {
+        let session = self.session
+        session.beginHeaders()
+        var hasRequestId = false
+        var podContentLength: ByteSpan? = nil
+        for field in head.headers {
+            if field.kind == .contentLength { podContentLength = field.value }
+            if field.dropOnForward { continue }
+            if field.kind == .xRequestId { hasRequestId = true }
+            session.addHeader(name: UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count),
+                              value: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
+        }
+        switch head.framing {
+        case .none:
+            if let podContentLength, exchange.requestWasHEAD || head.status == 304 {
+                session.addHeader(name: "content-length", value: UnsafeRawBufferPointer(start: base + podContentLength.start, count: podContentLength.count))
+            }
+        case .contentLength:
+            if let podContentLength {
+                session.addHeader(name: "content-length", value: UnsafeRawBufferPointer(start: base + podContentLength.start, count: podContentLength.count))
+            }
+        case .chunked, .untilClose:
+            break  // DATA frames carry the body; END_STREAM ends it (RFC 9113 §8.1)
+        }
+        if !hasRequestId { requestId.withUnsafeBytes { session.addHeader(name: "x-request-id", value: $0) } }
+        if worker.settings.revisionHeader {
+            // `Sluice-Revision: <name>\r\n`, pre-rendered by the route table: the value sits between ": " and CRLF.
+            exchange.revision.responseHeader.withUnsafeBytes { line in
+                session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))
+            }
+        }
+        var hasBody = true
+        if case .done = exchange.response { hasBody = false; responseDone = true }
+        hasPendingBodyEnd = hasBody
+        session.submitResponse(id, status: head.status, hasBody: hasBody)
+    }
+
+    func writeResponseBody(_ bytes: UnsafeRawBufferPointer) {
+        if responseBody == nil { responseBody = worker.buffers.take() }
+        responseBody!.append(bytes)
+        session.resumeData(id)
+    }
+
+    func endResponseBody() {
+        responseDone = true
+        session.resumeData(id)
+    }
+
+    var responseBufferedBytes: Int { responseBody?.readableBytes ?? 0 }
+
+    func flushResponse() { connection.flush() }
+
+    /// nghttp2 pulls DATA for this stream (inside the connection's send).
+    func readResponseBody(into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
+        if let body = responseBody, !body.isEmpty {
+            let n = min(body.readableBytes, buffer.count)
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
+            let wasFull = body.readableBytes >= worker.settings.limits.bufferBytes
+            body.consume(n)
+            if body.isEmpty { worker.buffers.give(body); responseBody = nil }
+            if wasFull && exchange != nil { connection.noteDrained(self) }
+            let isEnd = responseDone && responseBody == nil
+            if isEnd { bodyEnded() }
+            return (n, isEnd)
+        }
+        if responseDone { bodyEnded(); return (0, true) }
+        return nil
+    }
+
+    private func bodyEnded() {
+        hasPendingBodyEnd = false
+        if resetWhenSent {
+            resetWhenSent = false
+            connection.resetAfterSend(id)
+        }
+    }
+
+    /// The client took buffered response bytes: the exchange may read its pod again.
+    func responseDrained() {
+        exchange?.clientDrained()
+    }
+
+    // MARK: Outcomes
+
+    func exchangeFinished(closeAfter: Bool) {
+        exchange = nil
+        phase = .responded
+        releaseRequestWindow()
+        deadlineKind = .none
+        deadline = .max
+        // RFC 9113 §8.1: a complete response before the request ended; the rest of the request is not wanted.
+        if !requestDone { endRequestAfterResponse() }
+        connection.flush()
+    }
+
+    func failExchange(_ response: ErrorResponse) {
+        guard let exchange else { return }
+        if exchange.responseStarted { abortExchange(); return }
+        exchange.abandonUpstream()
+        self.exchange = nil
+        respondLocally(response)
+    }
+
+    func abortExchange() {
+        exchange?.abandonUpstream()
+        exchange = nil
+        phase = .responded
+        releaseRequestWindow()
+        session.resetStream(id, .internalError)
+        connection.flush()
+    }
+
+    /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse).
+    private func respondLocally(_ response: ErrorResponse) {
+        phase = .responded
+        releaseRequestWindow()
+        let body = responseBody ?? worker.buffers.take()
+        responseBody = body
+        body.clear()
+        response.writeBody(into: body)
+        session.beginHeaders()
+        let contentType: StaticString = "application/json"
+        session.addHeader(name: "content-type", value: UnsafeRawBufferPointer(start: contentType.utf8Start, count: contentType.utf8CodeUnitCount))
+        var length: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &length) { scratch in
+            var v = body.readableBytes, n = 0
+            repeat { scratch[23 - n] = UInt8(48 + v % 10); v /= 10; n += 1 } while v > 0
+            session.addHeader(name: "content-length", value: UnsafeRawBufferPointer(rebasing: scratch[(24 - n)...]))
+        }
+        responseDone = true
+        hasPendingBodyEnd = true
+        session.submitResponse(id, status: response.status, hasBody: true)
+        if !requestDone { endRequestAfterResponse() }
+        deadlineKind = .none
+        deadline = .max
+        connection.flush()
+    }
+
+    /// Resets the stream once the response is out: nghttp2 sends RST_STREAM ahead of queued DATA, so with body bytes
+    /// still to go the reset waits for the end of the body (readResponseBody).
+    private func endRequestAfterResponse() {
+        if responseBody == nil && !hasPendingBodyEnd {
+            session.resetStream(id, .noError)
+        } else {
+            resetWhenSent = true
+        }
+    }
+
+    /// A data provider is still to report the end of the body.
+    private var hasPendingBodyEnd = false
+
+    // MARK: Deadlines
+
+    func setDeadline(_ kind: DeadlineKind, after milliseconds: Int) {
+        if milliseconds <= 0 {
+            deadline = .max
+            deadlineKind = .none
+        } else {
+            deadline = worker.loop.now + Int64(milliseconds)
+            deadlineKind = kind
+        }
+    }
+
+    func checkDeadline(now: Int64) {
+        guard now >= deadline else { return }
+        if case .closed = phase { return }  // closed by an earlier stream's flush during the same sweep
+        let kind = deadlineKind
+        deadline = .max
+        deadlineKind = .none
+        switch kind {
+        case .none, .keepAliveIdle, .requestHead, .handshake:
+            return  // connection-level timers: the H2Connection owns them
+        case .requestBodyIdle:
+            if let exchange, !exchange.responseStarted { failExchange(.requestTimeout) } else { abortExchange() }
+        case .upstreamConnect:
+            failExchange(.upstreamConnectTimeout)
+        case .upstreamResponse:
+            failExchange(.upstreamTimeout)
+        case .responseBodyIdle:
+            abortExchange()
+        }
+    }
+
+    // MARK: Closing
+
+    /// nghttp2 closed the stream (normally, by the client's RST_STREAM, or with the connection): cancel the pod's work.
+    func closed(errorCode: UInt32) {
+        if case .closed = phase { return }
+        phase = .closed
+        isReset = true
+        if let exchange {
+            exchange.abandonUpstream()
+            self.exchange = nil
+        }
+        releaseRequestWindow()
+        if let b = responseBody { worker.buffers.give(b); responseBody = nil }
+        worker.buffers.give(headBytes)
+    }
+}
