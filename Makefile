@@ -19,7 +19,13 @@ $(VENV)/.ready: Tests/e2e/requirements.txt
 	$(VENV)/bin/pip install -q -r Tests/e2e/requirements.txt
 	touch $@
 
-venv: deps $(VENV)/.ready
+# sslyze pins cryptography<47 while kserve needs >=50: the TLS compliance check gets a venv of its own.
+.venv-sslyze/.ready: Tests/e2e/requirements-sslyze.txt
+	python3 -m venv .venv-sslyze
+	.venv-sslyze/bin/pip install -q -r Tests/e2e/requirements-sslyze.txt
+	touch $@
+
+venv: deps $(VENV)/.ready .venv-sslyze/.ready
 
 build: deps
 	$(SWIFT) build -c release --product sluice
@@ -55,4 +61,4 @@ bench: build
 	$(MAKE) -C benchmarks
 
 clean:
-	rm -rf .build .build-* $(VENV)
+	rm -rf .build .build-* $(VENV) .venv-sslyze
