@@ -76,6 +76,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
         var limits = H2Limits()
         limits.maxHeaderListBytes = worker.settings.limits.maxHeaderBytes
         limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
+        limits.maxStreamsPerConnection = worker.settings.limits.maxStreamsPerConnection
         self.session = nil
         self.session = H2Session(delegate: self, limits: limits)
         armIdle()

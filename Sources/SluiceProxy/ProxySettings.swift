@@ -36,6 +36,9 @@ public struct ProxyLimits: Hashable, Sendable {
     public var bufferBytes: Int = 32 * 1024
     /// Requests served on one downstream keep-alive connection before it is closed.
     public var maxRequestsPerConnection: Int = 10_000
+    /// HTTP/2 streams served on one client connection before a graceful GOAWAY (the client reconnects);
+    /// HAProxy reports ~1000 renews connections "without perceptible latency" (hardening.md §2.8).
+    public var maxStreamsPerConnection: Int = 1_000
     public init() {}
 }
 

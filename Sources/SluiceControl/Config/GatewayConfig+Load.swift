@@ -148,7 +148,7 @@ extension GatewayConfig {
 
     private static func decodeLimits(_ node: ConfigNode) throws(ConfigError) -> ProxyLimits {
         let mapping = try node.mapping(keys: ["maxHeaderBytes", "maxHeaderCount", "maxRequestTargetBytes",
-                                              "maxRequestBodyBytes", "bufferBytes", "maxRequestsPerConnection"])
+                                              "maxRequestBodyBytes", "bufferBytes", "maxRequestsPerConnection", "maxStreamsPerConnection"])
         var limits = ProxyLimits()
         func positive(_ key: String, isSize: Bool) throws(ConfigError) -> Int? {
             guard let value = mapping[key] else { return nil }
@@ -162,6 +162,7 @@ extension GatewayConfig {
         if let value = mapping["maxRequestBodyBytes"] { limits.maxRequestBodyBytes = try value.bytes() }  // 0: no limit
         if let value = try positive("bufferBytes", isSize: true) { limits.bufferBytes = value }
         if let value = try positive("maxRequestsPerConnection", isSize: false) { limits.maxRequestsPerConnection = value }
+        if let value = try positive("maxStreamsPerConnection", isSize: false) { limits.maxStreamsPerConnection = value }
         // The request line is inside the header block: a larger target limit could never trigger 414.
         if limits.maxRequestTargetBytes > limits.maxHeaderBytes, let value = mapping["maxRequestTargetBytes"] ?? mapping["maxHeaderBytes"] {
             throw value.error("maxRequestTargetBytes (\(limits.maxRequestTargetBytes)) is above maxHeaderBytes (\(limits.maxHeaderBytes)), which includes the request line")
