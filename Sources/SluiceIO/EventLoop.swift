@@ -11,6 +11,11 @@ public protocol EventHandler: AnyObject {
     func checkDeadline(now: Int64)
 }
 
+/// Work a handler wants done once after the current batch of events (coalescing writes: h2o's flush at end of tick).
+public protocol DeferredTask: AnyObject {
+    func runDeferred()
+}
+
 public enum Readiness {
     public static let readable = UInt32(CSLUICE_EPOLLIN)
     public static let writable = UInt32(CSLUICE_EPOLLOUT)
@@ -47,6 +52,8 @@ public final class EventLoop {
     public var onWake: (() -> Void)?
     /// Called once per sweep, before the handlers are checked.
     public var onSweep: ((Int64) -> Void)?
+    private var deferred: [DeferredTask] = []
+    private var running: [DeferredTask] = []
 
     public init(sweepIntervalMs: Int64 = 100) throws(IOError) {
         epfd = csluice_epoll_create()
@@ -109,6 +116,19 @@ public final class EventLoop {
 
     public var registeredCount: Int { handlers.count - freeSlots.count }
 
+    /// Runs `task` once after every event of the current batch has been handled (tasks may defer more).
+    public func runAfterThisBatch(_ task: DeferredTask) {
+        deferred.append(task)
+    }
+
+    private func runDeferredTasks() {
+        while !deferred.isEmpty {
+            swap(&deferred, &running)  // two arrays, so that neither is copied or reallocated per batch
+            for task in running { task.runDeferred() }
+            running.removeAll(keepingCapacity: true)
+        }
+    }
+
     public func stop() { isRunning = false }
 
     /// Runs until `stop()`.
@@ -132,6 +152,7 @@ public final class EventLoop {
                     handler.handle(events: event.events)
                 }
             }
+            runDeferredTasks()
             if now >= nextSweep {
                 nextSweep = now + sweepIntervalMs
                 onSweep?(now)

@@ -9,7 +9,7 @@ import SluiceTLS
 import Glibc
 #endif
 
-final class H2Connection: EventHandler, H2SessionDelegate {
+final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
     enum Phase {
         case open
         /// GOAWAY(2^31-1) is out; the final GOAWAY follows at `finalGoAwayAt`.
@@ -39,6 +39,7 @@ final class H2Connection: EventHandler, H2SessionDelegate {
     private var mayBeReadable = true
     /// Re-entrancy guard: nghttp2 must not be fed or drained from inside its own callbacks.
     private var isInSession = false
+    private var isFlushScheduled = false
     /// The TLS session when the client negotiated `h2` by ALPN; every byte goes through it.
     let tls: TLSSession?
     private var needsFlush = false
@@ -221,6 +222,19 @@ final class H2Connection: EventHandler, H2SessionDelegate {
     }
 
     // MARK: Writing
+
+    /// Streams call this when they have something to send: the frames of every stream that became ready in one
+    /// batch of events leave in one write (one SSL_write on TLS) instead of one per stream.
+    func scheduleFlush() {
+        guard !isFlushScheduled else { return }
+        isFlushScheduled = true
+        worker.loop.runAfterThisBatch(self)
+    }
+
+    func runDeferred() {
+        isFlushScheduled = false
+        flush()
+    }
 
     /// Lets the session produce frames into the output queue, writes them, and wakes streams nghttp2 drained;
     /// then ends a finished session, or reads again when reading had stopped on a full output queue.

@@ -232,7 +232,7 @@ final class H2Stream: ExchangeDownstream {
         // Flow control with real backpressure: the window reopens only for what the pod's socket took.
         session.consume(id, ungranted)
         ungranted = 0
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     // MARK: Response sink
@@ -287,7 +287,7 @@ final class H2Stream: ExchangeDownstream {
 
     var responseBufferedBytes: Int { responseBody?.readableBytes ?? 0 }
 
-    func flushResponse() { connection.flush() }
+    func flushResponse() { connection.scheduleFlush() }
 
     /// nghttp2 pulls DATA for this stream (inside the connection's send).
     func readResponseBody(into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
@@ -329,7 +329,7 @@ final class H2Stream: ExchangeDownstream {
         deadline = .max
         // RFC 9113 §8.1: a complete response before the request ended; the rest of the request is not wanted.
         if !requestDone { endRequestAfterResponse() }
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     func failExchange(_ response: ErrorResponse) {
@@ -346,7 +346,7 @@ final class H2Stream: ExchangeDownstream {
         phase = .responded
         releaseRequestWindow()
         session.resetStream(id, .internalError)
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse).
@@ -372,7 +372,7 @@ final class H2Stream: ExchangeDownstream {
         if !requestDone { endRequestAfterResponse() }
         deadlineKind = .none
         deadline = .max
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     /// Resets the stream once the response is out: nghttp2 sends RST_STREAM ahead of queued DATA, so with body bytes
