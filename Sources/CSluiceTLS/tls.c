@@ -179,6 +179,10 @@ SSL_CTX *sluice_tls_ctx_new(const char *cert_file, const char *key_file, int alp
     // Non-blocking sockets: SSL_write may write part of a buffer, and a retry may come from a buffer that moved
     // (ByteBuffer compacts). RELEASE_BUFFERS frees the 16 KiB+ record buffers of idle keep-alive connections.
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    // Read ahead: without it OpenSSL reads each record with two read(2) calls (5-byte header, then the body);
+    // with it one read takes whatever the socket holds. TLSSession.read already drains OpenSSL's buffer
+    // (SSL_pending) before it waits for an epoll edge, so buffered bytes cannot be stranded.
+    SSL_CTX_set_read_ahead(ctx, 1);
     // No 0-RTT: early data can be replayed, and `POST :predict` is not idempotent in cost.
     SSL_CTX_set_max_early_data(ctx, 0);
     // Resumption by tickets only: the server-side cache is per SSL_CTX (so lost at every reload) and locked on
