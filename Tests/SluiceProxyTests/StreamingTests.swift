@@ -120,6 +120,44 @@ final class StreamingTests: XCTestCase {
     }
 }
 
+extension StreamingTests {
+    func testServerSentEventsArriveOneByOneOverHTTP2() throws {
+        let backend = RawBackend()
+        defer { backend.stop() }
+        backend.start { conn in
+            do {
+                _ = try conn.readRequestHead()
+                try conn.send("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for i in 0..<5 {
+                    let event = "data: \(i)\n\n"
+                    try conn.send(String(event.utf8.count, radix: 16) + "\r\n" + event + "\r\n")
+                    usleep(100_000)  // the pod's pace: one event every 100 ms
+                }
+                try conn.send("0\r\n\r\n")
+            } catch {}
+        }
+        var s = ProxySettings()
+        s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
+        s.workers = 1
+        let service = ServiceSpec(name: "big", namespace: "ns", revisions: [RevisionSpec(name: "big-predictor-default-00001", endpoints: [Endpoint(host: "127.0.0.1", port: backend.port)])],
+                                  traffic: [TrafficTargetSpec(revisionName: "big-predictor-default-00001", percent: 100, latestRevision: true)])
+        let gateway = try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        let id = c.request("GET", "/openai/v1/completions", authority: "big.ns.example.com")
+        var arrivals: [(Date, Int)] = []
+        try c.run(seconds: 10) {
+            let count = c.responses[id]?.body.count ?? 0
+            if count != (arrivals.last?.1 ?? 0) { arrivals.append((Date(), count)) }
+            return c.responses[id]?.isClosed == true
+        }
+        XCTAssertEqual(c.responses[id]?.status, 200)
+        XCTAssertEqual(c.responses[id]?.text, (0..<5).map { "data: \($0)\n\n" }.joined())
+        XCTAssertGreaterThanOrEqual(arrivals.count, 4, "events arrive as DATA frames as they come, not at the end")
+        XCTAssertGreaterThan(arrivals.last!.0.timeIntervalSince(arrivals.first!.0), 0.25)
+    }
+}
+
 func residentBytes() -> Int {
     guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
     let pages = Int(text.split(separator: " ")[1]) ?? 0
