@@ -6,6 +6,7 @@ connection has been through a full request (buffers taken and given back), leave
 and reports Sluice's RSS before and after, and per connection.
 """
 import argparse, os, resource, signal, socket, subprocess, sys, time
+from proxybench import stop_all, wait_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -15,14 +16,6 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close(); return True
-        except OSError: time.sleep(0.05)
-    return False
 
 def main():
     ap = argparse.ArgumentParser()
@@ -59,12 +52,7 @@ def main():
         for s in conns: s.close()
         return 0 if after <= 80 * 2**20 else 1
     finally:
-        for p in procs:
-            try: os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError: pass
-        for p in procs:
-            try: p.wait(5)
-            except Exception: os.killpg(p.pid, signal.SIGKILL)
+        stop_all(procs)
 
 if __name__ == "__main__":
     sys.exit(main())

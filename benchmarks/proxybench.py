@@ -31,6 +31,15 @@ def tree_cpu_ticks(pid, which=(11, 12)):
         except OSError: pass
     return total
 
+def stop_all(procs):
+    """SIGTERM to each process group, then SIGKILL to any still there after 5 s (shared by every benchmark here)."""
+    for p in procs:
+        try: os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+    for p in procs:
+        try: p.wait(5)
+        except Exception: os.killpg(p.pid, signal.SIGKILL)
+
 def wait_port(port, timeout=10):
     import socket
     end = time.time() + timeout
@@ -115,12 +124,7 @@ def main():
             if name not in ("haproxy",) and "haproxy" in med:
                 print(f"ratio {name}/haproxy: rps {med[name]['rps']/med['haproxy']['rps']:.2f}  cpu/req {med[name]['cpu_us_per_req']/med['haproxy']['cpu_us_per_req']:.2f}")
     finally:
-        for p in procs:
-            try: os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError: pass
-        for p in procs:
-            try: p.wait(5)
-            except Exception: os.killpg(p.pid, signal.SIGKILL)
+        stop_all(procs)
 
 if __name__ == "__main__":
     main()

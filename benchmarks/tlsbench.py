@@ -8,7 +8,7 @@ then ratios against HAProxy. A protocol a proxy does not serve is reported as su
 Usage: tlsbench.py --sluice BIN [--rounds N] [--seconds S]
 """
 import argparse, os, re, signal, statistics, subprocess, sys, tempfile
-from proxybench import HERE, HOST, PATH, TICK, tree_cpu_ticks, wait_port, parse_lat
+from proxybench import HERE, HOST, PATH, TICK, tree_cpu_ticks, wait_port, parse_lat, stop_all
 
 def make_cert(d):
     key, crt, pem = f"{d}/tls.key", f"{d}/tls.crt", f"{d}/tls.pem"
@@ -112,12 +112,7 @@ def main():
             if "sluice" in med and "nginx" in med:
                 print(f"ratio sluice/nginx: rate {med['sluice']['rate']/med['nginx']['rate']:.2f}  cpu/op {med['sluice']['cpu_us']/med['nginx']['cpu_us']:.2f}")
     finally:
-        for p in procs:
-            try: os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError: pass
-        for p in procs:
-            try: p.wait(5)
-            except Exception: os.killpg(p.pid, signal.SIGKILL)
+        stop_all(procs)
 
 if __name__ == "__main__":
     main()

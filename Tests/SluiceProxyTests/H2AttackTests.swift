@@ -155,10 +155,7 @@ final class H2AttackTests: XCTestCase {
                 }
             } catch {}
         }
-        var settings = ProxySettings()
-        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        settings.workers = 1
-        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
         defer { gateway.shutdown(graceMs: 1000) }
         // 50 × (HEADERS, RST_STREAM) in one write: one read at the gateway.
         var bytes = h2Preface + h2Frame(type: 4, flags: 0, stream: 0, [])

@@ -74,10 +74,7 @@ final class H2CurlTests: XCTestCase {
                 }
             } catch {}
         }
-        var settings = ProxySettings()
-        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        settings.workers = 1
-        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
         defer { gateway.shutdown(graceMs: 1000) }
         let base = "http://127.0.0.1:\(gateway.port)"
         let big = String(repeating: "x", count: 200 * 1024)

@@ -45,10 +45,7 @@ final class H2FlowControlTests: XCTestCase {
                 try conn.send("HTTP/1.1 200 OK\r\nContent-Length: \(String(received).utf8.count)\r\n\r\n\(received)")
             } catch {}
         }
-        var settings = ProxySettings()
-        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        settings.workers = 1
-        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
         defer { gateway.shutdown(graceMs: 1000) }
 
         let size = 16 << 20
@@ -85,10 +82,7 @@ final class H2FlowControlTests: XCTestCase {
                 try conn.send("0\r\n\r\n")
             } catch {}
         }
-        var settings = ProxySettings()
-        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        settings.workers = 1
-        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try H2TestClient(port: gateway.port)
         let stream = c.request("GET", "/big", authority: serviceHost)
@@ -115,10 +109,7 @@ final class H2FlowControlTests: XCTestCase {
                 }
             } catch {}
         }
-        var settings = ProxySettings()
-        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        settings.workers = 1
-        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
+        let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (backend.port, backend.port)))
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try H2TestClient(port: gateway.port, window: 32 * 1024)
         let ids = (0..<24).map { _ in c.request("GET", "/big", authority: serviceHost) }

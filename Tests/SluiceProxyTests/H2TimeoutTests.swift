@@ -46,10 +46,7 @@ final class H2TimeoutTests: XCTestCase {
         let dead = RawBackend()
         let deadPort = dead.port
         dead.stop()
-        var settings = ProxySettings()
-        settings.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        settings.workers = 1
-        let gateway = try Gateway(settings: settings, routes: try GatewayFixture.table(split: 0, ports: (deadPort, deadPort)))
+        let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (deadPort, deadPort)))
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try H2TestClient(port: gateway.port)
         // 40 × 64 KiB is more than the 1 MiB connection window: refused bodies must not keep any of it.

@@ -53,12 +53,7 @@ final class HeaderForwardingTests: XCTestCase {
                 try? conn.send("HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
             }
         }
-        var s = ProxySettings()
-        s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        s.workers = 1
-        let service = ServiceSpec(name: "raw", namespace: "ns", revisions: [RevisionSpec(name: "raw-predictor-default-00001", endpoints: [Endpoint(host: "127.0.0.1", port: backend.port)])],
-                                  traffic: [TrafficTargetSpec(revisionName: "raw-predictor-default-00001", percent: 100, latestRevision: true)])
-        let gateway = try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))
+        let gateway = try GatewayFixture.gateway(to: backend.port, name: "raw")
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try TestClient(port: gateway.port)
         for _ in 0..<3 {

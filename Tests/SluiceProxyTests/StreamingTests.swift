@@ -10,17 +10,6 @@ import Glibc
 final class StreamingTests: XCTestCase {
     static let size = 64 * 1024 * 1024
 
-    /// A gateway in front of one raw backend.
-    private func gateway(to backend: RawBackend, settings: (inout ProxySettings) -> Void = { _ in }) throws -> Gateway {
-        var s = ProxySettings()
-        s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        s.workers = 1
-        settings(&s)
-        let service = ServiceSpec(name: "big", namespace: "ns", revisions: [RevisionSpec(name: "big-predictor-default-00001", endpoints: [Endpoint(host: "127.0.0.1", port: backend.port)])],
-                                  traffic: [TrafficTargetSpec(revisionName: "big-predictor-default-00001", percent: 100, latestRevision: true)])
-        return try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))
-    }
-
     func testSixtyFourMiBUploadAndDownloadStreamWithBoundedMemory() throws {
         let backend = RawBackend()
         defer { backend.stop() }
@@ -47,7 +36,7 @@ final class StreamingTests: XCTestCase {
                 try conn.send("0\r\n\r\n")
             } catch {}
         }
-        let gateway = try gateway(to: backend)
+        let gateway = try GatewayFixture.gateway(to: backend.port)
         defer { gateway.shutdown(graceMs: 1000) }
         let rssBefore = residentBytes()
         let c = try TestClient(port: gateway.port, timeoutSeconds: 30)
@@ -80,7 +69,7 @@ final class StreamingTests: XCTestCase {
                 upstreamClosed.fulfill()
             }
         }
-        let gateway = try gateway(to: backend)
+        let gateway = try GatewayFixture.gateway(to: backend.port)
         defer { gateway.shutdown(graceMs: 1000) }
         do {
             let c = try TestClient(port: gateway.port)
@@ -107,7 +96,7 @@ final class StreamingTests: XCTestCase {
             } catch {}
             shutdown(conn.fd, Int32(SHUT_RDWR))
         }
-        let gateway = try gateway(to: backend)
+        let gateway = try GatewayFixture.gateway(to: backend.port)
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try TestClient(port: gateway.port)
         try c.send("GET /events HTTP/1.1\r\nHost: big.ns.example.com\r\n\r\n")
@@ -136,12 +125,7 @@ extension StreamingTests {
                 try conn.send("0\r\n\r\n")
             } catch {}
         }
-        var s = ProxySettings()
-        s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
-        s.workers = 1
-        let service = ServiceSpec(name: "big", namespace: "ns", revisions: [RevisionSpec(name: "big-predictor-default-00001", endpoints: [Endpoint(host: "127.0.0.1", port: backend.port)])],
-                                  traffic: [TrafficTargetSpec(revisionName: "big-predictor-default-00001", percent: 100, latestRevision: true)])
-        let gateway = try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))
+        let gateway = try GatewayFixture.gateway(to: backend.port)
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try H2TestClient(port: gateway.port)
         let id = c.request("GET", "/openai/v1/completions", authority: "big.ns.example.com")

@@ -59,3 +59,22 @@ final class GatewayFixture: @unchecked Sendable {  // immutable after init; its 
 }
 
 let irisBody = #"{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}"#
+
+extension GatewayFixture {
+    /// Settings of an in-process test gateway: an ephemeral loopback port and `workers` workers.
+    static func settings(workers: Int = 1, _ adjust: (inout ProxySettings) -> Void = { _ in }) -> ProxySettings {
+        var s = ProxySettings()
+        s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
+        s.workers = workers
+        adjust(&s)
+        return s
+    }
+
+    /// A gateway whose one service (`{name}.ns.example.com`) sends every request to the pod on `port`.
+    static func gateway(to port: UInt16, name: String = "big", _ adjust: (inout ProxySettings) -> Void = { _ in }) throws -> Gateway {
+        let revision = "\(name)-predictor-default-00001"
+        let service = ServiceSpec(name: name, namespace: "ns", revisions: [RevisionSpec(name: revision, endpoints: [Endpoint(host: "127.0.0.1", port: port)])],
+                                  traffic: [TrafficTargetSpec(revisionName: revision, percent: 100, latestRevision: true)])
+        return try Gateway(settings: settings(adjust), routes: RouteTable(services: [service], rules: HostRules()))
+    }
+}
