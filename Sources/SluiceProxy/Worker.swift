@@ -127,16 +127,31 @@ final class Listener: EventHandler {
             case .wouldBlock:
                 return
             case .failed(let e):
-                if e == EMFILE || e == ENFILE {
-                    // Out of descriptors: stop this batch; the sweep's next pass retries (level-triggered listener).
-                    logLine("accept: out of file descriptors (errno \(e))")
+                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+                    // Out of descriptors or memory: the level-triggered listener would wake the loop again at once
+                    // and spin, so it is paused until the next sweep (≤ 100 ms), as nginx's accept_mutex delay does.
+                    if !isPaused { logLine("accept: \(e == EMFILE || e == ENFILE ? "out of file descriptors" : "out of memory") (errno \(e)); pausing accepts") }
+                    pause()
                 }
                 return
             }
         }
     }
 
-    func checkDeadline(now: Int64) {}
+    private var isPaused = false
+
+    private func pause() {
+        guard let registration, !isPaused else { return }
+        isPaused = true
+        worker.loop.modify(fd: fd, events: 0, registration: registration)
+    }
+
+    /// The sweep resumes a paused listener.
+    func checkDeadline(now: Int64) {
+        guard isPaused, let registration else { return }
+        isPaused = false
+        worker.loop.modify(fd: fd, events: Readiness.readable, registration: registration)
+    }
 
     func close() {
         guard let registration else { return }
