@@ -43,6 +43,8 @@ final class H2Stream: ExchangeDownstream {
     private var hostField: ByteSpan?
     private var contentLength: Int?
     private var isMalformed = false
+    /// `content-type: application/grpc` (or `application/grpc+proto`, `;…`): gateway errors answer as gRPC does.
+    private(set) var isGRPC = false
     private var headEndedStream = false
 
     /// DATA bytes received and not yet moved toward the pod (at most the stream window, 64 KiB).
@@ -86,6 +88,7 @@ final class H2Stream: ExchangeDownstream {
             else if bytes.span(nameSpan, equalsBytes: ":authority") { authority = valueSpan }
             return
         }
+        if name.count == 12 && equalsIgnoringCase(name, "content-type") { isGRPC = Self.isGRPCContentType(value) }
         let kind = HeaderKind.classify(headBytes.readable, nameSpan)
         // Names with "_" are dropped as for HTTP/1.1 (CGI aliasing, hardening.md §1 item 13).
         let hasUnderscore = name.contains(0x5F)
@@ -102,6 +105,19 @@ final class H2Stream: ExchangeDownstream {
             break
         }
         fields.append(HeaderField(name: nameSpan, value: valueSpan, kind: kind, dropOnForward: kind.isDroppedOnForward || hasUnderscore))
+    }
+
+    /// `application/grpc`, alone or followed by `+subtype` or parameters (not `application/grpc-web`).
+    static func isGRPCContentType(_ value: UnsafeRawBufferPointer) -> Bool {
+        let prefix: StaticString = "application/grpc"
+        let n = prefix.utf8CodeUnitCount
+        guard value.count >= n else { return false }
+        for i in 0..<n {
+            var c = value[i]
+            if c >= 0x41 && c <= 0x5A { c |= 0x20 }
+            if c != prefix.utf8Start[i] { return false }
+        }
+        return value.count == n || value[n] == 0x2B || value[n] == 0x3B  // "+" or ";"
     }
 
     func headersComplete(endStream: Bool) {
@@ -349,10 +365,32 @@ final class H2Stream: ExchangeDownstream {
         connection.flush()
     }
 
-    /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse).
+    /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse); for a gRPC request a
+    /// trailers-only gRPC response instead (HTTP 200, `grpc-status`, `grpc-message`), as gRPC clients expect.
     private func respondLocally(_ response: ErrorResponse) {
         phase = .responded
         releaseRequestWindow()
+        if isGRPC {
+            if let b = responseBody { worker.buffers.give(b); responseBody = nil }
+            session.beginHeaders()
+            let contentType: StaticString = "application/grpc"
+            session.addHeader(name: "content-type", value: UnsafeRawBufferPointer(start: contentType.utf8Start, count: contentType.utf8CodeUnitCount))
+            let scratch = worker.buffers.take()
+            response.writeGRPCStatus(into: scratch)
+            session.addHeader(name: "grpc-status", value: scratch.readable)
+            var message = response.message
+            message.withUTF8 { session.addHeader(name: "grpc-message", value: UnsafeRawBufferPointer($0)) }
+            worker.buffers.give(scratch)
+            responseDone = true
+            hasPendingBodyEnd = false
+            session.submitResponse(id, status: 200, hasBody: false)
+            // RST_STREAM submitted now would discard the HEADERS not yet sent: it follows the next send instead.
+            if !requestDone { connection.resetAfterSend(id) }
+            deadlineKind = .none
+            deadline = .max
+            connection.flush()
+            return
+        }
         let body = responseBody ?? worker.buffers.take()
         responseBody = body
         body.clear()
