@@ -162,9 +162,11 @@ final class H2Stream: ExchangeDownstream {
         }
         var tagHeader: UnsafeRawBufferPointer? = nil
         if let field = fields.first(where: { $0.kind == .knativeServingTag }) { tagHeader = bytes.bytes(field.value) }
-        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader) {
+        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, isGRPC: isGRPC) {
         case .refused(let error):
             respondLocally(error)
+        case .routedH2:
+            respondLocally(ErrorResponse(503, "gRPC upstream connections are not available yet"))
         case .routed(let pool, let upstream, let revision, let tag):
             let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
                                    headers: fields, framing: framing)
