@@ -52,7 +52,7 @@ final class GRPCErrorTests: XCTestCase {
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try H2TestClient(port: gateway.port)
         assertGRPC(try call(c, authority: "empty.ns.example.com"), status: "14", message: "revision has no ready endpoint")
-        // assertGRPC(try call(c, authority: "dead.ns.example.com"), status: "14", message: "upstream connect failed")  // next commit
+        assertGRPC(try call(c, authority: "dead.ns.example.com"), status: "14", message: "upstream connect failed")
     }
 
     func testRevisionWithoutH2CEndpointIsUnimplementedForGRPC() throws {
@@ -66,6 +66,28 @@ final class GRPCErrorTests: XCTestCase {
     }
 
     func testUpstreamTimeoutIsDeadlineExceeded() throws {
-        throw XCTSkip("needs the h2c upstream client (next commit)")
+        let pod = H2EchoBackend()
+        defer { pod.stop() }
+        let gateway = try grpcGateway(pods: (pod.port, pod.port), settings: { $0.timeouts.upstreamResponseMs = 200 })
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        let id = c.request("POST", "/inference.GRPCInferenceService/hang", authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 0])
+        try c.run { c.responses[id]?.isClosed == true }
+        assertGRPC(c.responses[id]!, status: "4", message: "upstream response timed out")
     }
+}
+
+/// The iris service with h2c endpoints only: `split`% to revision 2 (pods.1), the rest to revision 1 (pods.0).
+func grpcGateway(pods: (UInt16, UInt16), split: Int = 0, workers: Int = 1, settings: (inout ProxySettings) -> Void = { _ in }) throws -> Gateway {
+    var s = ProxySettings()
+    s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
+    s.workers = workers
+    settings(&s)
+    let service = ServiceSpec(
+        name: "sklearn-iris", namespace: "kserve-test", tagRouting: true,
+        revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pods.0, protocol: .h2c)]),
+                    RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pods.1, protocol: .h2c)])],
+        traffic: [TrafficTargetSpec(revisionName: rev2, percent: split, tag: "latest", latestRevision: true),
+                  TrafficTargetSpec(revisionName: rev1, percent: 100 - split, tag: "prev")])
+    return try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))
 }
