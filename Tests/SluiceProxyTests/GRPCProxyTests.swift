@@ -100,6 +100,27 @@ final class GRPCProxyTests: XCTestCase {
         XCTAssertEqual(pod.connections, 1, "multiplexed on one h2c connection")
     }
 
+    func testASecondUpstreamConnectionOpensAtThePodsStreamLimit() throws {
+        let pod = H2EchoBackend(maxStreams: 3)
+        defer { pod.stop() }
+        let gateway = try grpcGateway(pods: (pod.port, pod.port))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        // The first call lets the gateway learn the pod's SETTINGS; then 5 calls that stay open need 2 connections.
+        XCTAssertEqual(try call(c, body: [0, 0, 0, 0, 0]).header("grpc-status"), "0")
+        var hanging: [Int32] = []
+        for _ in 0..<5 {
+            hanging.append(c.request("POST", "/inference.GRPCInferenceService/hang", authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 0]))
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while pod.requests.count < 6 && Date() < deadline { try c.exchangeOnce(waitMs: 20) }
+        XCTAssertEqual(pod.requests.count, 6, "every call reached the pod at once")
+        XCTAssertEqual(pod.connections, 2)
+        for id in hanging { c.reset(id) }
+        while pod.resets < 5 && Date() < deadline { try c.exchangeOnce(waitMs: 20) }
+        XCTAssertEqual(pod.resets, 5)
+    }
+
     func testLargeMessagesBothWaysWithFlowControl() throws {
         let pod = H2EchoBackend()
         defer { pod.stop() }

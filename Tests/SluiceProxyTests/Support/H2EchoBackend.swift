@@ -16,13 +16,16 @@ final class H2EchoBackend: @unchecked Sendable {  // shared state behind `lock`
     private var _connections = 0
     /// Sent as a response header, to tell backends apart.
     let name: String
+    /// SETTINGS_MAX_CONCURRENT_STREAMS this pod announces.
+    let maxStreams: UInt32
 
     var requests: [[(String, String)]] { lock.withLock { _requests } }
     var resets: Int { lock.withLock { _resets } }
     var connections: Int { lock.withLock { _connections } }
 
-    init(name: String = "echo") {
+    init(name: String = "echo", maxStreams: UInt32 = 100) {
         self.name = name
+        self.maxStreams = maxStreams
         listener = RawBackend()
         listener.start { [unowned self] client in
             self.lock.withLock { self._connections += 1 }
@@ -78,7 +81,7 @@ private final class H2EchoConnection {
         }
         nghttp2_session_server_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
         nghttp2_session_callbacks_del(callbacks)
-        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: 100)]
+        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: backend.maxStreams)]
         nghttp2_submit_settings(session, 0, &settings, 1)
         defer { nghttp2_session_del(session) }
         var buffer = [UInt8](repeating: 0, count: 65536)
