@@ -84,3 +84,30 @@ def test_grpc_errors_are_grpc_status(start_sluice, trained):
         with pytest.raises(grpc.RpcError) as error:
             stub.ModelInfer(pb.ModelInferRequest(model_name="no-such-model"), timeout=10)
         assert error.value.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNKNOWN), error.value
+
+
+def test_grpc_through_the_control_plane_canary(start_control_sluice, kserve_servers, trained):
+    """The seed's create + canary manifests, with `models:` listing each server's HTTP and h2c (gRPC) ports: the
+    readiness probes use the HTTP port, gRPC calls reach the revisions' gRPC ports with the 90/10 split."""
+    from conftest import STORAGE_URI_MODEL_1, STORAGE_URI_MODEL_2
+    from test_rollout_workflow import CANARY, CREATE, apply, rollout_status, show
+    sluice = start_control_sluice(models={
+        STORAGE_URI_MODEL_1: [kserve_servers[REV1].address, f'"{kserve_servers[REV1].grpc_address}"'],
+        STORAGE_URI_MODEL_2: [kserve_servers[REV2].address, f'"{kserve_servers[REV2].grpc_address}"']})
+    apply(sluice, CREATE, "created")
+    rollout_status(sluice)
+    apply(sluice, CANARY, "configured")
+    rollout_status(sluice)
+    r = sluice.cli("get", "revisions", MODEL_NAME, "-n", "kserve-test")
+    assert r.returncode == 0 and kserve_servers[REV2].grpc_address in r.stdout, show(r)
+    request = infer_request(trained.distinguishing_inputs)
+    # (Tag hosts exist only with the tag-routing annotation, step 5; the static-config test covers them.)
+    by_model = Counter()
+    with channel(sluice, SERVICE_HOST) as ch:
+        stub = pb_grpc.GRPCInferenceServiceStub(ch)
+        for _ in range(300):
+            response, header = call(stub, request)
+            assert which_model(trained, predictions(response)) == header
+            by_model[header] += 1
+    assert by_model[REV1] + by_model[REV2] == 300
+    assert 5 <= by_model[REV2] <= 70, dict(by_model)
