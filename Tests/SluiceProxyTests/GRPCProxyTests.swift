@@ -121,6 +121,27 @@ final class GRPCProxyTests: XCTestCase {
         XCTAssertEqual(pod.resets, 5)
     }
 
+    func testAPodThatReadsNothingStallsTheClientNotTheGateway() throws {
+        let pod = H2EchoBackend()
+        defer { pod.stop() }
+        let gateway = try grpcGateway(pods: (pod.port, pod.port))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        let id = c.request("POST", "/inference.GRPCInferenceService/stall", authority: serviceHost, headers: grpcHeaders,
+                           body: [UInt8](repeating: 7, count: 4 << 20))
+        try c.runUntilQuiet(quietMs: 300, seconds: 5)
+        // The pod's window (64 KiB) plus one client stream window held by Sluice, not the 4 MiB.
+        XCTAssertLessThanOrEqual(pod.bodyBytes, 65_535)
+        XCTAssertLessThanOrEqual(c.uploaded(id), 2 * 65_535 + 16_384, "the client is held back by flow control")
+        XCTAssertGreaterThan(c.uploaded(id), 60_000)
+        // Other calls on the same client and upstream connections go on.
+        XCTAssertEqual(try call(c, body: [0, 0, 0, 0, 1, 5]).body, [0, 0, 0, 0, 1, 5])
+        c.reset(id)
+        let deadline = Date().addingTimeInterval(5)
+        while pod.resets == 0 && Date() < deadline { try c.exchangeOnce(waitMs: 20) }
+        XCTAssertEqual(pod.resets, 1)
+    }
+
     func testLargeMessagesBothWaysWithFlowControl() throws {
         let pod = H2EchoBackend()
         defer { pod.stop() }

@@ -1,6 +1,7 @@
 // Test support: a minimal h2c gRPC-like pod on nghttp2's server API, one thread per connection.
 // POST /echo answers the request body back (HEADERS, DATA, trailers grpc-status 0); /fail answers trailers-only
-// grpc-status 5; /hang never answers (and counts the RST_STREAMs it receives). Request headers are recorded.
+// grpc-status 5; /hang never answers (and counts the RST_STREAMs it receives); /stall never answers and never
+// grants window for its request body (a pod that reads nothing). Request headers are recorded.
 import CNGHTTP2
 import Foundation
 #if canImport(Glibc)
@@ -37,6 +38,10 @@ final class H2EchoBackend: @unchecked Sendable {  // shared state behind `lock`
 
     fileprivate func record(_ headers: [(String, String)]) { lock.withLock { _requests.append(headers) } }
     fileprivate func recordReset() { lock.withLock { _resets += 1 } }
+    fileprivate func recordBody(_ n: Int) { lock.withLock { _bodyBytes += n } }
+    private var _bodyBytes = 0
+    /// Request body bytes received on every stream.
+    var bodyBytes: Int { lock.withLock { _bodyBytes } }
 }
 
 private final class H2EchoConnection {
@@ -65,6 +70,9 @@ private final class H2EchoConnection {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, id, data, len, user in
             let c = Unmanaged<H2EchoConnection>.fromOpaque(user!).takeUnretainedValue()
             c.bodies[id, default: []].append(contentsOf: UnsafeRawBufferPointer(start: data, count: len))
+            let path = c.headers[id]?.first { $0.0 == ":path" }?.1 ?? ""
+            if !path.hasSuffix("/stall") { nghttp2_session_consume(c.session, id, len) }
+            c.backend.recordBody(len)
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, user in
@@ -79,8 +87,13 @@ private final class H2EchoConnection {
             }
             return 0
         }
-        nghttp2_session_server_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_session_server_new2(&session, callbacks, Unmanaged.passUnretained(self).toOpaque(), option)
+        nghttp2_option_del(option)
         nghttp2_session_callbacks_del(callbacks)
+        nghttp2_session_set_local_window_size(session, 0, 0, 1 << 24)
         var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: backend.maxStreams)]
         nghttp2_submit_settings(session, 0, &settings, 1)
         defer { nghttp2_session_del(session) }
@@ -106,7 +119,7 @@ private final class H2EchoConnection {
 
     func respond(_ id: Int32) {
         let path = headers[id]?.first { $0.0 == ":path" }?.1 ?? ""
-        if path.hasSuffix("/hang") { return }
+        if path.hasSuffix("/hang") || path.hasSuffix("/stall") { return }
         if path.hasSuffix("/fail") {
             submit(id, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "5"), ("grpc-message", "model not found")], body: false)
             return
