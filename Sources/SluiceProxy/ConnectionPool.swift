@@ -48,6 +48,11 @@ final class ConnectionPool {
         if h2Connections.count >= maxH2Connections {
             return h2Connections.min { $0.streamCount < $1.streamCount }
         }
+        return openH2()
+    }
+
+    /// A new HTTP/2 connection, never an existing one (a retry after a reused one failed).
+    func openH2() -> H2UpstreamConnection? {
         guard let connection = H2UpstreamConnection.open(pool: self) else { return nil }
         h2Connections.append(connection)
         return connection

@@ -38,6 +38,13 @@ final class H2Stream: ExchangeDownstream {
     /// Response trailers from the pod, held until the last DATA is out: field bytes and (name, value) spans.
     private var trailerBytes: ByteBuffer?
     private var trailerFields: [(name: ByteSpan, value: ByteSpan)] = []
+    /// For one retry of a gRPC call on a fresh connection: the request body sent so far (while it stays within
+    /// bufferBytes), and the route it took.
+    private var grpcReplay: ByteBuffer?
+    private var grpcMayRetry = true
+    private var grpcRoute: (pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan)?
+    /// Bytes at the front of `requestBody` that are replayed: the client's window was granted for them already.
+    private var granted = 0
 
     // Request head: field bytes copied out of nghttp2's buffers, with spans into them.
     private var headBytes: ByteBuffer
@@ -254,8 +261,10 @@ final class H2Stream: ExchangeDownstream {
     /// The request body goes nowhere any more (answered, failed, reset): whatever of it is held or still
     /// ungranted is given back to the connection window, or a few such streams would stall every other one.
     private func releaseRequestWindow() {
-        let held = ungranted + (requestBody?.readableBytes ?? 0)
+        let held = ungranted + (requestBody?.readableBytes ?? 0) - granted
         ungranted = 0
+        granted = 0
+        if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
         if let b = requestBody { worker.buffers.give(b); requestBody = nil }
         if held > 0 { session.consume(id, held) }
     }
@@ -512,8 +521,9 @@ final class H2Stream: ExchangeDownstream {
 
     /// Starts the call on a multiplexed HTTP/2 connection to the pod: the client's fields (hop-by-hop ones and our
     /// own dropped), `te: trailers`, and the same added fields as toward an HTTP/1.1 pod.
-    private func startGRPC(pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan) {
-        guard let upstreamConnection = pool.acquireH2() else {
+    private func startGRPC(pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan, isRetry: Bool = false) {
+        grpcRoute = (pool, revision, tag, host)
+        guard let upstreamConnection = isRetry ? pool.openH2() : pool.acquireH2() else {
             respondLocally(.upstreamConnectFailed)
             return
         }
@@ -547,11 +557,13 @@ final class H2Stream: ExchangeDownstream {
             }
         }
         let bytes = headBytes.readable
-        requestId.removeAll(keepingCapacity: true)
-        if let field = fields.first(where: { $0.kind == .xRequestId && !$0.dropOnForward }), field.value.count <= 128 {
-            requestId.append(contentsOf: bytes.bytes(field.value))
-        } else {
-            Exchange.generateRequestId(into: &requestId, random: &worker.random)
+        if !isRetry {  // a retry keeps the first attempt's request id
+            requestId.removeAll(keepingCapacity: true)
+            if let field = fields.first(where: { $0.kind == .xRequestId && !$0.dropOnForward }), field.value.count <= 128 {
+                requestId.append(contentsOf: bytes.bytes(field.value))
+            } else {
+                Exchange.generateRequestId(into: &requestId, random: &worker.random)
+            }
         }
         add("te") { $0.append("trailers") }
         add("x-forwarded-for") { out in
@@ -591,6 +603,7 @@ final class H2Stream: ExchangeDownstream {
         upstreamConnection.requestFields = list
         grpc = call
         phase = .exchanging
+        if grpcMayRetry && grpcReplay == nil { grpcReplay = worker.buffers.take() }
         guard upstreamConnection.start(call, hasBody: !requestDone || !(requestBody?.isEmpty ?? true)) else {
             grpc = nil
             call.cancel()
@@ -617,9 +630,20 @@ final class H2Stream: ExchangeDownstream {
         if let body = requestBody, !body.isEmpty {
             let n = min(body.readableBytes, buffer.count)
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
+            if let replay = grpcReplay {
+                if replay.readableBytes + n <= worker.settings.limits.bufferBytes {
+                    replay.append(UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
+                } else {
+                    worker.buffers.give(replay)  // too large to hold: no retry
+                    grpcReplay = nil
+                    grpcMayRetry = false
+                }
+            }
             body.consume(n)
             if body.isEmpty { worker.buffers.give(body); requestBody = nil }
-            session.consume(id, n)
+            let regrant = min(n, granted)
+            granted -= regrant
+            if n > regrant { session.consume(id, n - regrant) }
             connection.flush()
             return (n, requestDone && requestBody == nil)
         }
@@ -692,6 +716,7 @@ final class H2Stream: ExchangeDownstream {
 
     private func grpcFinished(_ call: H2UpstreamStream, resetAfterSend: Bool) {
         grpc = nil
+        if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
         // The pod answered before the request ended: the request body toward it ends here (empty DATA, END_STREAM).
         call.downstream = nil
         if !requestDone { call.connection.resumeData(call.streamId) }
@@ -706,9 +731,19 @@ final class H2Stream: ExchangeDownstream {
 
     /// The pod's stream or connection failed: before a response, a gRPC-shaped UNAVAILABLE; after, the client's
     /// stream is reset too.
-    func grpcUpstreamFailed(_ call: H2UpstreamStream, errorCode: UInt32, connectFailed: Bool) {
+    func grpcUpstreamFailed(_ call: H2UpstreamStream, errorCode: UInt32, connectFailed: Bool, mayRetry: Bool) {
         guard grpc === call else { return }
         grpc = nil
+        if mayRetry && grpcMayRetry && !call.responseStarted, let replay = grpcReplay, let route = grpcRoute {
+            // Once, on a fresh connection: what was sent goes again, ahead of what is still held.
+            grpcMayRetry = false
+            grpcReplay = nil
+            granted += replay.readableBytes
+            if let rest = requestBody { replay.append(rest.readable); worker.buffers.give(rest) }
+            if replay.isEmpty { worker.buffers.give(replay); requestBody = nil } else { requestBody = replay }
+            startGRPC(pool: route.pool, revision: route.revision, tag: route.tag, host: route.host, isRetry: true)
+            return
+        }
         if call.responseStarted {
             phase = .responded
             releaseRequestWindow()

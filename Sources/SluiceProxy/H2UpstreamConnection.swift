@@ -63,6 +63,8 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     }
 
     var streamCount: Int { streams.count }
+    /// Streams that ended normally here: a failure on a connection that served some may be the idle-close race.
+    private(set) var completedStreams = 0
 
     /// New streams may start here: open or connecting, no GOAWAY, below the pod's concurrency limit.
     var hasCapacity: Bool {
@@ -211,6 +213,7 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
 
     func h2cStreamClosed(_ streamId: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: streamId) else { return }
+        if errorCode == 0 { completedStreams += 1 }
         stream.closed(errorCode: errorCode)
         if streams.isEmpty && (pool.isRetired || worker.isDraining || session.receivedGoAway) { needsCloseWhenIdle = true }
     }
@@ -232,7 +235,7 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
         let all = streams
         streams.removeAll()
         close()
-        for stream in all.values { stream.connectionFailed(neverConnected: !everConnected) }
+        for stream in all.values { stream.connectionFailed(neverConnected: !everConnected, wasReused: completedStreams > 0) }
     }
 
     /// Closes the socket; streams still open are failed by `fail` (call that instead when there are any).
@@ -247,7 +250,7 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
         if !streams.isEmpty {
             let all = streams
             streams.removeAll()
-            for stream in all.values { stream.connectionFailed(neverConnected: !everConnected) }
+            for stream in all.values { stream.connectionFailed(neverConnected: !everConnected, wasReused: completedStreams > 0) }
         }
     }
 

@@ -104,14 +104,19 @@ final class H2UpstreamStream {
         finishOutstanding()
         pool.worker.buffers.give(fieldBytes)
         guard let downstream, !responseEnded else { return }
-        downstream.grpcUpstreamFailed(self, errorCode: errorCode, connectFailed: false)
+        // REFUSED_STREAM: the pod did not process it (RFC 9113 §8.7), so it may go again.
+        downstream.grpcUpstreamFailed(self, errorCode: errorCode, connectFailed: false,
+                                      mayRetry: errorCode == H2ErrorCode.refusedStream.rawValue)
     }
 
-    func connectionFailed(neverConnected: Bool) {
+    /// `wasReused`: the connection had served streams before; a failure before any answer is then most likely the
+    /// pod closing an idle connection as the stream started (the same race the HTTP/1.1 exchange retries).
+    func connectionFailed(neverConnected: Bool, wasReused: Bool) {
         finishOutstanding()
         pool.worker.buffers.give(fieldBytes)
         guard let downstream, !responseEnded else { return }
-        downstream.grpcUpstreamFailed(self, errorCode: H2ErrorCode.cancel.rawValue, connectFailed: neverConnected)
+        downstream.grpcUpstreamFailed(self, errorCode: H2ErrorCode.cancel.rawValue, connectFailed: neverConnected,
+                                      mayRetry: wasReused && !responseStarted)
     }
 
     private func finishOutstanding() {

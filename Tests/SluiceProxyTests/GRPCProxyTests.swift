@@ -142,6 +142,20 @@ final class GRPCProxyTests: XCTestCase {
         XCTAssertEqual(pod.resets, 1)
     }
 
+    func testACallOnAConnectionThePodJustClosedGoesAgainOnAFreshOne() throws {
+        let pod = H2EchoBackend(dropFirstConnectionOnSecondRequest: true)
+        defer { pod.stop() }
+        let gateway = try grpcGateway(pods: (pod.port, pod.port))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        XCTAssertEqual(try call(c, body: [0, 0, 0, 0, 1, 1]).body, [0, 0, 0, 0, 1, 1])
+        // The pod drops the reused connection on this call's HEADERS; the gateway sends it again, body included.
+        let r = try call(c, body: [0, 0, 0, 0, 2, 4, 2])
+        XCTAssertEqual(r.header("grpc-status"), "0")
+        XCTAssertEqual(r.body, [0, 0, 0, 0, 2, 4, 2])
+        XCTAssertEqual(pod.connections, 2)
+    }
+
     func testLargeMessagesBothWaysWithFlowControl() throws {
         let pod = H2EchoBackend()
         defer { pod.stop() }

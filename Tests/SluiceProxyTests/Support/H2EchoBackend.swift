@@ -24,13 +24,20 @@ final class H2EchoBackend: @unchecked Sendable {  // shared state behind `lock`
     var resets: Int { lock.withLock { _resets } }
     var connections: Int { lock.withLock { _connections } }
 
-    init(name: String = "echo", maxStreams: UInt32 = 100) {
+    /// The first connection closes (without answering) when its second request arrives: a pod closing an idle
+    /// connection just as the gateway reuses it.
+    let dropFirstConnectionOnSecondRequest: Bool
+
+    init(name: String = "echo", maxStreams: UInt32 = 100, dropFirstConnectionOnSecondRequest: Bool = false) {
         self.name = name
         self.maxStreams = maxStreams
+        self.dropFirstConnectionOnSecondRequest = dropFirstConnectionOnSecondRequest
         listener = RawBackend()
         listener.start { [unowned self] client in
-            self.lock.withLock { self._connections += 1 }
-            H2EchoConnection(fd: client.fd, backend: self).run()
+            let number = self.lock.withLock { self._connections += 1; return self._connections }
+            let connection = H2EchoConnection(fd: client.fd, backend: self)
+            connection.dropOnRequest = number == 1 && dropFirstConnectionOnSecondRequest ? 2 : 0
+            connection.run()
         }
     }
 
@@ -51,6 +58,10 @@ private final class H2EchoConnection {
     var headers: [Int32: [(String, String)]] = [:]
     var bodies: [Int32: [UInt8]] = [:]
     var outgoing: [Int32: (body: [UInt8], sent: Int, trailers: Bool)] = [:]
+    /// Close the connection when this request (1-based) arrives; 0: never.
+    var dropOnRequest = 0
+    var requestCount = 0
+    var dropNow = false
 
     init(fd: Int32, backend: H2EchoBackend) {
         self.fd = fd
@@ -80,8 +91,11 @@ private final class H2EchoConnection {
             let hd = frame!.pointee.hd
             if hd.type == UInt8(NGHTTP2_RST_STREAM.rawValue) { c.backend.recordReset() }
             if hd.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame!.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                c.requestCount += 1
+                if c.requestCount == c.dropOnRequest { c.dropNow = true; return 0 }
                 c.backend.record(c.headers[hd.stream_id] ?? [])
             }
+            if c.dropNow { return 0 }
             if (hd.type == UInt8(NGHTTP2_HEADERS.rawValue) || hd.type == UInt8(NGHTTP2_DATA.rawValue)) && hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
                 c.respond(hd.stream_id)
             }
@@ -113,7 +127,7 @@ private final class H2EchoConnection {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { return }
             let rc = buffer.withUnsafeBytes { nghttp2_session_mem_recv(session, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), n) }
-            if rc < 0 { return }
+            if rc < 0 || dropNow { return }
         }
     }
 
