@@ -717,6 +717,9 @@ final class H2Stream: ExchangeDownstream {
     private func grpcFinished(_ call: H2UpstreamStream, resetAfterSend: Bool) {
         grpc = nil
         if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
+        // What is still buffered for the client stays bounded by this stream's window; the pod's connection
+        // window must not wait for a slow client of a finished call.
+        call.releaseWindow()
         // The pod answered before the request ended: the request body toward it ends here (empty DATA, END_STREAM).
         call.downstream = nil
         if !requestDone { call.connection.resumeData(call.streamId) }

@@ -17,6 +17,8 @@ final class H2UpstreamStream {
     private(set) var responseStarted = false
     private(set) var responseEnded = false
     private var isOutstanding = true
+    /// Response bytes received and not yet granted back to the pod (held for the client).
+    private var unconsumed = 0
     /// Field bytes of the header block being received, and (name, value) spans into them.
     let fieldBytes: ByteBuffer
     private(set) var fields: [(name: ByteSpan, value: ByteSpan)] = []
@@ -41,11 +43,24 @@ final class H2UpstreamStream {
 
     /// The client took `count` response bytes.
     func responseTaken(_ count: Int) {
-        connection.consume(streamId, count)
+        let n = min(count, unconsumed)
+        guard n > 0 else { return }
+        unconsumed -= n
+        connection.consume(streamId, n)
+    }
+
+    /// Gives back the window of response bytes handed to the client's stream and not yet taken: the pod's stream
+    /// is over (or abandoned), and unconsumed bytes would shrink the whole connection's window for good.
+    func releaseWindow() {
+        guard unconsumed > 0 else { return }
+        let n = unconsumed
+        unconsumed = 0
+        connection.consume(streamId, n)
     }
 
     /// The client reset the stream or the gateway gave up on it: reset the pod's stream at once.
     func cancel() {
+        releaseWindow()
         downstream = nil
         finishOutstanding()
         if !responseEnded { connection.cancel(streamId, code: .cancel) }
@@ -91,6 +106,7 @@ final class H2UpstreamStream {
     }
 
     func data(_ bytes: UnsafeRawBufferPointer) {
+        unconsumed += bytes.count
         downstream?.grpcResponseData(bytes)
     }
 

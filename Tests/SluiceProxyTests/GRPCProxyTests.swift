@@ -156,6 +156,24 @@ final class GRPCProxyTests: XCTestCase {
         XCTAssertEqual(pod.connections, 2)
     }
 
+    func testSlowClientsOfFinishedCallsDoNotShrinkThePodConnectionWindow() throws {
+        // Each answer (60 KiB) ends at the pod while most of it still waits for a client with a 16 KiB window;
+        // 40 of them are more than the upstream connection's 1 MiB window unless finished calls give theirs back.
+        let pod = H2EchoBackend()
+        defer { pod.stop() }
+        let gateway = try grpcGateway(pods: (pod.port, pod.port))
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port, window: 16_384)
+        let body = [UInt8](repeating: 3, count: 60_000)
+        for i in 0..<40 {
+            let id = c.request("POST", "/inference.GRPCInferenceService/echo", authority: serviceHost, headers: grpcHeaders, body: body)
+            try c.run(seconds: 5) { c.responses[id]?.isClosed == true }
+            XCTAssertEqual(c.responses[id]?.body.count, body.count, "call \(i)")
+            XCTAssertEqual(c.responses[id]?.header("grpc-status"), "0", "call \(i)")
+        }
+        XCTAssertEqual(pod.connections, 1)
+    }
+
     func testLargeMessagesBothWaysWithFlowControl() throws {
         let pod = H2EchoBackend()
         defer { pod.stop() }
