@@ -178,7 +178,8 @@ public final class ControlPlane: Sendable {
         var targets = Set<ProbeTarget>()
         for record in state.records() {
             for revision in record.revisions {
-                for endpoint in revision.endpoints {
+                // HTTP readiness probes only: an h2c (gRPC) port has none of its own.
+                for endpoint in revision.endpoints where !endpoint.isH2C {
                     targets.insert(ProbeTarget(endpoint: endpoint, modelName: record.service.name))
                 }
             }
@@ -202,7 +203,13 @@ public final class ControlPlane: Sendable {
         for record in state.records() {
             let name = record.service.name
             for revision in record.revisions where !revision.endpoints.isEmpty {
-                let results = revision.endpoints.map { prober.result(for: ProbeTarget(endpoint: $0, modelName: name)) }
+                // h2c (gRPC) endpoints have no HTTP probe: a revision with only those is ready with them.
+                let probed = revision.endpoints.filter { !$0.isH2C }
+                if probed.isEmpty {
+                    _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)
+                    continue
+                }
+                let results = probed.map { prober.result(for: ProbeTarget(endpoint: $0, modelName: name)) }
                 if results.contains(where: { $0.isReady }) {
                     _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)
                 } else if results.allSatisfy({ $0.isProbed }) {

@@ -155,6 +155,18 @@ public final class H2Session {
         }
     }
 
+    /// Submits the fields added since `beginHeaders` as the response's trailers (ending the stream); call from
+    /// `h2SubmitTrailers`.
+    public func submitTrailers(_ streamId: Int32) {
+        nameValues.removeAll(keepingCapacity: true)
+        let base = headerBytes.readable.baseAddress
+        for (n, nl, v, vl) in headerOffsets {
+            let p = UnsafeMutablePointer(mutating: base!.assumingMemoryBound(to: UInt8.self))
+            nameValues.append(nghttp2_nv(name: p + n, value: p + v, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+        }
+        _ = nghttp2_submit_trailer(session, streamId, nameValues, nameValues.count)
+    }
+
     /// More response body is buffered (or its end): wake a deferred stream.
     public func resumeData(_ streamId: Int32) {
         _ = nghttp2_session_resume_data(session, streamId)
@@ -288,6 +300,9 @@ private let readResponseBody: nghttp2_data_source_read_callback = { _, streamId,
     guard let read = session(userData).delegate.h2ReadResponseBody(streamId, into: UnsafeMutableRawBufferPointer(start: buffer, count: length)) else {
         return Int(NGHTTP2_ERR_DEFERRED.rawValue)
     }
-    if read.isEnd { dataFlags!.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue) }
+    if read.isEnd {
+        dataFlags!.pointee |= UInt32(NGHTTP2_DATA_FLAG_EOF.rawValue)
+        if session(userData).delegate.h2SubmitTrailers(streamId) { dataFlags!.pointee |= UInt32(NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue) }
+    }
     return read.count
 }

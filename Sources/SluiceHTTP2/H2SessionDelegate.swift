@@ -18,4 +18,11 @@ public protocol H2SessionDelegate: AnyObject {
     /// Copies response body bytes into `buffer`: the count and whether the body ends there, or nil when nothing is
     /// buffered yet (the stream is deferred until `resumeData`).
     func h2ReadResponseBody(_ streamId: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)?
+    /// The response body of `streamId` just ended: true when the delegate submitted trailers (`submitTrailers`)
+    /// during this call, so that the last DATA frame does not carry END_STREAM.
+    func h2SubmitTrailers(_ streamId: Int32) -> Bool
+}
+
+extension H2SessionDelegate {
+    public func h2SubmitTrailers(_ streamId: Int32) -> Bool { false }
 }

@@ -37,6 +37,32 @@ final class ConnectionPool {
         return UpstreamConnection.open(address: address, pool: self)
     }
 
+    /// HTTP/2 connections of an h2c endpoint (gRPC), multiplexed: usually one, another when one is full.
+    private(set) var h2Connections: [H2UpstreamConnection] = []
+    /// At most this many HTTP/2 connections per endpoint and worker; beyond, nghttp2 queues streams on the least busy.
+    private let maxH2Connections = 8
+
+    /// A connection with room for one more stream (the pod's MAX_CONCURRENT_STREAMS), opening one when none has.
+    func acquireH2() -> H2UpstreamConnection? {
+        for connection in h2Connections where connection.hasCapacity { return connection }
+        if h2Connections.count >= maxH2Connections {
+            return h2Connections.min { $0.streamCount < $1.streamCount }
+        }
+        return openH2()
+    }
+
+    /// A new HTTP/2 connection, never an existing one (a retry after a reused one failed).
+    func openH2() -> H2UpstreamConnection? {
+        guard let connection = H2UpstreamConnection.open(pool: self) else { return nil }
+        h2Connections.append(connection)
+        return connection
+    }
+
+    /// A connection that closed or received GOAWAY takes no new streams.
+    func forgetH2(_ connection: H2UpstreamConnection) {
+        if let i = h2Connections.firstIndex(where: { $0 === connection }) { h2Connections.remove(at: i) }
+    }
+
     /// Takes back a connection whose exchange ended cleanly.
     func release(_ connection: UpstreamConnection) {
         if idle.count < maxIdle && !worker.isDraining && !isRetired {
@@ -55,5 +81,6 @@ final class ConnectionPool {
         let all = idle
         idle.removeAll()
         for connection in all { connection.close() }
+        for connection in h2Connections { connection.closeIfIdle() }
     }
 }

@@ -333,6 +333,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
         switch worker.route(host: host, tagHeader: tagHeader) {
         case .refused(let error):
             finishLocally(error, closeAfter: hasBody || !head.keepAlive)
+        case .routedH2:
+            // Unreachable: HTTP/1.1 requests are never routed as gRPC (gRPC needs HTTP/2 end to end).
+            finishLocally(.noEndpoint, closeAfter: true)
         case .routed(let pool, let upstream, let revision, let tag):
             requestKeepAlive = head.keepAlive
             requestIsHTTP10 = head.version == .http10

@@ -27,6 +27,24 @@ struct ErrorResponse {
     static let payloadTooLarge = ErrorResponse(413, "request body too large")
     static let requestTimeout = ErrorResponse(408, "request timed out")
     static func badRequest(_ message: String) -> ErrorResponse { ErrorResponse(400, message) }
+    static let noGRPCEndpoint = ErrorResponse(501, "revision serves no gRPC: it has no h2c:// endpoint")
+
+    /// The gRPC status a gRPC client gets for this error (trailers-only response, HTTP 200): gRPC's own mapping of
+    /// HTTP statuses (doc/http-grpc-status-mapping.md), except that gateway timeouts are DEADLINE_EXCEEDED.
+    var grpcStatus: Int {
+        switch status {
+        case 404, 405, 501: return 12  // UNIMPLEMENTED
+        case 408, 504: return 4        // DEADLINE_EXCEEDED
+        case 502, 503: return 14       // UNAVAILABLE
+        case 413, 431: return 8        // RESOURCE_EXHAUSTED
+        default: return 13             // INTERNAL (400 and the rest, as gRPC maps them)
+        }
+    }
+
+    /// Writes `grpc-status` as decimal digits (at most 2).
+    func writeGRPCStatus(into out: ByteBuffer) {
+        out.append(decimal: grpcStatus)
+    }
 
     func write(into out: ByteBuffer, close: Bool) {
         out.append("HTTP/1.1 ")

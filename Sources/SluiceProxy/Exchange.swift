@@ -169,9 +169,13 @@ final class Exchange: UpstreamDelegate {
     }
 
     private func generateRequestId() {
+        Exchange.generateRequestId(into: &downstream.requestId, random: &worker.random)
+    }
+
+    static func generateRequestId(into requestId: inout [UInt8], random: inout FastRandom) {
         // A random (version 4 layout) UUID, written without allocating once the array has capacity.
         let hex: StaticString = "0123456789abcdef"
-        var a = worker.random.next(), b = worker.random.next()
+        var a = random.next(), b = random.next()
         var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes of stack scratch
         withUnsafeMutableBytes(of: &text) { out in
             var o = 0
@@ -182,7 +186,7 @@ final class Exchange: UpstreamDelegate {
                 out[o] = hex.utf8Start[i == 12 ? 4 : (i == 16 ? 8 | (nibble & 3) : nibble)]
                 o += 1
             }
-            downstream.requestId.append(contentsOf: UnsafeRawBufferPointer(rebasing: out[0..<36]))
+            requestId.append(contentsOf: UnsafeRawBufferPointer(rebasing: out[0..<36]))
         }
     }
 

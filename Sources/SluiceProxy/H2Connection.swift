@@ -335,6 +335,10 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
         return stream.readResponseBody(into: buffer)
     }
 
+    func h2SubmitTrailers(_ streamId: Int32) -> Bool {
+        streams[streamId]?.submitTrailers() ?? false
+    }
+
     /// A stream's head is complete: route it after the current receive.
     func routeAfterReceive(_ stream: H2Stream) {
         toRoute.append(stream)

@@ -33,6 +33,18 @@ final class H2Stream: ExchangeDownstream {
     var responseParser: ResponseParser
     var responseDecoder = ChunkedDecoder()
     private var exchange: Exchange?
+    /// A gRPC call relayed to an h2c pod (instead of `exchange`).
+    private var grpc: H2UpstreamStream?
+    /// Response trailers from the pod, held until the last DATA is out: field bytes and (name, value) spans.
+    private var trailerBytes: ByteBuffer?
+    private var trailerFields: [(name: ByteSpan, value: ByteSpan)] = []
+    /// For one retry of a gRPC call on a fresh connection: the request body sent so far (while it stays within
+    /// bufferBytes), and the route it took.
+    private var grpcReplay: ByteBuffer?
+    private var grpcMayRetry = true
+    private var grpcRoute: (pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan)?
+    /// Bytes at the front of `requestBody` that are replayed: the client's window was granted for them already.
+    private var granted = 0
 
     // Request head: field bytes copied out of nghttp2's buffers, with spans into them.
     private var headBytes: ByteBuffer
@@ -43,6 +55,8 @@ final class H2Stream: ExchangeDownstream {
     private var hostField: ByteSpan?
     private var contentLength: Int?
     private var isMalformed = false
+    /// `content-type: application/grpc` (or `application/grpc+proto`, `;…`): gateway errors answer as gRPC does.
+    private(set) var isGRPC = false
     private var headEndedStream = false
 
     /// DATA bytes received and not yet moved toward the pod (at most the stream window, 64 KiB).
@@ -86,6 +100,7 @@ final class H2Stream: ExchangeDownstream {
             else if bytes.span(nameSpan, equalsBytes: ":authority") { authority = valueSpan }
             return
         }
+        if name.count == 12 && equalsIgnoringCase(name, "content-type") { isGRPC = Self.isGRPCContentType(value) }
         let kind = HeaderKind.classify(headBytes.readable, nameSpan)
         // Names with "_" are dropped as for HTTP/1.1 (CGI aliasing, hardening.md §1 item 13).
         let hasUnderscore = name.contains(0x5F)
@@ -102,6 +117,19 @@ final class H2Stream: ExchangeDownstream {
             break
         }
         fields.append(HeaderField(name: nameSpan, value: valueSpan, kind: kind, dropOnForward: kind.isDroppedOnForward || hasUnderscore))
+    }
+
+    /// `application/grpc`, alone or followed by `+subtype` or parameters (not `application/grpc-web`).
+    static func isGRPCContentType(_ value: UnsafeRawBufferPointer) -> Bool {
+        let prefix: StaticString = "application/grpc"
+        let n = prefix.utf8CodeUnitCount
+        guard value.count >= n else { return false }
+        for i in 0..<n {
+            var c = value[i]
+            if c >= 0x41 && c <= 0x5A { c |= 0x20 }
+            if c != prefix.utf8Start[i] { return false }
+        }
+        return value.count == n || value[n] == 0x2B || value[n] == 0x3B  // "+" or ";"
     }
 
     func headersComplete(endStream: Bool) {
@@ -146,9 +174,11 @@ final class H2Stream: ExchangeDownstream {
         }
         var tagHeader: UnsafeRawBufferPointer? = nil
         if let field = fields.first(where: { $0.kind == .knativeServingTag }) { tagHeader = bytes.bytes(field.value) }
-        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader) {
+        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, isGRPC: isGRPC) {
         case .refused(let error):
             respondLocally(error)
+        case .routedH2(let pool, let revision, let tag):
+            startGRPC(pool: pool, revision: revision, tag: tag, host: host)
         case .routed(let pool, let upstream, let revision, let tag):
             let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
                                    headers: fields, framing: framing)
@@ -192,6 +222,10 @@ final class H2Stream: ExchangeDownstream {
             if requestBody == nil { requestBody = worker.buffers.take() }
             requestBody!.append(bytes)
             exchange?.pumpRequestBody()
+            if let grpc {
+                if !grpc.responseStarted && !requestDone { setDeadline(.requestBodyIdle, after: worker.settings.timeouts.bodyIdleMs) }
+                grpc.requestBodyAvailable()
+            }
         case .receivingHead, .responded, .closed:
             session.consume(id, bytes.count)  // answered already (or refused): the bytes go nowhere
         }
@@ -199,7 +233,13 @@ final class H2Stream: ExchangeDownstream {
 
     func requestEnded() {
         requestDone = true
-        if case .exchanging = phase { exchange?.pumpRequestBody() }
+        if case .exchanging = phase {
+            exchange?.pumpRequestBody()
+            if let grpc {
+                if !grpc.responseStarted && !grpc.isConnecting { setDeadline(.upstreamResponse, after: worker.settings.timeouts.upstreamResponseMs) }
+                grpc.requestBodyAvailable()
+            }
+        }
     }
 
     func pullRequestBody(for exchange: Exchange, into out: ByteBuffer) -> RequestBodyPull {
@@ -221,8 +261,10 @@ final class H2Stream: ExchangeDownstream {
     /// The request body goes nowhere any more (answered, failed, reset): whatever of it is held or still
     /// ungranted is given back to the connection window, or a few such streams would stall every other one.
     private func releaseRequestWindow() {
-        let held = ungranted + (requestBody?.readableBytes ?? 0)
+        let held = ungranted + (requestBody?.readableBytes ?? 0) - granted
         ungranted = 0
+        granted = 0
+        if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
         if let b = requestBody { worker.buffers.give(b); requestBody = nil }
         if held > 0 { session.consume(id, held) }
     }
@@ -298,6 +340,7 @@ final class H2Stream: ExchangeDownstream {
             body.consume(n)
             if body.isEmpty { worker.buffers.give(body); responseBody = nil }
             if wasFull && exchange != nil { connection.noteDrained(self) }
+            grpc?.responseTaken(n)
             let isEnd = responseDone && responseBody == nil
             if isEnd { bodyEnded() }
             return (n, isEnd)
@@ -333,6 +376,13 @@ final class H2Stream: ExchangeDownstream {
     }
 
     func failExchange(_ response: ErrorResponse) {
+        if let grpc {
+            if grpc.responseStarted { abortExchange(); return }
+            grpc.cancel()
+            self.grpc = nil
+            respondLocally(response)
+            return
+        }
         guard let exchange else { return }
         if exchange.responseStarted { abortExchange(); return }
         exchange.abandonUpstream()
@@ -343,16 +393,40 @@ final class H2Stream: ExchangeDownstream {
     func abortExchange() {
         exchange?.abandonUpstream()
         exchange = nil
+        grpc?.cancel()
+        grpc = nil
         phase = .responded
         releaseRequestWindow()
         session.resetStream(id, .internalError)
         connection.scheduleFlush()
     }
 
-    /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse).
+    /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse); for a gRPC request a
+    /// trailers-only gRPC response instead (HTTP 200, `grpc-status`, `grpc-message`), as gRPC clients expect.
     private func respondLocally(_ response: ErrorResponse) {
         phase = .responded
         releaseRequestWindow()
+        if isGRPC {
+            if let b = responseBody { worker.buffers.give(b); responseBody = nil }
+            session.beginHeaders()
+            let contentType: StaticString = "application/grpc"
+            session.addHeader(name: "content-type", value: UnsafeRawBufferPointer(start: contentType.utf8Start, count: contentType.utf8CodeUnitCount))
+            let scratch = worker.buffers.take()
+            response.writeGRPCStatus(into: scratch)
+            session.addHeader(name: "grpc-status", value: scratch.readable)
+            var message = response.message
+            message.withUTF8 { session.addHeader(name: "grpc-message", value: UnsafeRawBufferPointer($0)) }
+            worker.buffers.give(scratch)
+            responseDone = true
+            hasPendingBodyEnd = false
+            session.submitResponse(id, status: 200, hasBody: false)
+            // RST_STREAM submitted now would discard the HEADERS not yet sent: it follows the next send instead.
+            if !requestDone { connection.resetAfterSend(id) }
+            deadlineKind = .none
+            deadline = .max
+            connection.flush()
+            return
+        }
         let body = responseBody ?? worker.buffers.take()
         responseBody = body
         body.clear()
@@ -410,7 +484,9 @@ final class H2Stream: ExchangeDownstream {
         case .none, .keepAliveIdle, .requestHead, .handshake:
             return  // connection-level timers: the H2Connection owns them
         case .requestBodyIdle:
-            if let exchange, !exchange.responseStarted { failExchange(.requestTimeout) } else { abortExchange() }
+            if let exchange, !exchange.responseStarted { failExchange(.requestTimeout) }
+            else if let grpc, !grpc.responseStarted { failExchange(.requestTimeout) }
+            else { abortExchange() }
         case .upstreamConnect:
             failExchange(.upstreamConnectTimeout)
         case .upstreamResponse:
@@ -431,8 +507,253 @@ final class H2Stream: ExchangeDownstream {
             exchange.abandonUpstream()
             self.exchange = nil
         }
+        if let grpc {
+            grpc.cancel()  // the client's RST_STREAM resets the pod's stream at once
+            self.grpc = nil
+        }
         releaseRequestWindow()
         if let b = responseBody { worker.buffers.give(b); responseBody = nil }
+        if let b = trailerBytes { worker.buffers.give(b); trailerBytes = nil }
         worker.buffers.give(headBytes)
+    }
+
+    // MARK: gRPC toward an h2c pod
+
+    /// Starts the call on a multiplexed HTTP/2 connection to the pod: the client's fields (hop-by-hop ones and our
+    /// own dropped), `te: trailers`, and the same added fields as toward an HTTP/1.1 pod.
+    private func startGRPC(pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan, isRetry: Bool = false) {
+        grpcRoute = (pool, revision, tag, host)
+        guard let upstreamConnection = isRetry ? pool.openH2() : pool.acquireH2() else {
+            respondLocally(.upstreamConnectFailed)
+            return
+        }
+        let call = H2UpstreamStream(downstream: self, connection: upstreamConnection, pool: pool, revision: revision)
+        // Every added value goes to one scratch buffer first; spans point into it (appending may move it).
+        let scratch = worker.buffers.take()
+        defer { worker.buffers.give(scratch) }
+        var added: [(ByteSpan, ByteSpan)] = []
+        added.reserveCapacity(12)
+        func add(_ name: StaticString, _ value: (ByteBuffer) -> Void) {
+            let n = ByteSpan(start: scratch.readableBytes, count: name.utf8CodeUnitCount)
+            scratch.append(name)
+            let start = scratch.readableBytes
+            value(scratch)
+            added.append((n, ByteSpan(start: start, count: scratch.readableBytes - start)))
+        }
+        func addLines(_ lines: [UInt8]) {
+            // Pre-rendered `Name: value\r\n` lines (route table): lower-cased names for HTTP/2.
+            var i = 0
+            while i < lines.count {
+                var colon = i
+                while lines[colon] != 0x3A { colon += 1 }
+                var end = colon
+                while lines[end] != 0x0D { end += 1 }
+                let n = ByteSpan(start: scratch.readableBytes, count: colon - i)
+                for b in lines[i..<colon] { scratch.append(byte: b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
+                let v = ByteSpan(start: scratch.readableBytes, count: end - colon - 2)
+                lines.withUnsafeBytes { scratch.append(UnsafeRawBufferPointer(rebasing: $0[(colon + 2)..<end])) }
+                added.append((n, v))
+                i = end + 2
+            }
+        }
+        let bytes = headBytes.readable
+        if !isRetry {  // a retry keeps the first attempt's request id
+            requestId.removeAll(keepingCapacity: true)
+            if let field = fields.first(where: { $0.kind == .xRequestId && !$0.dropOnForward }), field.value.count <= 128 {
+                requestId.append(contentsOf: bytes.bytes(field.value))
+            } else {
+                Exchange.generateRequestId(into: &requestId, random: &worker.random)
+            }
+        }
+        add("te") { $0.append("trailers") }
+        add("x-forwarded-for") { out in
+            for field in self.fields where field.kind == .xForwardedFor && !field.dropOnForward {
+                out.append(self.headBytes.readable.bytes(field.value))
+                out.append(", ")
+            }
+            out.append(self.peerIP)
+        }
+        add("x-forwarded-proto") { $0.append(self.isTLS ? "https" : "http") }
+        add("x-request-id") { $0.append(self.requestId) }
+        if let tag { addLines(tag.upstreamHeader) }
+        addLines(revision.upstreamHeaders)
+        // The field list: pseudo-headers, the client's forwarded fields, ours.
+        let s = scratch.readable
+        var list = upstreamConnection.requestFields
+        list.removeAll(keepingCapacity: true)
+        func pair(_ name: StaticString, _ value: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
+            (UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value)
+        }
+        list.append(pair(":method", bytes.bytes(method)))
+        list.append(pair(":scheme", UnsafeRawBufferPointer(start: ("http" as StaticString).utf8Start, count: 4)))
+        list.append(pair(":authority", bytes.bytes(host)))
+        list.append(pair(":path", bytes.bytes(path)))
+        for field in fields where !field.dropOnForward {
+            switch field.kind {
+            case .xForwardedFor, .xForwardedProto, .xRequestId, .knativeServingTag:
+                continue
+            case .other:
+                if Exchange.isInjectedHeader(bytes.bytes(field.name)) { continue }
+            default:
+                break
+            }
+            list.append((bytes.bytes(field.name), bytes.bytes(field.value)))
+        }
+        for (n, v) in added { list.append((s.bytes(n), s.bytes(v))) }
+        upstreamConnection.requestFields = list
+        grpc = call
+        phase = .exchanging
+        if grpcMayRetry && grpcReplay == nil { grpcReplay = worker.buffers.take() }
+        guard upstreamConnection.start(call, hasBody: !requestDone || !(requestBody?.isEmpty ?? true)) else {
+            grpc = nil
+            call.cancel()
+            respondLocally(.upstreamConnectFailed)
+            return
+        }
+        if call.isConnecting {
+            setDeadline(.upstreamConnect, after: worker.settings.timeouts.upstreamConnectMs)
+        } else {
+            upstreamConnected()
+        }
+    }
+
+    /// The pod's connection is up: the request is on its way.
+    func upstreamConnected() {
+        guard let grpc, !grpc.responseStarted else { return }
+        let timeouts = worker.settings.timeouts
+        if requestDone { setDeadline(.upstreamResponse, after: timeouts.upstreamResponseMs) }
+        else { setDeadline(.requestBodyIdle, after: timeouts.bodyIdleMs) }
+    }
+
+    /// nghttp2 frames request DATA toward the pod: the client's window reopens for exactly what it took.
+    func pullGRPCRequestBody(into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
+        if let body = requestBody, !body.isEmpty {
+            let n = min(body.readableBytes, buffer.count)
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
+            if let replay = grpcReplay {
+                if replay.readableBytes + n <= worker.settings.limits.bufferBytes {
+                    replay.append(UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
+                } else {
+                    worker.buffers.give(replay)  // too large to hold: no retry
+                    grpcReplay = nil
+                    grpcMayRetry = false
+                }
+            }
+            body.consume(n)
+            if body.isEmpty { worker.buffers.give(body); requestBody = nil }
+            let regrant = min(n, granted)
+            granted -= regrant
+            if n > regrant { session.consume(id, n - regrant) }
+            connection.flush()
+            return (n, requestDone && requestBody == nil)
+        }
+        if requestDone { return (0, true) }
+        return nil
+    }
+
+    func grpcResponseHead(_ call: H2UpstreamStream, status: Int, endStream: Bool) {
+        let session = self.session
+        session.beginHeaders()
+        let base = call.fieldBytes.readable
+        for (name, value) in call.fields { session.addHeader(name: base.bytes(name), value: base.bytes(value)) }
+        if worker.settings.revisionHeader {
+            call.revision.responseHeader.withUnsafeBytes { line in
+                session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))
+            }
+        }
+        hasPendingBodyEnd = !endStream
+        session.submitResponse(id, status: status, hasBody: !endStream)
+        setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
+        if endStream {
+            // Trailers-only (grpc-status in the headers): the call is over.
+            responseDone = true
+            grpcFinished(call, resetAfterSend: true)
+        }
+        connection.flush()
+    }
+
+    func grpcResponseData(_ bytes: UnsafeRawBufferPointer) {
+        writeResponseBody(bytes)
+        setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
+        connection.flush()
+    }
+
+    func grpcResponseTrailers(_ call: H2UpstreamStream) {
+        let held = trailerBytes ?? worker.buffers.take()
+        held.clear()
+        trailerBytes = held
+        trailerFields.removeAll(keepingCapacity: true)
+        let base = call.fieldBytes.readable
+        for (name, value) in call.fields {
+            let n = ByteSpan(start: held.readableBytes, count: name.count)
+            held.append(base.bytes(name))
+            let v = ByteSpan(start: held.readableBytes, count: value.count)
+            held.append(base.bytes(value))
+            trailerFields.append((n, v))
+        }
+        grpcResponseEnded()
+    }
+
+    /// The pod's response ended (trailers or END_STREAM on DATA): the rest is nghttp2 sending what is buffered.
+    func grpcResponseEnded() {
+        responseDone = true
+        session.resumeData(id)
+        if let grpc { grpcFinished(grpc, resetAfterSend: false) }
+        connection.flush()
+    }
+
+    /// The data provider reached the end of the body: trailers follow, when the pod sent any.
+    func submitTrailers() -> Bool {
+        guard let held = trailerBytes else { return false }
+        session.beginHeaders()
+        let base = held.readable
+        for (name, value) in trailerFields { session.addHeader(name: base.bytes(name), value: base.bytes(value)) }
+        session.submitTrailers(id)
+        worker.buffers.give(held)
+        trailerBytes = nil
+        return true
+    }
+
+    private func grpcFinished(_ call: H2UpstreamStream, resetAfterSend: Bool) {
+        grpc = nil
+        if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
+        // What is still buffered for the client stays bounded by this stream's window; the pod's connection
+        // window must not wait for a slow client of a finished call.
+        call.releaseWindow()
+        // The pod answered before the request ended: the request body toward it ends here (empty DATA, END_STREAM).
+        call.downstream = nil
+        if !requestDone { call.connection.resumeData(call.streamId) }
+        phase = .responded
+        releaseRequestWindow()
+        deadlineKind = .none
+        deadline = .max
+        if !requestDone {
+            if resetAfterSend { connection.resetAfterSend(id) } else { endRequestAfterResponse() }
+        }
+    }
+
+    /// The pod's stream or connection failed: before a response, a gRPC-shaped UNAVAILABLE; after, the client's
+    /// stream is reset too.
+    func grpcUpstreamFailed(_ call: H2UpstreamStream, errorCode: UInt32, connectFailed: Bool, mayRetry: Bool) {
+        guard grpc === call else { return }
+        grpc = nil
+        if mayRetry && grpcMayRetry && !call.responseStarted, let replay = grpcReplay, let route = grpcRoute {
+            // Once, on a fresh connection: what was sent goes again, ahead of what is still held.
+            grpcMayRetry = false
+            grpcReplay = nil
+            granted += replay.readableBytes
+            if let rest = requestBody { replay.append(rest.readable); worker.buffers.give(rest) }
+            if replay.isEmpty { worker.buffers.give(replay); requestBody = nil } else { requestBody = replay }
+            startGRPC(pool: route.pool, revision: route.revision, tag: route.tag, host: route.host, isRetry: true)
+            return
+        }
+        if call.responseStarted {
+            phase = .responded
+            releaseRequestWindow()
+            session.resetStream(id, errorCode == H2ErrorCode.cancel.rawValue ? .cancel : .internalError)
+            connection.flush()
+        } else {
+            respondLocally(connectFailed ? .upstreamConnectFailed : .upstreamClosed)
+        }
     }
 }

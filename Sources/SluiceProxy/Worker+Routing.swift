@@ -5,12 +5,15 @@ import SluiceRouting
 /// Where a request goes, or why it cannot go anywhere.
 enum RouteDecision {
     case routed(pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?)
+    /// A gRPC request: to an h2c endpoint's pool, multiplexed on one of its HTTP/2 connections.
+    case routedH2(pool: ConnectionPool, revision: Revision, tag: TagRoute?)
     case refused(ErrorResponse)
 }
 
 extension Worker {
     /// Routes one request. `tagHeader` is the value of `Knative-Serving-Tag`, when the request carried one.
-    func route(host: UnsafeRawBufferPointer, tagHeader: UnsafeRawBufferPointer?) -> RouteDecision {
+    /// gRPC requests (`isGRPC`) go to the revision's h2c endpoints, everything else to its HTTP/1.1 endpoints.
+    func route(host: UnsafeRawBufferPointer, tagHeader: UnsafeRawBufferPointer?, isGRPC: Bool = false) -> RouteDecision {
         guard let match = routes.match(host: host) else { return .refused(.unknownHost) }
         let service = match.service
         var tag = match.tag
@@ -26,14 +29,19 @@ extension Worker {
             return .refused(.noRevision)
         }
         let revision = service.revisions[revisionIndex]
-        guard let pool = pickEndpoint(revision) else { return .refused(.noEndpoint) }
+        if isGRPC {
+            guard !revision.grpcEndpointIndices.isEmpty else {
+                return .refused(revision.endpointIndices.isEmpty ? .noEndpoint : .noGRPCEndpoint)
+            }
+            return .routedH2(pool: pickEndpoint(revision.grpcEndpointIndices)!, revision: revision, tag: tag)
+        }
+        guard let pool = pickEndpoint(revision.endpointIndices) else { return .refused(.noEndpoint) }
         guard let upstream = pool.acquire() else { return .refused(.upstreamConnectFailed) }
         return .routed(pool: pool, upstream: upstream, revision: revision, tag: tag)
     }
 
     /// Power of two choices on outstanding requests among the revision's endpoints.
-    private func pickEndpoint(_ revision: Revision) -> ConnectionPool? {
-        let indices = revision.endpointIndices
+    private func pickEndpoint(_ indices: [Int]) -> ConnectionPool? {
         switch indices.count {
         case 0:
             return nil

@@ -44,6 +44,7 @@ public final class RouteTable: Sendable {
                 }
                 revisionIndexByName[revisionSpec.name] = revisionIndex
                 var indices: [Int] = []
+                var grpcIndices: [Int] = []
                 for (endpointNumber, endpoint) in revisionSpec.endpoints.enumerated() {
                     let endpointPath = "\(revisionPath).endpoints[\(endpointNumber)]"
                     guard endpoint.port != 0, !endpoint.host.isEmpty else {
@@ -54,13 +55,14 @@ public final class RouteTable: Sendable {
                         endpointIndex[endpoint] = endpoints.count - 1
                         return endpoints.count - 1
                     }()
-                    guard !indices.contains(shared) else {
+                    guard !indices.contains(shared) && !grpcIndices.contains(shared) else {
                         throw RouteTableError(path: endpointPath, reason: "duplicate endpoint \(endpoint)")
                     }
-                    indices.append(shared)
+                    if endpoint.isH2C { grpcIndices.append(shared) } else { indices.append(shared) }
                 }
                 revisions.append(Revision(name: revisionSpec.name, serviceName: spec.name,
-                                          namespace: spec.namespace, endpointIndices: indices))
+                                          namespace: spec.namespace, endpointIndices: indices,
+                                          grpcEndpointIndices: grpcIndices))
             }
 
             var revisionIndexOfTarget: [Int] = []

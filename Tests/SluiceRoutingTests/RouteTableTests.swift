@@ -145,6 +145,17 @@ final class RouteTableTests: XCTestCase {
         XCTAssertNil(table.match(host: "sklearn-iris.kserve-test.example.com"))
     }
 
+    func testH2CEndpointsAreGRPCEndpointsAndDistinctFromHTTP1OnesOnTheSameAddress() throws {
+        var spec = Self.iris()
+        spec.revisions[1].endpoints = [Endpoint(host: "127.0.0.1", port: 9001), Endpoint(host: "127.0.0.1", port: 9001, protocol: .h2c),
+                                       Endpoint(host: "127.0.0.1", port: 9081, protocol: .h2c)]
+        let table = try table([spec])
+        let revision = table.services[0].revisions[1]
+        XCTAssertEqual(revision.endpointIndices.map { table.endpoints[$0].description }, ["127.0.0.1:9001"])
+        XCTAssertEqual(revision.grpcEndpointIndices.map { table.endpoints[$0].description }, ["h2c://127.0.0.1:9001", "h2c://127.0.0.1:9081"])
+        XCTAssertEqual(Set(table.endpoints).count, table.endpoints.count)
+    }
+
     func testRevisionsCarryKnativeHeadersAndSharedEndpointsAreStoredOnce() throws {
         var spec = Self.iris()
         spec.revisions[1].endpoints.append(Endpoint(host: "127.0.0.1", port: 9001))

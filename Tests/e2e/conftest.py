@@ -158,10 +158,16 @@ class KServeServer:
     port: int
     proc: subprocess.Popen
     logs: pathlib.Path
+    grpc_port: int = 0
 
     @property
     def address(self) -> str:
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """The gRPC port as a Sluice endpoint: HTTP/2 cleartext by prior knowledge."""
+        return f"h2c://{LOOPBACK}:{self.grpc_port}"
 
     def stdout_lines(self) -> List[str]:
         return pathlib.Path(f"{self.logs}.out").read_text(errors="replace").splitlines()
@@ -179,11 +185,13 @@ def kserve_servers(trained, free_ports, tmp_path_factory) -> Dict[str, KServeSer
             proc = spawn([sys.executable, str(HERE / "kserve_iris.py"), "--model_name", MODEL_NAME,
                           "--model_dir", str(model_dir), "--http_port", str(http_port),
                           "--grpc_port", str(grpc_port), "--enable_latency_logging", "false"], logs)
-            servers[revision] = KServeServer(revision, http_port, proc, logs)
+            servers[revision] = KServeServer(revision, http_port, proc, logs, grpc_port)
         # Both start at once (2 cores); then wait for each.
         for s in servers.values():
             wait_until(lambda: http_ok(f"http://{s.address}/v2/health/ready"), KSERVE_START_TIMEOUT,
                        f"KServe {s.revision} ready on {s.address}", interval=0.2, proc=s.proc, logs=s.logs)
+            wait_until(lambda: port_open(s.grpc_port), KSERVE_START_TIMEOUT,
+                       f"KServe {s.revision} gRPC on {s.grpc_port}", interval=0.2, proc=s.proc, logs=s.logs)
         yield servers
     finally:
         for s in servers.values():
@@ -213,8 +221,8 @@ services:
   namespace: {NAMESPACE}
   tagRouting: true
   revisions:
-    {REV1}: [{servers[REV1].address}]
-    {REV2}: [{servers[REV2].address}]
+    {REV1}: [{servers[REV1].address}, "{servers[REV1].grpc_address}"]
+    {REV2}: [{servers[REV2].address}, "{servers[REV2].grpc_address}"]
   traffic:
   - {{revisionName: {REV2}, percent: {percent_00002}, tag: latest, latestRevision: true}}
   - {{revisionName: {REV1}, percent: {percent_00001}, tag: prev}}

@@ -161,11 +161,13 @@ extension RevisionRow {
 }
 
 extension Endpoint {
-    /// Parses `IP:port` or `[IPv6]:port`.
-    init?(text: String) {
+    /// Parses `IP:port` or `[IPv6]:port`, either after an optional `h2c://`.
+    init?(text full: String) {
+        guard let (upstreamProtocol, rest) = Endpoint.splitScheme(full) else { return nil }
+        let text = String(rest)
         guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.init(host: host, port: port)
+        self.init(host: host, port: port, protocol: upstreamProtocol)
     }
 }

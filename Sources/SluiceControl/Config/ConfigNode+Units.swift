@@ -37,7 +37,20 @@ extension ConfigNode {
     /// `127.0.0.1:8080` or `[::1]:8080`: an IP literal (no names: nothing resolves DNS) and a port
     /// in 1...65535. The host comes back in canonical form so equal addresses compare equal.
     func address() throws(ConfigError) -> SocketAddressSpec {
+        try address(try string())
+    }
+
+    /// An upstream endpoint: `IP:port` (HTTP/1.1) or `h2c://IP:port` (HTTP/2 cleartext, for gRPC).
+    func endpoint() throws(ConfigError) -> Endpoint {
         let text = try string()
+        guard let (upstreamProtocol, rest) = Endpoint.splitScheme(text) else {
+            throw error("expected an endpoint like 127.0.0.1:8080 or h2c://127.0.0.1:8081 (the only scheme is h2c://), got \(found)")
+        }
+        let address = try address(String(rest))
+        return Endpoint(host: address.host, port: address.port, protocol: upstreamProtocol)
+    }
+
+    private func address(_ text: String) throws(ConfigError) -> SocketAddressSpec {
         let host: Substring
         let port: Substring
         if text.hasPrefix("[") {

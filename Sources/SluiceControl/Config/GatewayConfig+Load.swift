@@ -97,8 +97,7 @@ extension GatewayConfig {
             for (storageUri, value) in try node.entries() {
                 var endpoints: [Endpoint] = []
                 for endpointNode in try value.list() {
-                    let address = try endpointNode.address()
-                    endpoints.append(Endpoint(host: address.host, port: address.port))
+                    endpoints.append(try endpointNode.endpoint())
                 }
                 control.models[storageUri] = endpoints
             }
@@ -186,8 +185,7 @@ extension GatewayConfig {
             }
             var endpoints: [Endpoint] = []
             for endpointNode in try value.list() {
-                let address = try endpointNode.address()
-                let endpoint = Endpoint(host: address.host, port: address.port)
+                let endpoint = try endpointNode.endpoint()
                 guard !endpoints.contains(endpoint) else { throw endpointNode.error("duplicate endpoint \(endpoint)") }
                 endpoints.append(endpoint)
             }

@@ -19,7 +19,9 @@ enum EndpointList {
         return .success(endpoints)
     }
 
-    static func parseOne(_ entry: String) -> Endpoint? {
+    static func parseOne(_ text: String) -> Endpoint? {
+        guard let (upstreamProtocol, rest) = Endpoint.splitScheme(text) else { return nil }
+        let entry = String(rest)
         let host: Substring
         let port: Substring
         if entry.hasPrefix("[") {
@@ -35,7 +37,7 @@ enum EndpointList {
             guard isIPv4(String(host)) else { return nil }
         }
         guard let number = UInt16(port), number != 0 else { return nil }
-        return Endpoint(host: String(host), port: number)
+        return Endpoint(host: String(host), port: number, protocol: upstreamProtocol)
     }
 
     private static func isIPv4(_ host: String) -> Bool {

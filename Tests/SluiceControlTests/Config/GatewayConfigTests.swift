@@ -108,6 +108,30 @@ final class GatewayConfigTests: XCTestCase {
         XCTAssertNotNil(try config.routeTable().match(host: "sklearn-iris-kserve-test.models.internal"))
     }
 
+    func testH2CEndpointsParseInServicesAndModels() throws {
+        let config = try parse("""
+            models:
+              gs://bucket/model: [127.0.0.1:8080, h2c://127.0.0.1:8081]
+            services:
+            - name: sklearn-iris
+              namespace: kserve-test
+              revisions:
+                sklearn-iris-predictor-default-00001: [127.0.0.1:9001, "h2c://[::1]:9081"]
+              traffic:
+              - {revisionName: sklearn-iris-predictor-default-00001, percent: 100}
+            """)
+        XCTAssertEqual(config.control.models["gs://bucket/model"],
+                       [Endpoint(host: "127.0.0.1", port: 8080), Endpoint(host: "127.0.0.1", port: 8081, protocol: .h2c)])
+        let endpoints = config.services[0].revisions[0].endpoints
+        XCTAssertEqual(endpoints, [Endpoint(host: "127.0.0.1", port: 9001), Endpoint(host: "::1", port: 9081, protocol: .h2c)])
+        XCTAssertEqual(endpoints.map(\.description), ["127.0.0.1:9001", "h2c://[::1]:9081"])
+        let revision = try config.routeTable().services[0].revisions[0]
+        XCTAssertEqual(revision.endpointIndices, [0])
+        XCTAssertEqual(revision.grpcEndpointIndices, [1])
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[h2://127.0.0.1:9001]")),
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: expected an endpoint like 127.0.0.1:8080 or h2c://127.0.0.1:8081 (the only scheme is h2c://), got \"h2://127.0.0.1:9001\"")
+    }
+
     func testTrafficMessages() {
         let service = { (traffic: String) in """
             services:

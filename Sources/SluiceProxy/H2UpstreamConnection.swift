@@ -1,0 +1,261 @@
+// Proxy layer: one HTTP/2 cleartext connection (prior knowledge) to a pod's gRPC port, multiplexing the streams of
+// many downstream H2Streams. Per worker and h2c endpoint, the pool keeps one, and opens another only when the pod's
+// MAX_CONCURRENT_STREAMS is reached. Flow control is manual both ways (see H2UpstreamStream).
+import SluiceHTTP2
+import SluiceIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
+    enum State {
+        case connecting
+        case open
+        case closed
+    }
+
+    let fd: Int32
+    /// unowned(unsafe): the pool keeps the connection in its list until it closes; pools outlive their connections.
+    unowned(unsafe) let pool: ConnectionPool
+    private var registration: Registration?
+    private(set) var state: State
+    private(set) var everConnected = false
+    private var session: H2ClientSession!
+    private var output: ByteBuffer?
+    /// Open streams by id; a stream leaves when nghttp2 closes it.
+    private var streams: [Int32: H2UpstreamStream] = [:]
+    private var isInSession = false
+    private var isFlushing = false
+    private var needsFlush = false
+    /// Reused request-field list (no allocation per request once grown).
+    var requestFields: [(UnsafeRawBufferPointer, UnsafeRawBufferPointer)] = []
+    private var worker: Worker { pool.worker }
+
+    static func open(pool: ConnectionPool) -> H2UpstreamConnection? {
+        guard let address = pool.address else { return nil }
+        let fd: Int32
+        let state: State
+        switch TCPSocket.connect(address) {
+        case .connected(let f): fd = f; state = .open
+        case .inProgress(let f): fd = f; state = .connecting
+        case .failed: return nil
+        }
+        let connection = H2UpstreamConnection(fd: fd, pool: pool, state: state)
+        do {
+            connection.registration = try pool.worker.loop.register(
+                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
+                handler: connection)
+        } catch {
+            Posix.close(fd)
+            return nil
+        }
+        return connection
+    }
+
+    private init(fd: Int32, pool: ConnectionPool, state: State) {
+        self.fd = fd
+        self.pool = pool
+        self.state = state
+        self.everConnected = state == .open
+        self.session = nil
+        self.session = H2ClientSession(delegate: self)
+        requestFields.reserveCapacity(32)
+    }
+
+    var streamCount: Int { streams.count }
+    /// Streams that ended normally here: a failure on a connection that served some may be the idle-close race.
+    private(set) var completedStreams = 0
+
+    /// New streams may start here: open or connecting, no GOAWAY, below the pod's concurrency limit.
+    var hasCapacity: Bool {
+        state != .closed && !session.receivedGoAway && streams.count < session.maxConcurrentStreams
+    }
+
+    // MARK: Streams
+
+    /// Submits `stream`'s request (fields in `requestFields`); false when nghttp2 refused it.
+    func start(_ stream: H2UpstreamStream, hasBody: Bool) -> Bool {
+        let id = session.submitRequest(requestFields, hasBody: hasBody)
+        requestFields.removeAll(keepingCapacity: true)
+        guard id > 0 else { return false }
+        stream.streamId = id
+        streams[id] = stream
+        flush()
+        return true
+    }
+
+    func resumeData(_ streamId: Int32) {
+        guard state != .closed else { return }
+        session.resumeData(streamId)
+        flush()
+    }
+
+    /// The client took `count` response bytes: the pod may send that many more.
+    func consume(_ streamId: Int32, _ count: Int) {
+        guard state != .closed else { return }
+        session.consume(streamId, count)
+        flush()
+    }
+
+    /// Cancels a stream at once (the client reset it or went away); its relay object is forgotten.
+    func cancel(_ streamId: Int32, code: H2ErrorCode) {
+        guard state != .closed, streamId > 0 else { return }
+        streams[streamId]?.downstream = nil
+        session.resetStream(streamId, code)
+        flush()
+    }
+
+    // MARK: Events
+
+    func handle(events: UInt32) {
+        switch state {
+        case .closed:
+            return
+        case .connecting:
+            guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
+            let error = TCPSocket.pendingError(fd)
+            if error != 0 { fail(); return }
+            state = .open
+            everConnected = true
+            for stream in streams.values { stream.connected() }
+            flush()
+        case .open:
+            if events & Readiness.error != 0 { fail(); return }
+            if events & Readiness.writable != 0 { flush() }
+            if state == .open, events & (Readiness.readable | Readiness.readHangup | Readiness.hangup) != 0 { readAll() }
+        }
+    }
+
+    func checkDeadline(now: Int64) {}
+
+    private func readAll() {
+        while state == .open {
+            let input = worker.buffers.take()
+            input.reserve(16 * 1024)
+            let want = input.writableBytes
+            let result = input.read(from: fd, limit: want)
+            switch result {
+            case .bytes(let n):
+                isInSession = true
+                let ok = session.receive(input.readable)
+                isInSession = false
+                worker.buffers.give(input)
+                if !ok { fail(); return }
+                flush()
+                if n < want { return }
+            case .wouldBlock:
+                worker.buffers.give(input)
+                return
+            case .endOfFile, .failed:
+                worker.buffers.give(input)
+                fail()
+                return
+            }
+        }
+    }
+
+    /// Lets the session produce frames (requests, DATA, WINDOW_UPDATE) and writes them.
+    func flush() {
+        if isInSession || isFlushing { needsFlush = true; return }
+        guard state == .open else { return }
+        isFlushing = true
+        defer { isFlushing = false }
+        if output == nil { output = worker.buffers.take() }
+        let out = output!
+        while state == .open {
+            needsFlush = false
+            isInSession = true
+            let ok = session.send(into: out, limit: 2 * worker.settings.limits.bufferBytes)
+            isInSession = false
+            if !ok { fail(); return }
+            var blocked = false
+            writing: while !out.isEmpty {
+                switch out.write(to: fd) {
+                case .bytes: continue
+                case .wouldBlock:
+                    blocked = true
+                    break writing
+                case .endOfFile, .failed:
+                    fail()
+                    return
+                }
+            }
+            if blocked || !needsFlush && !session.wantsWrite { break }
+        }
+        if let out = output, out.isEmpty {
+            worker.buffers.give(out)
+            output = nil
+        }
+        if state == .open && ((!session.wantsRead && !session.wantsWrite) || (needsCloseWhenIdle && streams.isEmpty)) { close() }
+    }
+
+    // MARK: Session events
+
+    func h2cHeader(_ streamId: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, isTrailer: Bool) {
+        streams[streamId]?.header(name: name, value: value, isTrailer: isTrailer)
+    }
+
+    func h2cHeadersComplete(_ streamId: Int32, isTrailer: Bool, endStream: Bool) {
+        streams[streamId]?.headersComplete(isTrailer: isTrailer, endStream: endStream)
+    }
+
+    func h2cData(_ streamId: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if let stream = streams[streamId], stream.downstream != nil {
+            stream.data(bytes)
+        } else {
+            session.consume(streamId, bytes.count)  // nobody wants it: give the window back
+        }
+    }
+
+    func h2cDataEnded(_ streamId: Int32) {
+        streams[streamId]?.ended()
+    }
+
+    func h2cStreamClosed(_ streamId: Int32, errorCode: UInt32) {
+        guard let stream = streams.removeValue(forKey: streamId) else { return }
+        if errorCode == 0 { completedStreams += 1 }
+        stream.closed(errorCode: errorCode)
+        if streams.isEmpty && (pool.isRetired || worker.isDraining || session.receivedGoAway) { needsCloseWhenIdle = true }
+    }
+    private var needsCloseWhenIdle = false
+
+    func h2cReadRequestBody(_ streamId: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
+        guard let stream = streams[streamId] else { return (0, true) }
+        return stream.readRequestBody(into: buffer)
+    }
+
+    func h2cGoAway() {
+        pool.forgetH2(self)  // no new streams here; the open ones finish
+    }
+
+    // MARK: Closing
+
+    /// The connection failed: every stream on it fails (before a response: UNAVAILABLE to the client).
+    private func fail() {
+        let all = streams
+        streams.removeAll()
+        close()
+        for stream in all.values { stream.connectionFailed(neverConnected: !everConnected, wasReused: completedStreams > 0) }
+    }
+
+    /// Closes the socket; streams still open are failed by `fail` (call that instead when there are any).
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        pool.forgetH2(self)
+        if let registration { worker.loop.deregister(fd: fd, registration: registration) }
+        registration = nil
+        Posix.close(fd)
+        if let out = output { worker.buffers.give(out); output = nil }
+        if !streams.isEmpty {
+            let all = streams
+            streams.removeAll()
+            for stream in all.values { stream.connectionFailed(neverConnected: !everConnected, wasReused: completedStreams > 0) }
+        }
+    }
+
+    /// Called by the pool (retired, draining): closes when no stream is open.
+    func closeIfIdle() {
+        if streams.isEmpty { close() }
+    }
+}
