@@ -206,6 +206,17 @@ final class UpstreamTLSTests: XCTestCase {
         XCTAssertEqual(pod.counts["handshakes"], 0)
     }
 
+    func testAPodThatNeverFinishesTheHandshakeIsAConnectTimeout() throws {
+        let silent = RawBackend()  // the kernel accepts the TCP connection; nobody ever answers the ClientHello
+        defer { silent.stop() }
+        let gateway = try gateway(to: silent.port) { $0.timeouts.upstreamConnectMs = 300 }
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try TestClient(port: gateway.port)
+        let start = Date()
+        XCTAssertEqual(try c.request("GET", "/", host: "secure.ns.example.com").status, 504)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3, "the handshake counts against the upstream connect timeout")
+    }
+
     func testEndpointTextFormRoundTrips() throws {
         let e = Endpoint(host: "127.0.0.1", port: 8443, protocol: .https)
         XCTAssertEqual(e.description, "https://127.0.0.1:8443")
