@@ -88,6 +88,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = answer
     do_POST = answer
     def log_message(self, *args): pass
+if len(sys.argv) > 4: Handler.timeout = float(sys.argv[4])  # idle keep-alive connections close after this
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     def get_request(self):
@@ -101,12 +102,12 @@ with open(state + ".port", "w") as f: f.write(str(server.server_address[1]))
 server.serve_forever()
 """#
 
-    init(_ files: TLSCertificateFiles, in certs: TestCertificates, name: String) throws {
+    init(_ files: TLSCertificateFiles, in certs: TestCertificates, name: String, idleTimeout: Double? = nil) throws {
         let scriptPath = "\(certs.directory)/pod.py"
         try PythonTLSPod.script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
         stateFile = "\(certs.directory)/\(name).json"
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", scriptPath, files.cert, files.key, stateFile]
+        process.arguments = ["python3", scriptPath, files.cert, files.key, stateFile] + (idleTimeout.map { ["\($0)"] } ?? [])
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(15)
@@ -174,6 +175,42 @@ final class UpstreamTLSTests: XCTestCase {
         XCTAssertEqual(pod.counts["requests"], 8)
     }
 
+    func testAPodClosingAnIdleTLSConnectionCostsNoRequest() throws {
+        let certs = try TestCertificates()
+        let ca = try TestCA(certs, name: "ca")
+        let pod = try PythonTLSPod(try ca.issue("pod", san: "IP:127.0.0.1"), in: certs, name: "pod", idleTimeout: 0.3)
+        defer { pod.stop() }
+        let gateway = try gateway(to: pod.port) { $0.upstreamTLS = UpstreamTLSSettings(caFile: ca.cert) }
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try TestClient(port: gateway.port)
+        XCTAssertEqual(try c.request("GET", "/a", host: "secure.ns.example.com").header("X-Pod-Connection"), "1")
+        Thread.sleep(forTimeInterval: 0.8)  // the pod closes its idle connection
+        let r = try c.request("POST", "/b", host: "secure.ns.example.com", body: "again")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.header("X-Pod-Connection"), "2", "a fresh TLS connection after the pod closed the pooled one")
+        XCTAssertEqual(pod.counts["requests"], 2)
+    }
+
+    func testANewCAFileTakesEffectAtTheNextHandOverAndABrokenOneStopsTheStart() throws {
+        let certs = try TestCertificates()
+        let trusted = try TestCA(certs, name: "trusted")
+        let other = try TestCA(certs, name: "other")
+        let pod = try PythonTLSPod(try trusted.issue("pod", san: "IP:127.0.0.1"), in: certs, name: "pod")
+        defer { pod.stop() }
+        let gateway = try gateway(to: pod.port) { $0.upstreamTLS = UpstreamTLSSettings(caFile: other.cert) }
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try TestClient(port: gateway.port)
+        XCTAssertEqual(try c.request("GET", "/", host: "secure.ns.example.com").status, 502)
+        var settings = GatewayFixture.settings(workers: 1)
+        settings.upstreamTLS = UpstreamTLSSettings(caFile: trusted.cert)
+        gateway.publish(routes: gateway.routes, settings: settings)
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(try c.request("GET", "/", host: "secure.ns.example.com").status, 200)
+        XCTAssertThrowsError(try self.gateway(to: pod.port) { $0.upstreamTLS = UpstreamTLSSettings(caFile: certs.directory + "/nope.pem") }) {
+            XCTAssertEqual("\($0)", "upstreamTLS.caFile: \(certs.directory)/nope.pem: No such file or directory")
+        }
+    }
+
     func testServerNameIsVerifiedAsADNSName() throws {
         let certs = try TestCertificates()
         let ca = try TestCA(certs, name: "ca")
@@ -204,6 +241,10 @@ final class UpstreamTLSTests: XCTestCase {
         }
         XCTAssertEqual(pod.counts["requests"], 0, "no request reaches a pod that failed verification")
         XCTAssertEqual(pod.counts["handshakes"], 0)
+        // The gateway did reach the pod: it refused the pod's certificate (the pod sees the failed handshakes).
+        let deadline = Date().addingTimeInterval(3)
+        while (pod.counts["failedHandshakes"] ?? 0) < 3 && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(pod.counts["failedHandshakes"], 3, "one fresh connection per request, none pooled")
     }
 
     func testAPodThatNeverFinishesTheHandshakeIsAConnectTimeout() throws {
