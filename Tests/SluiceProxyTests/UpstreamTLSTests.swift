@@ -55,12 +55,12 @@ def dump():
     with open(tmp, "w") as f: json.dump(counts, f)
     os.replace(tmp, state)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
+if cert != "-": ctx.load_cert_chain(cert, key)
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def setup(self):
         try:
-            self.request.do_handshake()
+            if cert != "-": self.request.do_handshake()
         except (ssl.SSLError, OSError):
             with lock:
                 counts["failedHandshakes"] += 1; dump()
@@ -82,7 +82,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Pod-Connection", str(self.conn_id))
         self.send_header("X-Pod-Forwarded-Proto", self.headers.get("X-Forwarded-Proto", ""))
-        self.send_header("X-Pod-ALPN", str(self.request.selected_alpn_protocol()))
+        self.send_header("X-Pod-ALPN", str(self.request.selected_alpn_protocol()) if cert != "-" else "none")
         self.end_headers()
         self.wfile.write(body)
     do_GET = answer
@@ -93,6 +93,7 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     def get_request(self):
         sock, addr = self.socket.accept()
+        if cert == "-": return sock, addr  # plain HTTP (a control for comparisons)
         return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
     def handle_error(self, request, address): pass
 ctx.set_alpn_protocols(["http/1.1"])
@@ -209,6 +210,22 @@ final class UpstreamTLSTests: XCTestCase {
         XCTAssertThrowsError(try self.gateway(to: pod.port) { $0.upstreamTLS = UpstreamTLSSettings(caFile: certs.directory + "/nope.pem") }) {
             XCTAssertEqual("\($0)", "upstreamTLS.caFile: \(certs.directory)/nope.pem: No such file or directory")
         }
+    }
+
+    func testHTTP2ClientsReachTheTLSPodToo() throws {
+        let certs = try TestCertificates()
+        let ca = try TestCA(certs, name: "ca")
+        let pod = try PythonTLSPod(try ca.issue("pod", san: "IP:127.0.0.1"), in: certs, name: "pod")
+        defer { pod.stop() }
+        let gateway = try gateway(to: pod.port) { $0.upstreamTLS = UpstreamTLSSettings(caFile: ca.cert) }
+        defer { gateway.shutdown(graceMs: 1000) }
+        let url = "http://secure.ns.example.com:\(gateway.port)/v1/models/secure:predict"
+        for _ in 0..<2 {
+            let r = runCommand("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "--resolve", "secure.ns.example.com:\(gateway.port):127.0.0.1",
+                                        "-d", "abc", "-w", " %{http_version} %{http_code}", url])
+            XCTAssertEqual(r.output, "conn=1 path=/v1/models/secure:predict bytes=3 2 200", r.output)
+        }
+        XCTAssertEqual(pod.counts["handshakes"], 1, "two client connections, one pooled upstream TLS connection")
     }
 
     func testServerNameIsVerifiedAsADNSName() throws {
