@@ -265,6 +265,61 @@ sluice_tls_sni *sluice_tls_sni_new(SSL_CTX *const *contexts, int count) {
 
 void sluice_tls_sni_free(sluice_tls_sni *table) { free(table); }
 
+// MARK: Client (upstream) contexts
+
+SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, char *reason, size_t reason_len) {
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) { describe_errors("", reason, reason_len); return NULL; }
+    int ok = 1;
+    ok &= SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    ok &= SSL_CTX_set_cipher_list(ctx, tls12_ciphers);
+    ok &= SSL_CTX_set_ciphersuites(ctx, tls13_suites);
+    ok &= SSL_CTX_set1_groups_list(ctx, groups);
+    // SSL_CTX_set_alpn_protos returns 0 on success (unlike everything else here).
+    ok &= SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) == 0;
+    if (!ok) { describe_errors("OpenSSL refused a setting: ", reason, reason_len); SSL_CTX_free(ctx); return NULL; }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    // Verification is never optional: a pod that cannot prove its name fails the handshake (a connect failure).
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (ca_file != NULL) {
+        if (!readable(ca_file, reason, reason_len)) { SSL_CTX_free(ctx); return NULL; }
+        if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+            describe_errors("not a PEM CA certificate file: ", reason, reason_len);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        describe_errors("cannot load the system trust store: ", reason, reason_len);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+SSL *sluice_tls_client_new(SSL_CTX *ctx, int fd, const char *verify_name, int name_is_ip) {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) { ERR_clear_error(); return NULL; }
+    int ok = SSL_set_fd(ssl, fd) == 1;
+    if (ok && verify_name != NULL) {
+        if (name_is_ip) {
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), verify_name) == 1;
+        } else {
+            ok = SSL_set1_host(ssl, verify_name) == 1 && SSL_set_tlsext_host_name(ssl, verify_name) == 1;
+        }
+    }
+    if (!ok) { ERR_clear_error(); SSL_free(ssl); return NULL; }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+const char *sluice_tls_verify_failure(const SSL *ssl) {
+    long result = SSL_get_verify_result(ssl);
+    return result == X509_V_OK ? NULL : X509_verify_cert_error_string(result);
+}
+
 // MARK: I/O
 
 // SSL_get_error(3): the thread's error queue must be empty before each call, so every failure path empties it.

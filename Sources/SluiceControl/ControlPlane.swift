@@ -178,8 +178,9 @@ public final class ControlPlane: Sendable {
         var targets = Set<ProbeTarget>()
         for record in state.records() {
             for revision in record.revisions {
-                // HTTP readiness probes only: an h2c (gRPC) port has none of its own.
-                for endpoint in revision.endpoints where !endpoint.isH2C {
+                // Plain HTTP readiness probes only: an h2c (gRPC) port has none of its own, and the prober
+                // speaks no TLS, so https endpoints are not probed either.
+                for endpoint in revision.endpoints where endpoint.upstreamProtocol == .http1 {
                     targets.insert(ProbeTarget(endpoint: endpoint, modelName: record.service.name))
                 }
             }
@@ -203,8 +204,8 @@ public final class ControlPlane: Sendable {
         for record in state.records() {
             let name = record.service.name
             for revision in record.revisions where !revision.endpoints.isEmpty {
-                // h2c (gRPC) endpoints have no HTTP probe: a revision with only those is ready with them.
-                let probed = revision.endpoints.filter { !$0.isH2C }
+                // h2c (gRPC) and https endpoints have no probe: a revision with only those is ready with them.
+                let probed = revision.endpoints.filter { $0.upstreamProtocol == .http1 }
                 if probed.isEmpty {
                     _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)
                     continue

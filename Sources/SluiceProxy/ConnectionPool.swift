@@ -15,6 +15,17 @@ final class ConnectionPool {
     /// Set when a hand-over drops this endpoint: connections coming back from exchanges are closed, not kept.
     var isRetired = false
 
+    /// The last TLS handshake failure logged for this endpoint; cleared by a successful handshake, so a pod with a
+    /// bad certificate is logged once, not once per request.
+    var lastTLSFailure: String?
+
+    /// A handshake with this pod failed: logs the reason unless it is the one already logged.
+    func tlsFailed(_ reason: String) {
+        guard lastTLSFailure != reason else { return }
+        lastTLSFailure = reason
+        logLine("upstream \(endpoint): TLS handshake failed: \(reason)")
+    }
+
     init(endpoint: Endpoint, worker: Worker) {
         self.endpoint = endpoint
         self.address = SocketAddress(ip: endpoint.host, port: endpoint.port)

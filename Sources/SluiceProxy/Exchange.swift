@@ -191,6 +191,10 @@ final class Exchange: UpstreamDelegate {
     }
 
     private func armRequestDeadline() {
+        // While the pod's connection is still connecting (TCP, then the TLS handshake for https), the connect
+        // deadline stands: the first body pump right after `begin` must not replace it with the response timeout.
+        // upstreamConnected arms this one once the connection is open.
+        if upstream?.state == .connecting { return }
         let timeouts = worker.settings.timeouts
         if requestBodyDone {
             if !responseStarted { downstream.setDeadline(.upstreamResponse, after: timeouts.upstreamResponseMs) }

@@ -47,6 +47,10 @@ public final class Gateway: Sendable {
         Posix.ignoreSIGPIPE()
         // Certificates are loaded and checked before anything is bound: a broken pair stops the start.
         let tls = try settings.tls.map { (t) throws(GatewayError) in TLSContextSlot(try Gateway.tlsContext(t)) }
+        // The CA file for https:// pods is checked now too (workers load their own copy at first use).
+        if let caFile = settings.upstreamTLS.caFile {
+            do { _ = try TLSClientContext(caFile: caFile) } catch { throw GatewayError(description: "upstreamTLS.caFile: \(error)") }
+        }
         let workerCount = max(1, settings.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         guard var address = SocketAddress(ip: settings.listen.host, port: settings.listen.port) else {
             throw GatewayError(description: "listen: \(settings.listen) is not an IP literal and port")

@@ -54,6 +54,20 @@ public struct TLSSettings: Hashable, Sendable {
     public init(certificates: [TLSCertificateFiles]) { self.certificates = certificates }
 }
 
+/// How the gateway verifies pods on `https://` endpoints (HTTP/1.1 over TLS). Verification is always on: the pod's
+/// certificate must chain to `caFile` (nil: the system's default trust store) and name `serverName`, or, without
+/// one, the endpoint's IP address (an IP subjectAltName).
+public struct UpstreamTLSSettings: Hashable, Sendable {
+    /// PEM file of the CA certificates pods' certificates are issued by; nil uses the system trust store.
+    public var caFile: String?
+    /// Sent as SNI and checked against the certificate's DNS names; nil checks the endpoint's IP instead (no SNI).
+    public var serverName: String?
+    public init(caFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.serverName = serverName
+    }
+}
+
 /// Everything the data plane needs besides the routes.
 public struct ProxySettings: Hashable, Sendable {
     public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8080)
@@ -66,5 +80,7 @@ public struct ProxySettings: Hashable, Sendable {
     public var revisionHeader = true
     /// TLS on the listener; nil for plain HTTP.
     public var tls: TLSSettings? = nil
+    /// Verification of pods on `https://` endpoints.
+    public var upstreamTLS = UpstreamTLSSettings()
     public init() {}
 }

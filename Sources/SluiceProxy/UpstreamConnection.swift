@@ -1,5 +1,7 @@
-// Proxy layer: one TCP connection to a backend pod: connect, write the request, read the response; pooled between exchanges.
+// Proxy layer: one TCP connection to a backend pod: connect (and for https:// endpoints a TLS handshake), write the
+// request, read the response; pooled between exchanges.
 import SluiceIO
+import SluiceTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +17,7 @@ protocol UpstreamDelegate: AnyObject {
 
 final class UpstreamConnection: EventHandler {
     enum State {
+        /// TCP connect, then (https) the TLS handshake: both within the upstream connect timeout.
         case connecting
         case open
         case closed
@@ -39,18 +42,45 @@ final class UpstreamConnection: EventHandler {
     private(set) var mayBeReadable = true
     /// The pod closed its side (EOF seen); the connection must not be pooled again.
     private(set) var sawEndOfFile = false
-    /// The TCP connect completed (a failure before that is a connect failure: 502, not a closed connection).
+    /// The TCP connect (and TLS handshake) completed (a failure before that is a connect failure: 502, not a
+    /// closed connection).
     private(set) var everConnected = false
+    /// TLS toward the pod (https:// endpoints); nil for plain HTTP/1.1.
+    private var tls: TLSSession?
+    /// The TCP connect is done; for TLS the handshake may still be running (`state` stays `.connecting`).
+    private var tcpConnected = false
 
     static func open(address: SocketAddress, pool: ConnectionPool) -> UpstreamConnection? {
+        var clientContext: TLSClientContext?
+        if pool.endpoint.isTLS {
+            // A CA file that cannot be loaded fails every connect to https pods (logged once by the worker).
+            guard let context = pool.worker.upstreamTLSContext() else { return nil }
+            clientContext = context
+        }
         let fd: Int32
-        let state: State
+        var state: State
         switch TCPSocket.connect(address) {
         case .connected(let f): fd = f; state = .open
         case .inProgress(let f): fd = f; state = .connecting
         case .failed: return nil
         }
+        let tcpConnected = state == .open
+        var session: TLSSession?
+        if let clientContext {
+            let name = pool.worker.settings.upstreamTLS.serverName
+            let peer: TLSSession.PeerName
+            if let name, SocketAddress(ip: name, port: 0) == nil { peer = .dns(name) } else { peer = .ip(name ?? pool.endpoint.host) }
+            guard let made = TLSSession(fd: fd, clientContext: clientContext, peer: peer) else {
+                Posix.close(fd)
+                return nil
+            }
+            session = made
+            // The handshake runs on the loop: registering reports the socket's writability at once (an edge).
+            state = .connecting
+        }
         let connection = UpstreamConnection(fd: fd, pool: pool, state: state)
+        connection.tls = session
+        connection.tcpConnected = tcpConnected
         connection.everConnected = state == .open
         do {
             connection.registration = try pool.worker.loop.register(
@@ -96,11 +126,27 @@ final class UpstreamConnection: EventHandler {
         case .closed:
             return
         case .connecting:
-            guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
-            let error = TCPSocket.pendingError(fd)
-            if error != 0 {
-                fail(errno: error)
-                return
+            if !tcpConnected {
+                guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
+                let error = TCPSocket.pendingError(fd)
+                if error != 0 {
+                    fail(errno: error)
+                    return
+                }
+                tcpConnected = true
+            }
+            if let tls {
+                // Any event may be the one the handshake waits for; a step that needs more returns at once.
+                switch tls.handshake() {
+                case .done:
+                    pool.lastTLSFailure = nil
+                case .wantRead, .wantWrite:
+                    return
+                case .failed(let reason):
+                    pool.tlsFailed(reason)
+                    fail(errno: ECONNREFUSED)
+                    return
+                }
             }
             state = .open
             everConnected = true
@@ -117,6 +163,12 @@ final class UpstreamConnection: EventHandler {
             if events & Readiness.error != 0 {
                 fail(errno: TCPSocket.pendingError(fd))
                 return
+            }
+            // A TLS read that stopped because OpenSSL had to write first (a KeyUpdate answer) goes on when writable.
+            if events & Readiness.writable != 0, let tls, tls.readWantsWritable {
+                mayBeReadable = true
+                delegate?.upstreamReadable(self)
+                if state == .closed || delegate == nil { return }
             }
             if events & Readiness.writable != 0, let output, !output.isEmpty {
                 flush()
@@ -138,10 +190,11 @@ final class UpstreamConnection: EventHandler {
         guard let input else { return .wouldBlock }
         input.reserve(1)
         let room = min(limit, input.writableBytes)
-        let result = input.read(from: fd, limit: room)
+        let result = tls?.read(into: input, limit: room) ?? input.read(from: fd, limit: room)
         switch result {
         case .bytes(let n):
-            if n < room { mayBeReadable = false }
+            // TLS: OpenSSL may hold decrypted bytes no edge will announce, so only `.wouldBlock` ends a read loop.
+            if n < room && tls == nil { mayBeReadable = false }
         case .wouldBlock:
             mayBeReadable = false
         case .endOfFile:
@@ -157,7 +210,7 @@ final class UpstreamConnection: EventHandler {
     func flush() {
         guard state == .open, let output else { return }
         while !output.isEmpty {
-            switch output.write(to: fd) {
+            switch tls?.write(from: output) ?? output.write(to: fd) {
             case .bytes:
                 continue
             case .wouldBlock:
@@ -174,14 +227,17 @@ final class UpstreamConnection: EventHandler {
 
     private func fail(errno: Int32) {
         let delegate = self.delegate
-        close()
+        close(clean: false)
         delegate?.upstreamFailed(self, errno: errno)
     }
 
-    /// Closes the socket and returns the buffers; safe to call twice.
-    func close() {
+    /// Closes the socket and returns the buffers; safe to call twice. TLS: a clean close sends close_notify first
+    /// (one non-blocking try); a failed connection sends none.
+    func close(clean: Bool = true) {
         guard state != .closed else { return }
         state = .closed
+        tls?.close(clean: clean)
+        tls = nil
         delegate = nil
         if let registration { pool.worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil

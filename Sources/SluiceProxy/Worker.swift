@@ -87,6 +87,28 @@ final class Worker {
         poolsByEndpoint = next
     }
 
+    /// The client TLS context for `https://` endpoints, built at first use and again when `upstreamTLS` changes.
+    private var upstreamTLS: (settings: UpstreamTLSSettings, context: TLSClientContext)?
+    /// The last upstream TLS setup failure logged, so that a broken CA file is reported once, not per request.
+    private var upstreamTLSFailure: String?
+
+    /// The context pods on https endpoints are verified with; nil (logged once) when it cannot be built.
+    func upstreamTLSContext() -> TLSClientContext? {
+        let wanted = settings.upstreamTLS
+        if let upstreamTLS, upstreamTLS.settings == wanted { return upstreamTLS.context }
+        do {
+            let context = try TLSClientContext(caFile: wanted.caFile)
+            upstreamTLS = (wanted, context)
+            upstreamTLSFailure = nil
+            return context
+        } catch {
+            let text = "upstreamTLS.caFile: \(error)"
+            if upstreamTLSFailure != text { logLine(text) }
+            upstreamTLSFailure = text
+            return nil
+        }
+    }
+
     func connectionOpened() {
         connections += 1
         handle.activeConnections.add(1, ordering: .relaxed)

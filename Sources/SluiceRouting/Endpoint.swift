@@ -1,10 +1,12 @@
 // Routing layer: one upstream address (an IP literal and a port) that a revision's traffic can go to, and the
 // protocol the pod speaks there.
 
-/// What a pod speaks on an endpoint: HTTP/1.1 (REST), or HTTP/2 cleartext by prior knowledge (gRPC).
+/// What a pod speaks on an endpoint: HTTP/1.1 (REST), HTTP/2 cleartext by prior knowledge (gRPC), or HTTP/1.1
+/// over TLS (REST to a pod that requires TLS; verified against the `upstreamTLS` CA).
 public enum UpstreamProtocol: UInt8, Hashable, Sendable {
     case http1
     case h2c
+    case https
 }
 
 /// An upstream endpoint. The host is an IP literal, never a name: the data plane does no DNS at run time.
@@ -12,7 +14,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     /// IPv4 dotted quad or IPv6 literal without brackets.
     public var host: String
     public var port: UInt16
-    /// Written `h2c://IP:port`; plain `IP:port` is HTTP/1.1. gRPC requests go to a revision's h2c endpoints only.
+    /// Written `h2c://IP:port` or `https://IP:port`; plain `IP:port` is HTTP/1.1. gRPC requests go to a revision's
+    /// h2c endpoints only; REST requests to its plain and https ones.
     public var upstreamProtocol: UpstreamProtocol
 
     public init(host: String, port: UInt16, protocol upstreamProtocol: UpstreamProtocol = .http1) {
@@ -22,19 +25,28 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var isH2C: Bool { upstreamProtocol == .h2c }
+    /// HTTP/1.1 over TLS to the pod.
+    public var isTLS: Bool { upstreamProtocol == .https }
 
-    /// The scheme prefix of the endpoint's text form (`h2c://`), empty for HTTP/1.1.
+    /// The scheme prefixes of the endpoint's text form; none for HTTP/1.1.
     public static let h2cPrefix = "h2c://"
+    public static let httpsPrefix = "https://"
 
-    /// `host:port`, with brackets around IPv6 literals as in a URL authority (RFC 3986 §3.2.2); `h2c://` first for h2c.
+    /// `host:port`, with brackets around IPv6 literals as in a URL authority (RFC 3986 §3.2.2); `h2c://` first for h2c,
+    /// `https://` for TLS.
     public var description: String {
         let authority = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)"
-        return isH2C ? Self.h2cPrefix + authority : authority
+        switch upstreamProtocol {
+        case .http1: return authority
+        case .h2c: return Self.h2cPrefix + authority
+        case .https: return Self.httpsPrefix + authority
+        }
     }
 
-    /// Splits an `h2c://` prefix off an endpoint's text form: the protocol and the `IP:port` rest.
+    /// Splits an `h2c://` or `https://` prefix off an endpoint's text form: the protocol and the `IP:port` rest.
     public static func splitScheme(_ text: String) -> (UpstreamProtocol, Substring)? {
         if text.hasPrefix(h2cPrefix) { return (.h2c, text.dropFirst(h2cPrefix.utf8.count)) }
+        if text.hasPrefix(httpsPrefix) { return (.https, text.dropFirst(httpsPrefix.utf8.count)) }
         if text.contains("://") { return nil }
         return (.http1, Substring(text))
     }

@@ -1,4 +1,5 @@
-// Protocol layer: one server-side TLS connection over a non-blocking socket the caller owns and polls.
+// Protocol layer: one TLS connection (server side toward clients, client side toward pods) over a non-blocking
+// socket the caller owns and polls.
 // No sockets of its own, no routing: bytes in, bytes out, with the plain socket's IOResult words.
 import COpenSSL
 import CSluiceTLS
@@ -19,8 +20,11 @@ public final class TLSSession {
     }
 
     private var ssl: OpaquePointer?
-    /// Keeps the SNI table and the SSL_CTXs alive while this session exists, across reloads.
-    public let context: TLSContext
+    /// Keeps the SNI table and the SSL_CTXs (a TLSContext, or a TLSClientContext) alive while this session exists,
+    /// across reloads.
+    private let owner: AnyObject
+    /// The server generation this session was accepted under; nil for a client session.
+    public var context: TLSContext? { owner as? TLSContext }
     public private(set) var applicationProtocol: ApplicationProtocol?
     /// After a fatal error OpenSSL forbids any further I/O on the SSL, close_notify included.
     private var isBroken = false
@@ -43,7 +47,28 @@ public final class TLSSession {
         }
         SSL_set_accept_state(ssl)
         self.ssl = ssl
-        self.context = context
+        self.owner = context
+    }
+
+    /// What a client session checks the pod's certificate against.
+    public enum PeerName: Equatable, Sendable {
+        /// An IP literal (IPv4 or IPv6) that must be among the certificate's IP subjectAltNames; no SNI is sent.
+        case ip(String)
+        /// A DNS name, sent as SNI and checked against the certificate's DNS names.
+        case dns(String)
+    }
+
+    /// A client session on a connected (or still connecting) socket toward a pod; nil only when OpenSSL cannot
+    /// allocate one or refuses the name.
+    public init?(fd: Int32, clientContext: TLSClientContext, peer: PeerName) {
+        let made: OpaquePointer?
+        switch peer {
+        case .ip(let ip): made = sluice_tls_client_new(clientContext.context, fd, ip, 1)
+        case .dns(let name): made = sluice_tls_client_new(clientContext.context, fd, name, 0)
+        }
+        guard let ssl = made else { return nil }
+        self.ssl = ssl
+        self.owner = clientContext
     }
 
     deinit {
@@ -68,6 +93,9 @@ public final class TLSSession {
             return .wantWrite
         default:
             isBroken = true
+            if let verify = sluice_tls_verify_failure(ssl) {
+                return .failed("certificate verify failed: \(String(cString: verify))")
+            }
             if error != 0, let text = ERR_reason_error_string(error) { return .failed(String(cString: text)) }
             return .failed(sysErrno == ECONNRESET ? "peer closed the connection" : String(cString: strerror(sysErrno)))
         }

@@ -41,6 +41,23 @@ final class RolloutStateCodingTests: XCTestCase {
                        .array([.string("[::1]:9100")]))
     }
 
+    func testHTTPSAndH2CEndpointsFromTheAnnotationSurviveTheStateFile() throws {
+        var state = RolloutState()
+        let text = "https://127.0.0.1:8443,h2c://127.0.0.1:8081,https://[::1]:8443"
+        let manifest = RolloutRulesTests.manifest(annotations: [InferenceService.endpointsAnnotation: text])
+        let isvc = try XCTUnwrap(ManifestDecoder.decode(manifest, defaultNamespace: "default").first)
+        XCTAssertEqual(state.apply(isvc, now: F.t0, resolveEndpoints: F.lookup), .created)
+        let expected = [Endpoint(host: "127.0.0.1", port: 8443, protocol: .https), Endpoint(host: "127.0.0.1", port: 8081, protocol: .h2c),
+                        Endpoint(host: "::1", port: 8443, protocol: .https)]
+        XCTAssertEqual(state.records().first?.revisions.first?.endpoints, expected)
+        let data = try JSONEncoder().encode(state)
+        let decoded = try JSONDecoder().decode(RolloutState.self, from: data)
+        XCTAssertEqual(decoded.records().first?.revisions.first?.endpoints, expected)
+        let top = try JSONDecoder().decode(JSONValue.self, from: data)
+        XCTAssertEqual(top["services"]?["default/sklearn-iris"]?["revisions"]?.arrayValue?.first?["endpoints"],
+                       .array(text.split(separator: ",").map { .string(String($0)) }))
+    }
+
     func testNewerFormatIsRefusedWithAClearMessage() throws {
         let data = try JSONEncoder().encode(try workflowState())
         guard case .object(var top) = try JSONDecoder().decode(JSONValue.self, from: data) else { return XCTFail("not an object") }

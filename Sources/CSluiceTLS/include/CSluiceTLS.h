@@ -40,6 +40,19 @@ enum {
 SSL_CTX *sluice_tls_ctx_new(const char *cert_file, const char *key_file, int alpn, int *which,
                             char *reason, size_t reason_len);
 
+// A client context for upstream (gateway → pod) connections: TLS 1.2+, the same ciphers and groups, peer
+// verification always on, against the PEM file ca_file (one or more CA certificates), or the system's default
+// trust store when ca_file is NULL. ALPN offers http/1.1. NULL on failure, with the reason (OpenSSL's or the OS's).
+SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, char *reason, size_t reason_len);
+
+// A client SSL on the connected (or connecting) socket fd, in connect state. `verify_name` is what the pod's
+// certificate must name: an IP literal (checked against IP subjectAltNames, no SNI: RFC 6066 §3 forbids IPs
+// there) when name_is_ip, else a DNS name (checked as a host name and sent as SNI). NULL on allocation failure.
+SSL *sluice_tls_client_new(SSL_CTX *ctx, int fd, const char *verify_name, int name_is_ip);
+
+// Why certificate verification failed ("certificate has expired"…), or NULL when it did not fail.
+const char *sluice_tls_verify_failure(const SSL *ssl);
+
 // The SNI table for contexts[0..count): the first is the default. Installs the client hello callback on each.
 // The table must outlive every handshake started on these contexts; free it after the last SSL is freed.
 typedef struct sluice_tls_sni sluice_tls_sni;

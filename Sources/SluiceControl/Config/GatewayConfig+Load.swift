@@ -55,7 +55,7 @@ extension GatewayConfig {
     }
 
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
-        let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls",
+        let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
                                           "stateDir", "manifests", "models", "readiness", "adminTokenFile"])
         var proxy = ProxySettings()
         var rules = HostRules()
@@ -73,6 +73,7 @@ extension GatewayConfig {
         if let node = top["timeouts"] { proxy.timeouts = try decodeTimeouts(node) }
         if let node = top["limits"] { proxy.limits = try decodeLimits(node) }
         if let node = top["tls"] { proxy.tls = try decodeTLS(node, file: file) }
+        if let node = top["upstreamTLS"] { proxy.upstreamTLS = try decodeUpstreamTLS(node, file: file) }
         if let node = top["routing"] {
             let routing = try node.mapping(keys: ["domain", "serviceHostTemplate", "componentSuffix", "tagHeaderRouting", "revisionHeader"])
             if let value = routing["domain"] { rules.domain = try value.string() }

@@ -1,5 +1,5 @@
 // Control layer: the `tls` section of the configuration file: certificates (checked by loading them) and
-// the handshake timeout.
+// the handshake timeout; and `upstreamTLS`: how pods on https:// endpoints are verified.
 import Foundation
 import SluiceProxy
 import SluiceTLS
@@ -38,6 +38,35 @@ extension GatewayConfig {
             let pair = nodes[error.index]
             let field = error.isKey ? pair["key"] : pair["cert"]
             throw (field ?? list).error(error.description)
+        }
+        return settings
+    }
+
+    /// `upstreamTLS: {caFile: path, serverName: name}`, for `https://` endpoints. Pods are always verified: against
+    /// `caFile` (relative to the configuration file's directory), or the system's default trust store without one;
+    /// the certificate must name `serverName` (also sent as SNI), or without one the endpoint's IP address. The CA
+    /// file is loaded here, so errors name the field and the file (`upstreamTLS.caFile: /etc/ca.pem: No such file…`).
+    static func decodeUpstreamTLS(_ node: ConfigNode, file: String) throws(ConfigError) -> UpstreamTLSSettings {
+        let mapping = try node.mapping(keys: ["caFile", "serverName"])
+        let base = (file as NSString).deletingLastPathComponent
+        var settings = UpstreamTLSSettings()
+        if let value = mapping["serverName"] {
+            let name = try value.string()
+            guard !name.isEmpty, !name.contains(where: { $0 == " " || $0 == "/" }) else {
+                throw value.error("expected a DNS name or an IP address, got \(value.found)")
+            }
+            settings.serverName = name
+        }
+        if let value = mapping["caFile"] {
+            let path = try value.string()
+            guard !path.isEmpty else { throw value.error("expected a path to a PEM file of CA certificates") }
+            let resolved = path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path
+            do {
+                _ = try TLSClientContext(caFile: resolved)
+            } catch {
+                throw value.error(error.description)
+            }
+            settings.caFile = resolved
         }
         return settings
     }

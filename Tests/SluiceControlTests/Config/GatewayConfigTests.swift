@@ -129,7 +129,7 @@ final class GatewayConfigTests: XCTestCase {
         XCTAssertEqual(revision.endpointIndices, [0])
         XCTAssertEqual(revision.grpcEndpointIndices, [1])
         XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[h2://127.0.0.1:9001]")),
-                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: expected an endpoint like 127.0.0.1:8080 or h2c://127.0.0.1:8081 (the only scheme is h2c://), got \"h2://127.0.0.1:9001\"")
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: expected an endpoint like 127.0.0.1:8080, h2c://127.0.0.1:8081 or https://127.0.0.1:8443, got \"h2://127.0.0.1:9001\"")
     }
 
     func testTrafficMessages() {
@@ -199,7 +199,7 @@ final class GatewayConfigTests: XCTestCase {
 
     func testUnknownKeysAndWrongTypesNameThePath() {
         XCTAssertEqual(message(top: "listn: 127.0.0.1:8080"),
-                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, stateDir, manifests, models, readiness, adminTokenFile")
+                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile")
         XCTAssertEqual(message(top: "timeouts: {requestHeaders: 10s}"),
                        "config/sluice.yaml: timeouts.requestHeaders: unknown key, expected one of requestHeader, keepAliveIdle, upstreamConnect, upstreamResponse, bodyIdle")
         XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "percent: 100}", with: "percent: 100, weight: 1}")),

@@ -1,0 +1,31 @@
+// Protocol layer: the client side of TLS, for upstream (gateway → pod) connections: one SSL_CTX that verifies
+// pods against a CA file (or the system trust store). Built off the hot path; immutable once built.
+import COpenSSL
+import CSluiceTLS
+
+/// A CA file that cannot be used to verify pods: the file and OpenSSL's or the system's reason.
+public struct TLSClientContextError: Error, CustomStringConvertible, Sendable {
+    /// The CA file, or nil for the system's default trust store.
+    public let file: String?
+    public let reason: String
+    public var description: String { "\(file ?? "system trust store"): \(reason)" }
+}
+
+public final class TLSClientContext: @unchecked Sendable {  // immutable after init; SSL_CTX is safe to share for SSL_new
+    /// The PEM file of trusted CA certificates; nil means the system's default trust store.
+    public let caFile: String?
+    let context: OpaquePointer
+
+    /// Loads the CA file (or the default trust store). Verification is always on: TLS 1.2+, ALPN `http/1.1`.
+    public init(caFile: String?) throws(TLSClientContextError) {
+        var reason = [CChar](repeating: 0, count: 256)
+        guard let ctx = sluice_tls_client_ctx_new(caFile, &reason, reason.count) else {
+            let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw TLSClientContextError(file: caFile, reason: text)
+        }
+        self.caFile = caFile
+        self.context = ctx
+    }
+
+    deinit { SSL_CTX_free(context) }
+}
