@@ -353,6 +353,30 @@ int sluice_tls_handshake(SSL *ssl, unsigned long *error, int *sys_errno) {
     return classify(ssl, rc, error, sys_errno);
 }
 
+// With edge-triggered epoll a reader must not stop while data may remain. A plain socket read that returns fewer
+// bytes than asked proves the socket was empty; through OpenSSL that proof is lost, which cost one extra read(2)
+// (answered EAGAIN) per request. This callback keeps it: the socket BIO remembers, in its callback argument (an
+// integer, no allocation), whether its last read was short. New bytes after that raise a new epoll edge.
+static long watch_socket_read(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret, size_t *processed) {
+    (void)argp; (void)argi; (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        int short_read = ret <= 0 || processed == NULL || *processed < len;
+        BIO_set_callback_arg(b, (char *)(intptr_t)(short_read ? 1 : 2));
+    }
+    return ret;
+}
+
+void sluice_tls_watch_socket_reads(SSL *ssl) {
+    BIO *rbio = SSL_get_rbio(ssl);
+    if (rbio != NULL) BIO_set_callback_ex(rbio, watch_socket_read);
+}
+
+int sluice_tls_socket_drained(const SSL *ssl) {
+    BIO *rbio = SSL_get_rbio(ssl);
+    if (rbio == NULL || BIO_get_callback_ex(rbio) != watch_socket_read) return 0;
+    return BIO_get_callback_arg(rbio) == (char *)(intptr_t)1 && SSL_has_pending(ssl) == 0;
+}
+
 int sluice_tls_read(SSL *ssl, void *buffer, size_t count, size_t *done, int *sys_errno) {
     errno = 0;
     if (SSL_read_ex(ssl, buffer, count, done) == 1) return SLUICE_TLS_OK;

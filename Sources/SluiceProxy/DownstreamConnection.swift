@@ -282,7 +282,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
             // A short plain read means the socket is drained. A short TLS read does not prove it (the stream may
             // also have ended): TLS stops only at .wouldBlock, which TLSSession returns only when neither OpenSSL
             // nor the socket holds a byte, so no decrypted byte waits for an edge that will never come.
-            if n < want && tls == nil { mayBeReadable = false }
+            if n < want && (tls == nil || tls!.isDrained) { mayBeReadable = false }
             if wasEmpty && phase == .awaitingRequest {
                 // RFC 9112 §9.3 keep-alive: the idle timer stops and the header timer starts at the first byte.
                 setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)

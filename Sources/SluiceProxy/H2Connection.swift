@@ -189,7 +189,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
             switch read(into: input, limit: want) {
             case .bytes(let n):
                 // A short plain read drained the socket; TLS reads stop only on .wouldBlock (OpenSSL may hold bytes).
-                if n < want && tls == nil { mayBeReadable = false }
+                if n < want && (tls == nil || tls!.isDrained) { mayBeReadable = false }
                 feed(input.readable)
                 worker.buffers.give(input)
                 guard isOpen else { return }

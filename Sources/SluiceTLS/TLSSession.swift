@@ -33,6 +33,9 @@ public final class TLSSession {
     /// The last read stopped because OpenSSL must write first (a TLS 1.3 KeyUpdate answer): a writable event
     /// should retry the read.
     public private(set) var readWantsWritable = false
+    /// The last read stopped early because the socket was proven empty (OpenSSL holds nothing and its last read(2)
+    /// was short): like a short plain read, the caller may wait for the next epoll edge without reading again.
+    public private(set) var isDrained = false
 
     /// A session for an accepted socket; nil only when OpenSSL cannot allocate one.
     public init?(fd: Int32, context: TLSContext) {
@@ -46,6 +49,7 @@ public final class TLSSession {
             return nil
         }
         SSL_set_accept_state(ssl)
+        sluice_tls_watch_socket_reads(ssl)
         self.ssl = ssl
         self.owner = context
     }
@@ -120,12 +124,17 @@ public final class TLSSession {
         precondition(room > 0, "read with no room")
         var total = 0
         readWantsWritable = false
+        isDrained = false
         while total < room {
             var done = 0
             var sysErrno: Int32 = 0
             let status = sluice_tls_read(ssl, buffer.base + buffer.writeIndex + total, room - total, &done, &sysErrno)
             if status == Int32(SLUICE_TLS_OK) {
                 total += done
+                if sluice_tls_socket_drained(ssl) == 1 {
+                    isDrained = true
+                    break
+                }
                 continue
             }
             let end: IOResult

@@ -63,6 +63,10 @@ void sluice_tls_sni_free(sluice_tls_sni *table);
 // *sys_errno says which). The thread's error queue is left empty.
 int sluice_tls_handshake(SSL *ssl, unsigned long *error, int *sys_errno);
 int sluice_tls_read(SSL *ssl, void *buffer, size_t count, size_t *done, int *sys_errno);
+// Watches the socket BIO's reads so that a read can tell when the socket was drained (see tls.c).
+void sluice_tls_watch_socket_reads(SSL *ssl);
+// 1 when OpenSSL holds no bytes and its last read(2) returned less than it asked for (EAGAIN included).
+int sluice_tls_socket_drained(const SSL *ssl);
 int sluice_tls_write(SSL *ssl, const void *buffer, size_t count, size_t *done, int *sys_errno);
 
 // SLUICE_TLS_PROTO_* for a finished handshake.
