@@ -24,6 +24,7 @@ static const char *const groups = "X25519:P-256:P-384";
 // ALPN lists in wire format (RFC 7301 §3.1), server preference first.
 static const unsigned char alpn_h2_http11[] = "\x02h2\x08http/1.1";
 static const unsigned char alpn_http11[] = "\x08http/1.1";
+static const unsigned char alpn_h2[] = "\x02h2";
 
 // `what` says what we were trying to do, then OpenSSL's words for why it failed.
 static void describe_errors(const char *what, char *reason, size_t reason_len) {
@@ -267,7 +268,7 @@ void sluice_tls_sni_free(sluice_tls_sni *table) { free(table); }
 
 // MARK: Client (upstream) contexts
 
-SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, char *reason, size_t reason_len) {
+SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, int alpn, char *reason, size_t reason_len) {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL) { describe_errors("", reason, reason_len); return NULL; }
@@ -277,7 +278,11 @@ SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, char *reason, size_t rea
     ok &= SSL_CTX_set_ciphersuites(ctx, tls13_suites);
     ok &= SSL_CTX_set1_groups_list(ctx, groups);
     // SSL_CTX_set_alpn_protos returns 0 on success (unlike everything else here).
-    ok &= SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) == 0;
+    if (alpn == SLUICE_TLS_ALPN_H2) {
+        ok &= SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2) - 1) == 0;
+    } else {
+        ok &= SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) == 0;
+    }
     if (!ok) { describe_errors("OpenSSL refused a setting: ", reason, reason_len); SSL_CTX_free(ctx); return NULL; }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);

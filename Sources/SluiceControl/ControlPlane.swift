@@ -204,7 +204,7 @@ public final class ControlPlane: Sendable {
         for record in state.records() {
             let name = record.service.name
             for revision in record.revisions where !revision.endpoints.isEmpty {
-                // h2c (gRPC) and https endpoints have no probe: a revision with only those is ready with them.
+                // h2c and h2 (gRPC) and https endpoints have no probe: a revision with only those is ready with them.
                 let probed = revision.endpoints.filter { $0.upstreamProtocol == .http1 }
                 if probed.isEmpty {
                     _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)

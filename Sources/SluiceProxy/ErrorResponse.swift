@@ -27,7 +27,7 @@ struct ErrorResponse {
     static let payloadTooLarge = ErrorResponse(413, "request body too large")
     static let requestTimeout = ErrorResponse(408, "request timed out")
     static func badRequest(_ message: String) -> ErrorResponse { ErrorResponse(400, message) }
-    static let noGRPCEndpoint = ErrorResponse(501, "revision serves no gRPC: it has no h2c:// endpoint")
+    static let noGRPCEndpoint = ErrorResponse(501, "revision serves no gRPC: it has no h2c:// or h2:// endpoint")
 
     /// The gRPC status a gRPC client gets for this error (trailers-only response, HTTP 200): gRPC's own mapping of
     /// HTTP statuses (doc/http-grpc-status-mapping.md), except that gateway timeouts are DEADLINE_EXCEEDED.

@@ -1,14 +1,17 @@
-// Proxy layer: one HTTP/2 cleartext connection (prior knowledge) to a pod's gRPC port, multiplexing the streams of
-// many downstream H2Streams. Per worker and h2c endpoint, the pool keeps one, and opens another only when the pod's
-// MAX_CONCURRENT_STREAMS is reached. Flow control is manual both ways (see H2UpstreamStream).
+// Proxy layer: one HTTP/2 connection to a pod's gRPC port — cleartext by prior knowledge (h2c://) or over TLS with
+// ALPN h2 (h2://) — multiplexing the streams of many downstream H2Streams. Per worker and HTTP/2 endpoint, the pool
+// keeps one, and opens another only when the pod's MAX_CONCURRENT_STREAMS is reached. Flow control is manual both
+// ways (see H2UpstreamStream).
 import SluiceHTTP2
 import SluiceIO
+import SluiceTLS
 #if canImport(Glibc)
 import Glibc
 #endif
 
 final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     enum State {
+        /// TCP connect, then (h2://) the TLS handshake: both within the upstream connect timeout.
         case connecting
         case open
         case closed
@@ -30,17 +33,40 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     /// Reused request-field list (no allocation per request once grown).
     var requestFields: [(UnsafeRawBufferPointer, UnsafeRawBufferPointer)] = []
     private var worker: Worker { pool.worker }
+    /// TLS toward the pod (h2:// endpoints); nil for h2c.
+    private var tls: TLSSession?
+    /// The TCP connect is done; for TLS the handshake may still be running (`state` stays `.connecting`).
+    private var tcpConnected = false
 
     static func open(pool: ConnectionPool) -> H2UpstreamConnection? {
         guard let address = pool.address else { return nil }
+        var clientContext: TLSClientContext?
+        if pool.endpoint.isH2TLS {
+            // A CA file that cannot be loaded fails every connect to h2 pods (logged once by the worker).
+            guard let context = pool.worker.upstreamTLSContext(offer: .h2) else { return nil }
+            clientContext = context
+        }
         let fd: Int32
-        let state: State
+        var state: State
         switch TCPSocket.connect(address) {
         case .connected(let f): fd = f; state = .open
         case .inProgress(let f): fd = f; state = .connecting
         case .failed: return nil
         }
+        let tcpConnected = state == .open
+        var session: TLSSession?
+        if let clientContext {
+            guard let made = TLSSession(fd: fd, clientContext: clientContext, peer: UpstreamConnection.tlsPeer(pool)) else {
+                Posix.close(fd)
+                return nil
+            }
+            session = made
+            // The handshake runs on the loop: registering reports the socket's writability at once (an edge).
+            state = .connecting
+        }
         let connection = H2UpstreamConnection(fd: fd, pool: pool, state: state)
+        connection.tls = session
+        connection.tcpConnected = tcpConnected
         do {
             connection.registration = try pool.worker.loop.register(
                 fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
@@ -112,16 +138,40 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
         case .closed:
             return
         case .connecting:
-            guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
-            let error = TCPSocket.pendingError(fd)
-            if error != 0 { fail(); return }
+            if !tcpConnected {
+                guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
+                let error = TCPSocket.pendingError(fd)
+                if error != 0 { fail(); return }
+                tcpConnected = true
+            }
+            if let tls {
+                // Any event may be the one the handshake waits for; a step that needs more returns at once.
+                switch tls.handshake() {
+                case .done(.h2):
+                    pool.lastTLSFailure = nil
+                case .done:
+                    pool.tlsFailed("the pod did not select ALPN h2")
+                    fail()
+                    return
+                case .wantRead, .wantWrite:
+                    return
+                case .failed(let reason):
+                    pool.tlsFailed(reason)
+                    fail()
+                    return
+                }
+            }
             state = .open
             everConnected = true
             for stream in streams.values { stream.connected() }
             flush()
+            // TLS: the pod's SETTINGS may already sit inside OpenSSL (read with the handshake); no edge announces them.
+            if state == .open, tls != nil { readAll() }
         case .open:
             if events & Readiness.error != 0 { fail(); return }
             if events & Readiness.writable != 0 { flush() }
+            // A TLS read that stopped because OpenSSL had to write first (a KeyUpdate answer) goes on when writable.
+            if state == .open, events & Readiness.writable != 0, let tls, tls.readWantsWritable { readAll() }
             if state == .open, events & (Readiness.readable | Readiness.readHangup | Readiness.hangup) != 0 { readAll() }
         }
     }
@@ -133,7 +183,7 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
             let input = worker.buffers.take()
             input.reserve(16 * 1024)
             let want = input.writableBytes
-            let result = input.read(from: fd, limit: want)
+            let result = tls?.read(into: input, limit: want) ?? input.read(from: fd, limit: want)
             switch result {
             case .bytes(let n):
                 isInSession = true
@@ -142,7 +192,9 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
                 worker.buffers.give(input)
                 if !ok { fail(); return }
                 flush()
-                if n < want { return }
+                // TLS: OpenSSL may hold decrypted bytes no edge will announce, so only `.wouldBlock` (or a socket
+                // proven drained) ends the loop.
+                if n < want && (tls?.isDrained ?? true) { return }
             case .wouldBlock:
                 worker.buffers.give(input)
                 return
@@ -170,7 +222,7 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
             if !ok { fail(); return }
             var blocked = false
             writing: while !out.isEmpty {
-                switch out.write(to: fd) {
+                switch tls?.write(from: out) ?? out.write(to: fd) {
                 case .bytes: continue
                 case .wouldBlock:
                     blocked = true
@@ -234,14 +286,17 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     private func fail() {
         let all = streams
         streams.removeAll()
-        close()
+        close(clean: false)
         for stream in all.values { stream.connectionFailed(neverConnected: !everConnected, wasReused: completedStreams > 0) }
     }
 
-    /// Closes the socket; streams still open are failed by `fail` (call that instead when there are any).
-    func close() {
+    /// Closes the socket; streams still open are failed by `fail` (call that instead when there are any). TLS: a
+    /// clean close sends close_notify first (one non-blocking try); a failed connection sends none.
+    func close(clean: Bool = true) {
         guard state != .closed else { return }
         state = .closed
+        tls?.close(clean: clean)
+        tls = nil
         pool.forgetH2(self)
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil

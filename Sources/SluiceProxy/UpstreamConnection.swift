@@ -67,10 +67,7 @@ final class UpstreamConnection: EventHandler {
         let tcpConnected = state == .open
         var session: TLSSession?
         if let clientContext {
-            let name = pool.worker.settings.upstreamTLS.serverName
-            let peer: TLSSession.PeerName
-            if let name, SocketAddress(ip: name, port: 0) == nil { peer = .dns(name) } else { peer = .ip(name ?? pool.endpoint.host) }
-            guard let made = TLSSession(fd: fd, clientContext: clientContext, peer: peer) else {
+            guard let made = TLSSession(fd: fd, clientContext: clientContext, peer: tlsPeer(pool)) else {
                 Posix.close(fd)
                 return nil
             }
@@ -91,6 +88,14 @@ final class UpstreamConnection: EventHandler {
             return nil
         }
         return connection
+    }
+
+    /// What the pod's certificate must name: `upstreamTLS.serverName` (a DNS name, or an IP literal), else the
+    /// endpoint's IP.
+    static func tlsPeer(_ pool: ConnectionPool) -> TLSSession.PeerName {
+        let name = pool.worker.settings.upstreamTLS.serverName
+        if let name, SocketAddress(ip: name, port: 0) == nil { return .dns(name) }
+        return .ip(name ?? pool.endpoint.host)
     }
 
     private init(fd: Int32, pool: ConnectionPool, state: State) {

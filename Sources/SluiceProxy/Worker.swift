@@ -87,18 +87,22 @@ final class Worker {
         poolsByEndpoint = next
     }
 
-    /// The client TLS context for `https://` endpoints, built at first use and again when `upstreamTLS` changes.
+    /// The client TLS contexts for `https://` endpoints (ALPN http/1.1) and `h2://` endpoints (ALPN h2), each built
+    /// at first use and again when `upstreamTLS` changes.
     private var upstreamTLS: (settings: UpstreamTLSSettings, context: TLSClientContext)?
+    private var upstreamH2TLS: (settings: UpstreamTLSSettings, context: TLSClientContext)?
     /// The last upstream TLS setup failure logged, so that a broken CA file is reported once, not per request.
     private var upstreamTLSFailure: String?
 
-    /// The context pods on https endpoints are verified with; nil (logged once) when it cannot be built.
-    func upstreamTLSContext() -> TLSClientContext? {
+    /// The context pods on https (or, with `.h2`, h2) endpoints are verified with; nil (logged once) when it
+    /// cannot be built.
+    func upstreamTLSContext(offer: TLSClientContext.Offer = .http11) -> TLSClientContext? {
         let wanted = settings.upstreamTLS
-        if let upstreamTLS, upstreamTLS.settings == wanted { return upstreamTLS.context }
+        let current = offer == .h2 ? upstreamH2TLS : upstreamTLS
+        if let current, current.settings == wanted { return current.context }
         do {
-            let context = try TLSClientContext(caFile: wanted.caFile)
-            upstreamTLS = (wanted, context)
+            let context = try TLSClientContext(caFile: wanted.caFile, offer: offer)
+            if offer == .h2 { upstreamH2TLS = (wanted, context) } else { upstreamTLS = (wanted, context) }
             upstreamTLSFailure = nil
             return context
         } catch {

@@ -58,7 +58,7 @@ public final class RouteTable: Sendable {
                     guard !indices.contains(shared) && !grpcIndices.contains(shared) else {
                         throw RouteTableError(path: endpointPath, reason: "duplicate endpoint \(endpoint)")
                     }
-                    if endpoint.isH2C { grpcIndices.append(shared) } else { indices.append(shared) }
+                    if endpoint.isHTTP2 { grpcIndices.append(shared) } else { indices.append(shared) }
                 }
                 revisions.append(Revision(name: revisionSpec.name, serviceName: spec.name,
                                           namespace: spec.namespace, endpointIndices: indices,

@@ -16,14 +16,24 @@ public final class TLSClientContext: @unchecked Sendable {  // immutable after i
     public let caFile: String?
     let context: OpaquePointer
 
-    /// Loads the CA file (or the default trust store). Verification is always on: TLS 1.2+, ALPN `http/1.1`.
-    public init(caFile: String?) throws(TLSClientContextError) {
+    /// What the client offers in ALPN: `http/1.1` (https:// pods) or `h2` only (h2:// pods).
+    public enum Offer: Sendable {
+        case http11
+        case h2
+    }
+    public let offer: Offer
+
+    /// Loads the CA file (or the default trust store). Verification is always on: TLS 1.2+, ALPN `http/1.1`, or
+    /// `h2` alone for HTTP/2 pods (a pod that does not select it fails the connect).
+    public init(caFile: String?, offer: Offer = .http11) throws(TLSClientContextError) {
         var reason = [CChar](repeating: 0, count: 256)
-        guard let ctx = sluice_tls_client_ctx_new(caFile, &reason, reason.count) else {
+        let alpn = offer == .h2 ? Int32(SLUICE_TLS_ALPN_H2) : Int32(SLUICE_TLS_ALPN_HTTP11)
+        guard let ctx = sluice_tls_client_ctx_new(caFile, alpn, &reason, reason.count) else {
             let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw TLSClientContextError(file: caFile, reason: text)
         }
         self.caFile = caFile
+        self.offer = offer
         self.context = ctx
     }
 

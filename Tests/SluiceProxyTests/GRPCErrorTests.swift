@@ -58,7 +58,7 @@ final class GRPCErrorTests: XCTestCase {
     func testRevisionWithoutH2CEndpointIsUnimplementedForGRPC() throws {
         let f = try GatewayFixture(split: 0, workers: 1)
         let c = try H2TestClient(port: f.port)
-        assertGRPC(try call(c, authority: serviceHost), status: "12", message: "revision serves no gRPC: it has no h2c:// endpoint")
+        assertGRPC(try call(c, authority: serviceHost), status: "12", message: "revision serves no gRPC: it has no h2c:// or h2:// endpoint")
         // REST on the same connection still reaches the HTTP/1.1 pod.
         let id = c.request("GET", "/v2/health/ready", authority: serviceHost)
         try c.run { c.responses[id]?.isClosed == true }
@@ -78,15 +78,16 @@ final class GRPCErrorTests: XCTestCase {
 }
 
 /// The iris service with h2c endpoints only: `split`% to revision 2 (pods.1), the rest to revision 1 (pods.0).
-func grpcGateway(pods: (UInt16, UInt16), split: Int = 0, workers: Int = 1, settings: (inout ProxySettings) -> Void = { _ in }) throws -> Gateway {
+func grpcGateway(pods: (UInt16, UInt16), split: Int = 0, workers: Int = 1, protocol upstreamProtocol: UpstreamProtocol = .h2c,
+                 settings: (inout ProxySettings) -> Void = { _ in }) throws -> Gateway {
     var s = ProxySettings()
     s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
     s.workers = workers
     settings(&s)
     let service = ServiceSpec(
         name: "sklearn-iris", namespace: "kserve-test", tagRouting: true,
-        revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pods.0, protocol: .h2c)]),
-                    RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pods.1, protocol: .h2c)])],
+        revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pods.0, protocol: upstreamProtocol)]),
+                    RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pods.1, protocol: upstreamProtocol)])],
         traffic: [TrafficTargetSpec(revisionName: rev2, percent: split, tag: "latest", latestRevision: true),
                   TrafficTargetSpec(revisionName: rev1, percent: 100 - split, tag: "prev")])
     return try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))

@@ -8,7 +8,7 @@ import SluiceTLS
 import XCTest
 
 /// A test CA and leaf certificates it signs (ECDSA P-256), in a TestCertificates scratch directory.
-private struct TestCA {
+struct TestCA {
     let certs: TestCertificates
     let name: String
     var cert: String { "\(certs.directory)/\(name).crt" }

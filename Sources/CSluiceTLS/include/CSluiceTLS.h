@@ -9,6 +9,7 @@
 enum {
     SLUICE_TLS_ALPN_HTTP11 = 0,     // "http/1.1" only
     SLUICE_TLS_ALPN_H2_HTTP11 = 1,  // "h2", then "http/1.1"
+    SLUICE_TLS_ALPN_H2 = 2,         // "h2" only (client contexts for h2:// pods)
 };
 
 // What ALPN settled on for a connection.
@@ -42,8 +43,9 @@ SSL_CTX *sluice_tls_ctx_new(const char *cert_file, const char *key_file, int alp
 
 // A client context for upstream (gateway → pod) connections: TLS 1.2+, the same ciphers and groups, peer
 // verification always on, against the PEM file ca_file (one or more CA certificates), or the system's default
-// trust store when ca_file is NULL. ALPN offers http/1.1. NULL on failure, with the reason (OpenSSL's or the OS's).
-SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, char *reason, size_t reason_len);
+// trust store when ca_file is NULL. ALPN offers http/1.1 (SLUICE_TLS_ALPN_HTTP11) or h2 only (SLUICE_TLS_ALPN_H2).
+// NULL on failure, with the reason (OpenSSL's or the OS's).
+SSL_CTX *sluice_tls_client_ctx_new(const char *ca_file, int alpn, char *reason, size_t reason_len);
 
 // A client SSL on the connected (or connecting) socket fd, in connect state. `verify_name` is what the pod's
 // certificate must name: an IP literal (checked against IP subjectAltNames, no SNI: RFC 6066 §3 forbids IPs

@@ -161,7 +161,7 @@ extension RevisionRow {
 }
 
 extension Endpoint {
-    /// Parses `IP:port` or `[IPv6]:port`, either after an optional `h2c://` or `https://`.
+    /// Parses `IP:port` or `[IPv6]:port`, either after an optional `h2c://`, `https://` or `h2://`.
     init?(text full: String) {
         guard let (upstreamProtocol, rest) = Endpoint.splitScheme(full) else { return nil }
         let text = String(rest)

@@ -40,12 +40,12 @@ extension ConfigNode {
         try address(try string())
     }
 
-    /// An upstream endpoint: `IP:port` (HTTP/1.1), `h2c://IP:port` (HTTP/2 cleartext, for gRPC) or `https://IP:port`
-    /// (HTTP/1.1 over TLS, verified per `upstreamTLS`).
+    /// An upstream endpoint: `IP:port` (HTTP/1.1), `h2c://IP:port` (HTTP/2 cleartext, for gRPC), `https://IP:port`
+    /// (HTTP/1.1 over TLS, verified per `upstreamTLS`) or `h2://IP:port` (HTTP/2 over TLS, ALPN h2, for gRPC).
     func endpoint() throws(ConfigError) -> Endpoint {
         let text = try string()
         guard let (upstreamProtocol, rest) = Endpoint.splitScheme(text) else {
-            throw error("expected an endpoint like 127.0.0.1:8080, h2c://127.0.0.1:8081 or https://127.0.0.1:8443, got \(found)")
+            throw error("expected an endpoint like 127.0.0.1:8080, h2c://127.0.0.1:8081, https://127.0.0.1:8443 or h2://127.0.0.1:8443, got \(found)")
         }
         let address = try address(String(rest))
         return Endpoint(host: address.host, port: address.port, protocol: upstreamProtocol)

@@ -128,8 +128,8 @@ final class GatewayConfigTests: XCTestCase {
         let revision = try config.routeTable().services[0].revisions[0]
         XCTAssertEqual(revision.endpointIndices, [0])
         XCTAssertEqual(revision.grpcEndpointIndices, [1])
-        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[h2://127.0.0.1:9001]")),
-                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: expected an endpoint like 127.0.0.1:8080, h2c://127.0.0.1:8081 or https://127.0.0.1:8443, got \"h2://127.0.0.1:9001\"")
+        XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "[127.0.0.1:9001]", with: "[grpc://127.0.0.1:9001]")),
+                       "config/sluice.yaml: services[0].revisions.sklearn-iris-predictor-default-00001[0]: expected an endpoint like 127.0.0.1:8080, h2c://127.0.0.1:8081, https://127.0.0.1:8443 or h2://127.0.0.1:8443, got \"grpc://127.0.0.1:9001\"")
     }
 
     func testTrafficMessages() {

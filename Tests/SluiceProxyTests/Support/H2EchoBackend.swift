@@ -2,7 +2,11 @@
 // POST /echo answers the request body back (HEADERS, DATA, trailers grpc-status 0); /fail answers trailers-only
 // grpc-status 5; /hang never answers (and counts the RST_STREAMs it receives); /stall never answers and never
 // grants window for its request body (a pod that reads nothing). Request headers are recorded.
+// With `tls`, the pod speaks HTTP/2 over TLS (blocking OpenSSL, the given certificate; ALPN h2 unless `selectH2`
+// is false) and counts its completed and failed handshakes.
 import CNGHTTP2
+import COpenSSL
+import SluiceTLS
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -28,7 +32,40 @@ final class H2EchoBackend: @unchecked Sendable {  // shared state behind `lock`
     /// connection just as the gateway reuses it.
     let dropFirstConnectionOnSecondRequest: Bool
 
-    init(name: String = "echo", maxStreams: UInt32 = 100, dropFirstConnectionOnSecondRequest: Bool = false) {
+    /// The server SSL_CTX in TLS mode; nil for h2c.
+    fileprivate let tlsContext: OpaquePointer?
+    private var _handshakes = 0
+    private var _failedHandshakes = 0
+    var handshakes: Int { lock.withLock { _handshakes } }
+    var failedHandshakes: Int { lock.withLock { _failedHandshakes } }
+    fileprivate func recordHandshake(ok: Bool) { lock.withLock { if ok { _handshakes += 1 } else { _failedHandshakes += 1 } } }
+
+    init(name: String = "echo", maxStreams: UInt32 = 100, dropFirstConnectionOnSecondRequest: Bool = false,
+         tls: TLSCertificateFiles? = nil, selectH2: Bool = true) {
+        if let tls {
+            let ctx = SSL_CTX_new(TLS_server_method())!
+            precondition(SSL_CTX_use_certificate_chain_file(ctx, tls.cert) == 1 && SSL_CTX_use_PrivateKey_file(ctx, tls.key, SSL_FILETYPE_PEM) == 1,
+                         "test pod certificate")
+            if selectH2 {
+                SSL_CTX_set_alpn_select_cb(ctx, { _, out, outLength, offered, offeredLength, _ in
+                    // Select "h2" when the client offers it; otherwise no ALPN (SSL_TLSEXT_ERR_NOACK).
+                    var i = 0
+                    while i < Int(offeredLength) {
+                        let n = Int(offered![i])
+                        if n == 2 && offered![i + 1] == UInt8(ascii: "h") && offered![i + 2] == UInt8(ascii: "2") {
+                            out!.pointee = UnsafePointer(offered! + i + 1)
+                            outLength!.pointee = 2
+                            return 0  // SSL_TLSEXT_ERR_OK
+                        }
+                        i += 1 + n
+                    }
+                    return 3
+                }, nil)
+            }
+            tlsContext = ctx
+        } else {
+            tlsContext = nil
+        }
         self.name = name
         self.maxStreams = maxStreams
         self.dropFirstConnectionOnSecondRequest = dropFirstConnectionOnSecondRequest
@@ -42,6 +79,8 @@ final class H2EchoBackend: @unchecked Sendable {  // shared state behind `lock`
     }
 
     func stop() { listener.stop() }
+
+    deinit { if let tlsContext { SSL_CTX_free(tlsContext) } }
 
     fileprivate func record(_ headers: [(String, String)]) { lock.withLock { _requests.append(headers) } }
     fileprivate func recordReset() { lock.withLock { _resets += 1 } }
@@ -62,6 +101,8 @@ private final class H2EchoConnection {
     var dropOnRequest = 0
     var requestCount = 0
     var dropNow = false
+    /// TLS mode: the server session on `fd`.
+    var ssl: OpaquePointer?
 
     init(fd: Int32, backend: H2EchoBackend) {
         self.fd = fd
@@ -69,6 +110,14 @@ private final class H2EchoConnection {
     }
 
     func run() {
+        if let ctx = backend.tlsContext {
+            ssl = SSL_new(ctx)
+            SSL_set_fd(ssl, fd)
+            let ok = SSL_accept(ssl) == 1
+            backend.recordHandshake(ok: ok)
+            if !ok { SSL_free(ssl); ssl = nil; return }
+        }
+        defer { if let ssl { SSL_shutdown(ssl); SSL_free(ssl) } }
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nl, value, vl, _, user in
@@ -119,12 +168,12 @@ private final class H2EchoConnection {
                 if n <= 0 { break }
                 var off = 0
                 while off < n {
-                    let w = Glibc.send(fd, chunk! + off, n - off, Int32(MSG_NOSIGNAL))
+                    let w = ssl.map { Int(SSL_write($0, chunk! + off, Int32(n - off))) } ?? Glibc.send(fd, chunk! + off, n - off, Int32(MSG_NOSIGNAL))
                     if w <= 0 { return }
                     off += w
                 }
             }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = buffer.withUnsafeMutableBytes { b in ssl.map { Int(SSL_read($0, b.baseAddress, Int32(b.count))) } ?? recv(fd, b.baseAddress, b.count, 0) }
             if n <= 0 { return }
             let rc = buffer.withUnsafeBytes { nghttp2_session_mem_recv(session, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), n) }
             if rc < 0 || dropNow { return }
