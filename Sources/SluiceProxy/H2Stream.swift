@@ -585,7 +585,9 @@ final class H2Stream: ExchangeDownstream {
             (UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value)
         }
         list.append(pair(":method", bytes.bytes(method)))
-        list.append(pair(":scheme", UnsafeRawBufferPointer(start: ("http" as StaticString).utf8Start, count: 4)))
+        // The scheme of the hop to the pod (RFC 9113 §8.3.1): https over TLS (h2://), else http.
+        let scheme: StaticString = pool.endpoint.isH2TLS ? "https" : "http"
+        list.append(pair(":scheme", UnsafeRawBufferPointer(start: scheme.utf8Start, count: scheme.utf8CodeUnitCount)))
         list.append(pair(":authority", bytes.bytes(host)))
         list.append(pair(":path", bytes.bytes(path)))
         for field in fields where !field.dropOnForward {

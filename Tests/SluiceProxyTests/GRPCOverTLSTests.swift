@@ -45,6 +45,8 @@ final class GRPCOverTLSTests: XCTestCase {
         let seen = try XCTUnwrap(pod.requests.first)
         XCTAssertEqual(seen.first { $0.0 == "content-type" }?.1, "application/grpc")
         XCTAssertEqual(seen.first { $0.0 == ":authority" }?.1, serviceHost)
+        XCTAssertEqual(seen.first { $0.0 == ":scheme" }?.1, "https", "the scheme of the TLS hop to the pod")
+        XCTAssertEqual(seen.first { $0.0 == "x-forwarded-proto" }?.1, "http", "X-Forwarded-Proto is about the client side")
         XCTAssertEqual(pod.handshakes, 1, "every call multiplexed on one upstream TLS connection")
         XCTAssertEqual(pod.failedHandshakes, 0)
     }
