@@ -35,44 +35,20 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     private var worker: Worker { pool.worker }
     /// TLS toward the pod (h2:// endpoints); nil for h2c.
     private var tls: TLSSession?
-    /// The TCP connect is done; for TLS the handshake may still be running (`state` stays `.connecting`).
-    private var tcpConnected = false
+    /// The connect (and TLS handshake) under way while `state` is `.connecting`.
+    private var dial: UpstreamDial?
 
     static func open(pool: ConnectionPool) -> H2UpstreamConnection? {
-        guard let address = pool.address else { return nil }
-        var clientContext: TLSClientContext?
-        if pool.endpoint.isH2TLS {
-            // A CA file that cannot be loaded fails every connect to h2 pods (logged once by the worker).
-            guard let context = pool.worker.upstreamTLSContext(offer: .h2) else { return nil }
-            clientContext = context
-        }
-        let fd: Int32
-        var state: State
-        switch TCPSocket.connect(address) {
-        case .connected(let f): fd = f; state = .open
-        case .inProgress(let f): fd = f; state = .connecting
-        case .failed: return nil
-        }
-        let tcpConnected = state == .open
-        var session: TLSSession?
-        if let clientContext {
-            guard let made = TLSSession(fd: fd, clientContext: clientContext, peer: UpstreamConnection.tlsPeer(pool)) else {
-                Posix.close(fd)
-                return nil
-            }
-            session = made
-            // The handshake runs on the loop: registering reports the socket's writability at once (an edge).
-            state = .connecting
-        }
-        let connection = H2UpstreamConnection(fd: fd, pool: pool, state: state)
-        connection.tls = session
-        connection.tcpConnected = tcpConnected
+        guard let address = pool.address, let dial = UpstreamDial.start(address, pool: pool, offer: .h2) else { return nil }
+        let connection = H2UpstreamConnection(fd: dial.fd, pool: pool, state: dial.isOpen ? .open : .connecting)
+        connection.tls = dial.tls
+        connection.dial = dial
         do {
             connection.registration = try pool.worker.loop.register(
-                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
+                fd: dial.fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
                 handler: connection)
         } catch {
-            Posix.close(fd)
+            Posix.close(dial.fd)
             return nil
         }
         return connection
@@ -138,28 +114,14 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
         case .closed:
             return
         case .connecting:
-            if !tcpConnected {
-                guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
-                let error = TCPSocket.pendingError(fd)
-                if error != 0 { fail(); return }
-                tcpConnected = true
-            }
-            if let tls {
-                // Any event may be the one the handshake waits for; a step that needs more returns at once.
-                switch tls.handshake() {
-                case .done(.h2):
-                    pool.lastTLSFailure = nil
-                case .done:
-                    pool.tlsFailed("the pod did not select ALPN h2")
-                    fail()
-                    return
-                case .wantRead, .wantWrite:
-                    return
-                case .failed(let reason):
-                    pool.tlsFailed(reason)
-                    fail()
-                    return
-                }
+            switch dial?.step(events: events, pool: pool) ?? .open {
+            case .waiting:
+                return
+            case .failed:
+                fail()
+                return
+            case .open:
+                dial = nil
             }
             state = .open
             everConnected = true

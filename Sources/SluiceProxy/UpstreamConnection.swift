@@ -47,55 +47,24 @@ final class UpstreamConnection: EventHandler {
     private(set) var everConnected = false
     /// TLS toward the pod (https:// endpoints); nil for plain HTTP/1.1.
     private var tls: TLSSession?
-    /// The TCP connect is done; for TLS the handshake may still be running (`state` stays `.connecting`).
-    private var tcpConnected = false
+    /// The connect (and TLS handshake) under way while `state` is `.connecting`.
+    private var dial: UpstreamDial?
 
     static func open(address: SocketAddress, pool: ConnectionPool) -> UpstreamConnection? {
-        var clientContext: TLSClientContext?
-        if pool.endpoint.isTLS {
-            // A CA file that cannot be loaded fails every connect to https pods (logged once by the worker).
-            guard let context = pool.worker.upstreamTLSContext() else { return nil }
-            clientContext = context
-        }
-        let fd: Int32
-        var state: State
-        switch TCPSocket.connect(address) {
-        case .connected(let f): fd = f; state = .open
-        case .inProgress(let f): fd = f; state = .connecting
-        case .failed: return nil
-        }
-        let tcpConnected = state == .open
-        var session: TLSSession?
-        if let clientContext {
-            guard let made = TLSSession(fd: fd, clientContext: clientContext, peer: tlsPeer(pool)) else {
-                Posix.close(fd)
-                return nil
-            }
-            session = made
-            // The handshake runs on the loop: registering reports the socket's writability at once (an edge).
-            state = .connecting
-        }
-        let connection = UpstreamConnection(fd: fd, pool: pool, state: state)
-        connection.tls = session
-        connection.tcpConnected = tcpConnected
-        connection.everConnected = state == .open
+        guard let dial = UpstreamDial.start(address, pool: pool, offer: .http11) else { return nil }
+        let connection = UpstreamConnection(fd: dial.fd, pool: pool, state: dial.isOpen ? .open : .connecting)
+        connection.tls = dial.tls
+        connection.dial = dial
+        connection.everConnected = dial.isOpen
         do {
             connection.registration = try pool.worker.loop.register(
-                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
+                fd: dial.fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
                 handler: connection)
         } catch {
-            Posix.close(fd)
+            Posix.close(dial.fd)
             return nil
         }
         return connection
-    }
-
-    /// What the pod's certificate must name: `upstreamTLS.serverName` (a DNS name, or an IP literal), else the
-    /// endpoint's IP.
-    static func tlsPeer(_ pool: ConnectionPool) -> TLSSession.PeerName {
-        let name = pool.worker.settings.upstreamTLS.serverName
-        if let name, SocketAddress(ip: name, port: 0) == nil { return .dns(name) }
-        return .ip(name ?? pool.endpoint.host)
     }
 
     private init(fd: Int32, pool: ConnectionPool, state: State) {
@@ -131,27 +100,14 @@ final class UpstreamConnection: EventHandler {
         case .closed:
             return
         case .connecting:
-            if !tcpConnected {
-                guard events & (Readiness.writable | Readiness.error | Readiness.hangup) != 0 else { return }
-                let error = TCPSocket.pendingError(fd)
-                if error != 0 {
-                    fail(errno: error)
-                    return
-                }
-                tcpConnected = true
-            }
-            if let tls {
-                // Any event may be the one the handshake waits for; a step that needs more returns at once.
-                switch tls.handshake() {
-                case .done:
-                    pool.lastTLSFailure = nil
-                case .wantRead, .wantWrite:
-                    return
-                case .failed(let reason):
-                    pool.tlsFailed(reason)
-                    fail(errno: ECONNREFUSED)
-                    return
-                }
+            switch dial?.step(events: events, pool: pool) ?? .open {
+            case .waiting:
+                return
+            case .failed(let errno):
+                fail(errno: errno)
+                return
+            case .open:
+                dial = nil
             }
             state = .open
             everConnected = true
