@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -93,6 +94,51 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         if time.monotonic() >= deadline:
             pytest.fail(f"{what}: not true after {timeout}s\n{tail_logs(logs)}")
         time.sleep(interval)
+
+
+# Timeout of one request made by a test client (both test modules use the same).
+REQUEST_TIMEOUT = 10
+
+
+class Load:
+    """THREADS client threads, each with a keep-alive session, calling REQUEST(session) continuously until stop()
+    (bounded in time and count); every outcome is kept in order of completion."""
+
+    def __init__(self, request: Callable[[requests.Session], object], threads: int = 4, max_seconds: float = 60,
+                 max_requests: int = 20000):
+        self.outcomes: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._per_thread = max_requests // threads
+        self._threads = [threading.Thread(target=self._run, args=(request,), daemon=True) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, request) -> None:
+        with requests.Session() as s:
+            for _ in range(self._per_thread):
+                if self._stop.is_set() or time.monotonic() > self._deadline:
+                    return
+                o = request(s)
+                with self._lock:
+                    self.outcomes.append(o)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.outcomes)
+
+    def wait_for(self, more: int, timeout: float = 20) -> None:
+        target = self.count() + more
+        wait_until(lambda: self.count() >= target, timeout, f"{more} more requests answered under load")
+
+    def stop(self) -> list:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=REQUEST_TIMEOUT + 5)
+        assert not any(t.is_alive() for t in self._threads), "client threads did not stop"
+        with self._lock:
+            return list(self.outcomes)
 
 
 def tail_logs(prefix: Optional[pathlib.Path], chars: int = 3000) -> str:

@@ -18,7 +18,7 @@ from typing import List, Optional
 import pytest
 import requests
 
-from conftest import (LATEST_HOST, MODEL_NAME, PREV_HOST, REV1, REV2, SERVICE_HOST, Sluice, wait_until)
+from conftest import (REQUEST_TIMEOUT, Load, LATEST_HOST, MODEL_NAME, PREV_HOST, REV1, REV2, SERVICE_HOST, Sluice, wait_until)
 from train_models import SEED_INPUT
 
 if not os.environ.get("SLUICE_BIN"):
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.timeout(120)
 
 V1_PATH = f"/v1/models/{MODEL_NAME}:predict"
 V2_PATH = f"/v2/models/{MODEL_NAME}/infer"
-REQUEST_TIMEOUT = 10
 
 
 @dataclass
@@ -107,46 +106,6 @@ def fire(sluice: Sluice, trained, count: int, threads: int = 4, host: str = SERV
     return [o for r in results for o in r]
 
 
-class Load:
-    """THREADS client threads with keep-alive sessions, sending continuously until stop() (bounded)."""
-
-    def __init__(self, sluice: Sluice, trained, threads: int = 4, max_seconds: float = 60, max_requests: int = 20000,
-                 extra_headers: Optional[dict] = None):
-        self.outcomes: List[Outcome] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._deadline = time.monotonic() + max_seconds
-        self._per_thread = max_requests // threads
-        self._threads = [threading.Thread(target=self._run, args=(sluice, trained, extra_headers), daemon=True)
-                         for _ in range(threads)]
-        for t in self._threads:
-            t.start()
-
-    def _run(self, sluice, trained, extra_headers) -> None:
-        with requests.Session() as s:
-            for _ in range(self._per_thread):
-                if self._stop.is_set() or time.monotonic() > self._deadline:
-                    return
-                o = predict_v1(s, sluice, trained, extra_headers=extra_headers)
-                with self._lock:
-                    self.outcomes.append(o)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.outcomes)
-
-    def wait_for(self, more: int, timeout: float = 20) -> None:
-        target = self.count() + more
-        wait_until(lambda: self.count() >= target, timeout, f"{more} more requests answered under load")
-
-    def stop(self) -> List[Outcome]:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=REQUEST_TIMEOUT + 5)
-        assert not any(t.is_alive() for t in self._threads), "client threads did not stop"
-        with self._lock:
-            return list(self.outcomes)
-
 
 # ---------------------------------------------------------------------------------------------- tests
 
@@ -205,7 +164,7 @@ def test_tag_hosts_always_reach_their_revision(start_sluice, trained, host, revi
 def test_sighup_reload_under_load_loses_no_request(start_sluice, trained):
     sluice = start_sluice(percent_00002=10)
     splits = [50, 100, 0, 30, 100, 70, 0, 90, 50, 100]
-    load = Load(sluice, trained, threads=4)
+    load = Load(lambda session: predict_v1(session, sluice, trained), threads=4)
     try:
         load.wait_for(50)
         for percent in splits:
@@ -231,7 +190,7 @@ def test_invalid_config_on_sighup_keeps_old_routes(start_sluice, trained):
     sluice = start_sluice(percent_00002=0)  # everything on 00001
     assert_split(fire(sluice, trained, 40, threads=2), 0)
     sluice.write_config(60, 50)  # percents add up to 110
-    load = Load(sluice, trained, threads=2)
+    load = Load(lambda session: predict_v1(session, sluice, trained), threads=2)
     try:
         load.wait_for(20)
         line = sluice.sighup_and_wait()
@@ -266,7 +225,7 @@ def test_sigterm_lets_in_flight_requests_finish(start_sluice, trained, kserve_se
         with requests.Session() as s:
             slow[i] = predict_v1(s, sluice, trained, extra_headers={"X-E2E-Delay-Ms": str(delay_ms)})
 
-    load = Load(sluice, trained, threads=2, max_seconds=30)
+    load = Load(lambda session: predict_v1(session, sluice, trained), threads=2, max_seconds=30)
     slow_threads = [threading.Thread(target=send_slow, args=(i,), daemon=True) for i in range(slow_count)]
     try:
         load.wait_for(20)

@@ -23,7 +23,7 @@ if not os.environ.get("SLUICE_BIN"):
                 "($(swift build -c release --show-bin-path)/sluice), as `make test-e2e` does",
                 allow_module_level=True)
 
-from conftest import (COMPONENT, DOMAIN, LATEST_HOST, MANIFESTS_DIR, MODEL_NAME, NAMESPACE, PREV_HOST, REV1, REV2,
+from conftest import (REQUEST_TIMEOUT, Load, COMPONENT, DOMAIN, LATEST_HOST, MANIFESTS_DIR, MODEL_NAME, NAMESPACE, PREV_HOST, REV1, REV2,
                       SERVICE_HOST, STORAGE_URI_MODEL_1, STORAGE_URI_MODEL_2, ControlSluice, free_port,
                       wait_until)
 
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 
 REV3 = f"{COMPONENT}-00003"
 V1_PATH = f"/v1/models/{MODEL_NAME}:predict"
-REQUEST_TIMEOUT = 10
 MODEL_1, MODEL_2 = "model-1", "model-2"
 # Which model each revision serves in the seed's workflow (00003 is model-2 with the tag-routing annotation).
 MODEL_OF = {REV1: MODEL_1, REV2: MODEL_2, REV3: MODEL_2}
@@ -121,45 +120,6 @@ def assert_split(outcomes: List[Outcome], stable: str, canary: str, canary_perce
     assert abs(got - n * p) <= bound, \
         f"{got}/{n} on {canary}, expected {n * p:.0f} ± {bound:.0f} ({sigmas:g} sigma) for {canary_percent}%"
 
-
-class Load:
-    """THREADS keep-alive client threads sending continuously until stop() (bounded in time and count)."""
-
-    def __init__(self, sluice: ControlSluice, trained, threads: int = 4, max_seconds: float = 60,
-                 max_requests: int = 40000):
-        self.outcomes: List[Outcome] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._deadline = time.monotonic() + max_seconds
-        self._per_thread = max_requests // threads
-        self._threads = [threading.Thread(target=self._run, args=(sluice, trained), daemon=True) for _ in range(threads)]
-        for t in self._threads:
-            t.start()
-
-    def _run(self, sluice, trained) -> None:
-        with requests.Session() as s:
-            for _ in range(self._per_thread):
-                if self._stop.is_set() or time.monotonic() > self._deadline:
-                    return
-                o = predict(s, sluice, trained)
-                with self._lock:
-                    self.outcomes.append(o)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.outcomes)
-
-    def wait_for(self, more: int, timeout: float = 20) -> None:
-        target = self.count() + more
-        wait_until(lambda: self.count() >= target, timeout, f"{more} more requests answered under load")
-
-    def stop(self) -> List[Outcome]:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=REQUEST_TIMEOUT + 5)
-        assert not any(t.is_alive() for t in self._threads), "client threads did not stop"
-        with self._lock:
-            return list(self.outcomes)
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
@@ -311,7 +271,7 @@ def test_applies_under_load_lose_no_request(start_control_sluice, trained):
     sluice = start_control_sluice()
     apply(sluice, CREATE, "created")
     rollout_status(sluice)
-    load = Load(sluice, trained, threads=4)
+    load = Load(lambda session: predict(session, sluice, trained), threads=4, max_requests=40000)
     try:
         load.wait_for(100)
         for manifest in (CANARY, PROMOTE, ROLLBACK, TAG):
