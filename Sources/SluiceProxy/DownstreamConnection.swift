@@ -173,15 +173,6 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
         }
     }
 
-    func setDeadline(_ kind: DeadlineKind, after milliseconds: Int) {
-        if milliseconds <= 0 {
-            deadline = .max
-            deadlineKind = .none
-        } else {
-            deadline = worker.loop.now + Int64(milliseconds)
-            deadlineKind = kind
-        }
-    }
 
     // MARK: TLS handshake
 

@@ -28,6 +28,9 @@ protocol ExchangeDownstream: AnyObject {
     var responseDecoder: ChunkedDecoder { get set }
 
     func setDeadline(_ kind: DeadlineKind, after milliseconds: Int)
+    /// The one timer of this downstream (the sweep compares it with the loop's clock) and what it stands for.
+    var deadline: Int64 { get set }
+    var deadlineKind: DeadlineKind { get set }
 
     // MARK: Request body source
 
@@ -58,4 +61,17 @@ protocol ExchangeDownstream: AnyObject {
     func failExchange(_ response: ErrorResponse)
     /// The exchange cannot finish (framing broke mid-response, the client left): drop it without an answer.
     func abortExchange()
+}
+
+extension ExchangeDownstream {
+    /// Arms the downstream's timer `milliseconds` from the loop's clock; 0 or less disarms it.
+    func setDeadline(_ kind: DeadlineKind, after milliseconds: Int) {
+        if milliseconds <= 0 {
+            deadline = .max
+            deadlineKind = .none
+        } else {
+            deadline = worker.loop.now + Int64(milliseconds)
+            deadlineKind = kind
+        }
+    }
 }

@@ -72,8 +72,8 @@ final class H2Stream: ExchangeDownstream {
     /// The response is complete but the request is not: RST_STREAM(NO_ERROR) once the last DATA is out (RFC 9113 §8.1).
     private var resetWhenSent = false
 
-    private var deadline: Int64 = .max
-    private var deadlineKind: DeadlineKind = .none
+    var deadline: Int64 = .max
+    var deadlineKind: DeadlineKind = .none
 
     init(id: Int32, connection: H2Connection) {
         self.id = id
@@ -463,16 +463,6 @@ final class H2Stream: ExchangeDownstream {
     private var hasPendingBodyEnd = false
 
     // MARK: Deadlines
-
-    func setDeadline(_ kind: DeadlineKind, after milliseconds: Int) {
-        if milliseconds <= 0 {
-            deadline = .max
-            deadlineKind = .none
-        } else {
-            deadline = worker.loop.now + Int64(milliseconds)
-            deadlineKind = kind
-        }
-    }
 
     func checkDeadline(now: Int64) {
         guard now >= deadline else { return }
