@@ -37,10 +37,11 @@ extension DownstreamConnection {
                 }
                 continue
             }
-            guard mayBeReadable else { return .noData }
+            // FIN seen and the socket drained: the body can never be completed (the client abandoned its upload).
+            guard mayBeReadable else { return clientFinishedSending ? .gone : .noData }
             switch readClient(limit: worker.settings.limits.bufferBytes) {
             case .progress: continue
-            case .noData: return .noData
+            case .noData: return clientFinishedSending && !mayBeReadable ? .gone : .noData
             case .gone: return .gone
             }
         }
@@ -112,9 +113,11 @@ extension DownstreamConnection {
         }
         if worker.settings.revisionHeader { out.append(exchange.revision.responseHeader) }
         out.append("\r\n")
+        record.status = head.status
     }
 
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer) {
+        record.responseBodyBytes += bytes.count
         let out = takeOutput()
         if rechunkResponse {
             out.append(hex: bytes.count)
@@ -135,5 +138,5 @@ extension DownstreamConnection {
 
     func flushResponse() { flush() }
 
-    func abortExchange() { abort() }
+    func abortExchange(_ flags: RequestRecord.Flags) { abort(flags) }
 }

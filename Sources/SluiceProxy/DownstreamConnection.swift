@@ -10,7 +10,7 @@ import SluiceTLS
 import Glibc
 #endif
 
-final class DownstreamConnection: EventHandler, ExchangeDownstream {
+final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
         /// TLS listener only: the handshake is in progress; nothing is read as HTTP yet.
@@ -21,6 +21,10 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
         case exchanging
         /// The last response is being written; the connection closes once it is out.
         case closing
+        /// Lingering close (nginx's): the response is out and our side shut down; what the client still sends (the
+        /// rest of an upload we refused) is read and dropped until its FIN or a bounded time, so that closing with
+        /// unread bytes cannot turn into a RST that destroys the answer before the client read it.
+        case lingering
         case closed
     }
 
@@ -57,6 +61,14 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
     var requestIsHTTP10 = false
     /// The response in flight is re-framed as chunked (chunked or close-delimited from the pod, HTTP/1.1 client).
     var rechunkResponse = false
+    /// The client sent its FIN (EPOLLRDHUP): once the socket is drained, nothing more will come from it.
+    private(set) var clientFinishedSending = false
+    /// The connection closes after an answer while the client may still be sending (an error answer, a response
+    /// before the end of the upload): close by lingering, not at once.
+    private var lingerOnClose = false
+    /// The request in progress (RequestLifecycle.swift), open from its first byte to its finish.
+    var record = RequestRecord()
+    var isRequestOpen = false
 
     static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
         var text = [UInt8](repeating: 0, count: 64)
@@ -104,8 +116,15 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
 
     func handle(events: UInt32) {
         if phase == .closed { return }
-        if events & (Readiness.error | Readiness.hangup) != 0 && events & Readiness.readable == 0 {
+        // A reset (EPOLLERR/EPOLLHUP: we never shut down our side before lingering) ends the request in flight at
+        // once — its pod's work is cancelled rather than finished for nobody; between requests, readable bytes first.
+        if events & (Readiness.error | Readiness.hangup) != 0 && (events & Readiness.readable == 0 || phase == .exchanging) {
             abort()
+            return
+        }
+        if events & Readiness.readHangup != 0 { clientFinishedSending = true }
+        if phase == .lingering {
+            discardInput()
             return
         }
         if phase == .handshaking {
@@ -148,7 +167,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
         case .handshake:
             // A client that does not finish its handshake in time is closed without a word (no HTTP yet).
             abort()
-        case .keepAliveIdle:
+        case .keepAliveIdle, .lingering:
             close()
         case .requestHead:
             if let input, !input.isEmpty {
@@ -158,18 +177,17 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
             }
         case .requestBodyIdle:
             if let exchange, !exchange.responseStarted {
-                exchange.abandonUpstream()
-                self.exchange = nil
+                endExchange()
                 respondLocally(.requestTimeout, closeAfter: true)
             } else {
-                abort()
+                abort(.streamIdleTimeout)
             }
         case .upstreamConnect:
             failExchange(.upstreamConnectTimeout)
         case .upstreamResponse:
             failExchange(.upstreamTimeout)
         case .responseBodyIdle:
-            abort()
+            abort(.streamIdleTimeout)
         }
     }
 
@@ -206,7 +224,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
     func advance() {
         while true {
             switch phase {
-            case .closed, .closing, .handshaking:
+            case .closed, .closing, .lingering, .handshaking:
                 return
             case .exchanging:
                 exchange?.pumpRequestBody()
@@ -226,6 +244,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
                     }
                 }
                 if let input, !input.isEmpty {
+                    if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
                     switch parser.parse(input.readable) {
                     case .complete:
                         startExchange()
@@ -238,6 +257,11 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
                     }
                 }
                 guard mayBeReadable else {
+                    if clientFinishedSending {
+                        // FIN and a drained socket: no (further) request can come. An incomplete head is dropped.
+                        clientLeftBetweenRequests()
+                        return
+                    }
                     releaseIdleBuffers()
                     return
                 }
@@ -245,13 +269,27 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
                 case .progress:
                     continue
                 case .noData:
+                    if clientFinishedSending { clientLeftBetweenRequests(); return }
                     releaseIdleBuffers()
                     return
                 case .gone:
-                    close()
+                    clientLeftBetweenRequests()
                     return
                 }
             }
+        }
+    }
+
+    /// The client will send nothing more and no request is running: what is still buffered for it goes out, then the
+    /// connection closes. A request head it began and never finished ends its record as the client's abort.
+    private func clientLeftBetweenRequests() {
+        finishRequest(.aborted, status: 0, flags: .downstreamConnectionTermination)
+        input?.clear()
+        if let output, !output.isEmpty {
+            phase = .closing
+            flush()
+        } else {
+            close()
         }
     }
 
@@ -301,6 +339,11 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
         let input = self.input!
         let base = input.readable.baseAddress!
         let settings = worker.settings
+        @inline(__always) func bytes(_ span: ByteSpan?) -> UnsafeRawBufferPointer {
+            guard let span else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+            return UnsafeRawBufferPointer(start: base + span.start, count: span.count)
+        }
+        record.noteHead(method: bytes(head.method), authority: bytes(head.host), path: bytes(head.target))
         let hasBody: Bool
         switch head.framing {
         case .none: hasBody = false
@@ -328,6 +371,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
             // Unreachable: HTTP/1.1 requests are never routed as gRPC (gRPC needs HTTP/2 end to end).
             finishLocally(.noEndpoint, closeAfter: true)
         case .routed(let pool, let upstream, let revision, let tag):
+            record.noteRoute(revision: revision, tag: tag)
             requestKeepAlive = head.keepAlive
             requestIsHTTP10 = head.version == .http10
             rechunkResponse = false
@@ -337,15 +381,21 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
                                     head: head, closeAfterResponse: closeAfter)
             self.exchange = exchange
             phase = .exchanging
+            // The head leaves the input buffer before anything can end the request: `begin` copies every byte it
+            // needs before it first writes to the pod, and a failure from there on may answer the client, close the
+            // connection and give `input` back to the worker's pool (bug: consuming it afterwards corrupted a buffer
+            // that another connection then owned). The head's bytes stay in place until the next read into `input`.
+            input.consume(head.headLength)
             exchange.begin(head: head, headBytes: base)
+            parser.reset()
+            record.requestId.set(requestId)
+            guard self.exchange === exchange, phase == .exchanging else { return }  // ended already (answered or closed)
             if head.expectsContinue, !exchange.requestBodyDone {
                 // We read the body ourselves, so we answer 100 Continue ourselves (RFC 9110 §10.1.1) and drop Expect.
                 if output == nil { output = worker.buffers.take() }
                 output!.append("HTTP/1.1 100 Continue\r\n\r\n")
                 flush()
             }
-            input.consume(head.headLength)
-            parser.reset()
         }
     }
 
@@ -360,10 +410,13 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
 
     /// Writes a gateway-made response; errors become responses here and nowhere else.
     func respondLocally(_ response: ErrorResponse, closeAfter: Bool) {
+        if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
+        finishRequest(answered: response)
         if output == nil { output = worker.buffers.take() }
         response.write(into: output!, close: closeAfter)
         if closeAfter {
             phase = .closing
+            lingerOnClose = true
             // Whatever else the client sent is discarded: after a framing error nothing after it can be trusted.
             input?.clear()
             setDeadline(.keepAliveIdle, after: 5_000)
@@ -378,7 +431,12 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
 
     /// The exchange ended with a complete response; the connection waits for the next request or closes.
     func exchangeFinished(closeAfter: Bool) {
+        if let exchange {
+            noteAttempts(of: exchange)
+            if !exchange.requestBodyDone { lingerOnClose = true }  // the pod answered before the upload ended
+        }
         exchange = nil
+        finishRequest(.completed, status: record.status)
         requestsServed += 1
         if closeAfter || worker.isDraining {
             phase = .closing
@@ -401,12 +459,11 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
     func failExchange(_ response: ErrorResponse) {
         guard let exchange else { return }
         if exchange.responseStarted {
-            abort()
+            abort(response.answer.flags)
             return
         }
         let bodyDone = exchange.requestBodyDone
-        exchange.abandonUpstream()
-        self.exchange = nil
+        endExchange()
         requestsServed += 1
         respondLocally(response, closeAfter: !bodyDone || !requestKeepAlive)
     }
@@ -431,7 +488,48 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
                 }
             }
         }
-        if phase == .closing { close() }
+        if phase == .closing { linger() }
+    }
+
+    // MARK: Lingering close
+
+    /// After the last response: shut down our side and drain what the client still sends (bounded in time and by
+    /// its FIN), as nginx's lingering_close does; a client that has finished sending is closed at once.
+    private func linger() {
+        input?.clear()
+        if !lingerOnClose || (clientFinishedSending && !mayBeReadable) {
+            close()
+            return
+        }
+        // A TLS client gets close_notify first; what follows is read raw and dropped.
+        tls?.close(clean: true)
+        tls = nil
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        phase = .lingering
+        setDeadline(.lingering, after: DownstreamConnection.lingeringMs)
+        discardInput()
+    }
+
+    /// How long a refused upload is read and dropped after the answer (nginx: lingering_timeout 5 s).
+    static let lingeringMs = 5_000
+
+    private func discardInput() {
+        let scratch = input ?? worker.buffers.take()
+        input = scratch
+        for _ in 0..<64 {  // ~2 MiB per wake-up; the deadline ends a client that never stops
+            scratch.clear()
+            switch scratch.read(from: fd, limit: scratch.capacity) {
+            case .bytes:
+                continue
+            case .wouldBlock:
+                scratch.clear()
+                return
+            case .endOfFile, .failed:
+                close()
+                return
+            }
+        }
+        scratch.clear()
     }
 
     // MARK: Hand-over
@@ -455,22 +553,29 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream {
 
     // MARK: Closing
 
-    /// Drops the connection at once, and whatever exchange it carried (the upstream is closed, never pooled).
-    func abort() {
-        exchange?.abandonUpstream()
-        exchange = nil
+    /// Drops the connection at once, and whatever exchange it carried (the upstream is closed, never pooled);
+    /// `flags` say why, for the request's record.
+    func abort(_ flags: RequestRecord.Flags = .downstreamConnectionTermination) {
+        endExchange()
+        finishRequest(.aborted, status: record.status, flags: flags)
         close(clean: false)
     }
 
     func close() { close(clean: exchange == nil) }
 
+    /// The exchange in flight ends without a response: its attempts go into the record, its pod connection closes.
+    private func endExchange() {
+        guard let exchange else { return }
+        noteAttempts(of: exchange)
+        exchange.abandonUpstream()
+        self.exchange = nil
+    }
+
     /// `clean`: the connection ends between responses, so TLS says close_notify; an aborted response must not.
     private func close(clean: Bool) {
         guard phase != .closed else { return }
-        if let exchange {
-            exchange.abandonUpstream()
-            self.exchange = nil
-        }
+        endExchange()
+        finishRequest(.aborted, status: record.status, flags: .downstreamConnectionTermination)
         phase = .closed
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil

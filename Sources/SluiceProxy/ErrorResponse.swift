@@ -2,32 +2,70 @@
 import SluiceHTTP1
 import SluiceIO
 
+/// Why the gateway answered a request itself: one case per kind of gateway-made answer, for the request record
+/// (metrics count answers by it, logs print it).
+public enum GatewayAnswer: UInt8, Sendable, CaseIterable {
+    case noRoute, noRevision, noEndpoint, noGRPCEndpoint
+    case upstreamConnectFailed, upstreamConnectTimeout, upstreamTimeout, upstreamInvalid, upstreamClosed
+    case payloadTooLarge, requestTimeout
+    /// The request target (414) or head (431) is over its limit.
+    case headTooLarge
+    /// The request head or body broke HTTP's rules (400, 414, 431, 501, 505: the parser's reason is the message).
+    case malformedRequest
+    case methodNotSupported
+
+    /// What the request record's flags say for this answer.
+    var flags: RequestRecord.Flags {
+        switch self {
+        case .noRoute: return .noRoute
+        case .noRevision, .noEndpoint, .noGRPCEndpoint: return .noHealthyUpstream
+        case .upstreamConnectFailed: return .upstreamConnectFailure
+        case .upstreamConnectTimeout: return [.upstreamConnectFailure, .upstreamConnectTimeout]
+        case .upstreamTimeout: return .upstreamRequestTimeout
+        case .upstreamInvalid: return .upstreamProtocolError
+        case .upstreamClosed: return .upstreamConnectionTermination
+        case .payloadTooLarge, .headTooLarge: return .limitExceeded
+        case .requestTimeout: return .downstreamTimeout
+        case .malformedRequest, .methodNotSupported: return .downstreamProtocolError
+        }
+    }
+}
+
 struct ErrorResponse {
     let status: Int
     /// Goes into `{"error": "..."}`; ASCII without quotes or backslashes (our own words or parser reason codes).
     let message: String
+    let answer: GatewayAnswer
 
-    init(_ status: Int, _ message: String) {
+    init(_ status: Int, _ message: String, _ answer: GatewayAnswer) {
         self.status = status
         self.message = message
+        self.answer = answer
     }
 
     init(parseError: HTTPParseError) {
-        self.init(parseError.status, parseError.reason)
+        let answer: GatewayAnswer
+        switch parseError.status {
+        case 413: answer = .payloadTooLarge
+        case 414, 431: answer = .headTooLarge
+        default: answer = .malformedRequest
+        }
+        self.init(parseError.status, parseError.reason, answer)
     }
 
-    static let unknownHost = ErrorResponse(404, "no InferenceService serves this host")
-    static let noRevision = ErrorResponse(503, "no revision has traffic")
-    static let noEndpoint = ErrorResponse(503, "revision has no ready endpoint")
-    static let upstreamConnectFailed = ErrorResponse(502, "upstream connect failed")
-    static let upstreamConnectTimeout = ErrorResponse(504, "upstream connect timed out")
-    static let upstreamTimeout = ErrorResponse(504, "upstream response timed out")
-    static let upstreamInvalid = ErrorResponse(502, "invalid response from upstream")
-    static let upstreamClosed = ErrorResponse(502, "upstream closed the connection before responding")
-    static let payloadTooLarge = ErrorResponse(413, "request body too large")
-    static let requestTimeout = ErrorResponse(408, "request timed out")
-    static func badRequest(_ message: String) -> ErrorResponse { ErrorResponse(400, message) }
-    static let noGRPCEndpoint = ErrorResponse(501, "revision serves no gRPC: it has no h2c:// or h2:// endpoint")
+    static let unknownHost = ErrorResponse(404, "no InferenceService serves this host", .noRoute)
+    static let noRevision = ErrorResponse(503, "no revision has traffic", .noRevision)
+    static let noEndpoint = ErrorResponse(503, "revision has no ready endpoint", .noEndpoint)
+    static let upstreamConnectFailed = ErrorResponse(502, "upstream connect failed", .upstreamConnectFailed)
+    static let upstreamConnectTimeout = ErrorResponse(504, "upstream connect timed out", .upstreamConnectTimeout)
+    static let upstreamTimeout = ErrorResponse(504, "upstream response timed out", .upstreamTimeout)
+    static let upstreamInvalid = ErrorResponse(502, "invalid response from upstream", .upstreamInvalid)
+    static let upstreamClosed = ErrorResponse(502, "upstream closed the connection before responding", .upstreamClosed)
+    static let payloadTooLarge = ErrorResponse(413, "request body too large", .payloadTooLarge)
+    static let requestTimeout = ErrorResponse(408, "request timed out", .requestTimeout)
+    static func badRequest(_ message: String) -> ErrorResponse { ErrorResponse(400, message, .malformedRequest) }
+    static let noGRPCEndpoint = ErrorResponse(501, "revision serves no gRPC: it has no h2c:// or h2:// endpoint", .noGRPCEndpoint)
+    static let connectNotSupported = ErrorResponse(501, "CONNECT is not supported", .methodNotSupported)
 
     /// The gRPC status a gRPC client gets for this error (trailers-only response, HTTP 200): gRPC's own mapping of
     /// HTTP statuses (doc/http-grpc-status-mapping.md), except that gateway timeouts are DEADLINE_EXCEEDED.

@@ -9,6 +9,35 @@ import SluiceRouting
 import Glibc
 #endif
 
+/// One try toward one endpoint: its pool, its connection, and when that connection was ready for the request.
+/// The Exchange owns its attempts (one at a time); the replay buffer stays with the Exchange, so a failed attempt can
+/// be followed by another — on a fresh connection, or toward another endpoint — before any response byte reached
+/// the client.
+struct UpstreamAttempt {
+    let pool: ConnectionPool
+    var upstream: UpstreamConnection?
+    /// Monotonic ns when the connection was ready (pooled: at once; new: when the connect finished); 0 before.
+    var connectedNs: UInt64 = 0
+    /// Counted in `pool.outstanding` (power of two choices) until it ends.
+    private var isOutstanding = false
+
+    init(pool: ConnectionPool, upstream: UpstreamConnection) {
+        self.pool = pool
+        self.upstream = upstream
+    }
+
+    mutating func markOutstanding() {
+        guard !isOutstanding else { return }
+        isOutstanding = true
+        pool.outstanding += 1
+    }
+
+    /// The attempt is over: the pool's count drops; the connection is the caller's to pool or close.
+    mutating func end() {
+        if isOutstanding { pool.outstanding -= 1; isOutstanding = false }
+    }
+}
+
 final class Exchange: UpstreamDelegate {
     /// The request body as framed toward the pod (Sluice computes it: RFC 9112 §6.3, RFC 9113 §8.2).
     enum RequestBody {
@@ -29,24 +58,31 @@ final class Exchange: UpstreamDelegate {
     unowned(unsafe) let downstream: any ExchangeDownstream
     /// unowned(unsafe): the worker outlives every exchange.
     unowned(unsafe) let worker: Worker
-    let pool: ConnectionPool
-    private(set) var upstream: UpstreamConnection?
+    /// The attempt in progress (or the last one).
+    private(set) var attempt: UpstreamAttempt
+    private(set) var attemptCount = 1
+    var pool: ConnectionPool { attempt.pool }
+    private(set) var upstream: UpstreamConnection? {
+        get { attempt.upstream }
+        set { attempt.upstream = newValue }
+    }
+    var upstreamConnectedNs: UInt64 { attempt.connectedNs }
+    /// Monotonic ns when the pod's final response head was parsed; 0 before.
+    private(set) var firstResponseByteNs: UInt64 = 0
     /// The routes this request started with: a hand-over mid-request does not move it.
     let revision: Revision
     let tag: TagRoute?
     let requestWasHEAD: Bool
     private(set) var requestBody: RequestBody
-    private var requestBodyBytes = 0
+    private(set) var requestBodyBytes = 0
     private(set) var response: ResponseBody = .awaitingHead
     /// The downstream closes after this response (HTTP/1.1 only; the H1 sink may set it while writing the head).
     var closeAfterResponse: Bool
     private var upstreamKeepAlive = true
     private(set) var responseStarted = false
-    private var isOutstanding = true
     /// A copy of every request byte sent so far, kept while it stays small, so that a request that hit a pooled
     /// connection the pod had just closed can be sent again on a fresh one (the idle-close race).
     private var replay: ByteBuffer?
-    private var retried = false
     private var isPumpingResponse = false
     private var bufferBytes: Int { worker.settings.limits.bufferBytes }
 
@@ -54,8 +90,7 @@ final class Exchange: UpstreamDelegate {
          head: RequestHead, closeAfterResponse: Bool) {
         self.downstream = downstream
         self.worker = downstream.worker
-        self.pool = pool
-        self.upstream = upstream
+        self.attempt = UpstreamAttempt(pool: pool, upstream: upstream)
         self.revision = revision
         self.tag = tag
         self.requestWasHEAD = head.isHEAD
@@ -146,11 +181,12 @@ final class Exchange: UpstreamDelegate {
             replay.append(out.readable)
             self.replay = replay
         }
-        pool.outstanding += 1
+        attempt.markOutstanding()
         let timeouts = worker.settings.timeouts
         if upstream.state == .connecting {
             downstream.setDeadline(.upstreamConnect, after: timeouts.upstreamConnectMs)
         } else {
+            attempt.connectedNs = MonotonicClock.nanoseconds()
             armRequestDeadline()
             // With a body to come, the pump flushes head and body together: one send per request, not two.
             if requestBodyDone { upstream.flush() }
@@ -261,7 +297,7 @@ final class Exchange: UpstreamDelegate {
                 return
             case .gone:
                 // The client left before sending its whole body: nothing can be answered.
-                downstream.abortExchange()
+                downstream.abortExchange(.downstreamConnectionTermination)
                 return
             }
             if limits.maxRequestBodyBytes > 0 && requestBodyBytes > limits.maxRequestBodyBytes {
@@ -301,6 +337,7 @@ final class Exchange: UpstreamDelegate {
     // MARK: Upstream events
 
     func upstreamConnected(_ upstream: UpstreamConnection) {
+        attempt.connectedNs = MonotonicClock.nanoseconds()
         armRequestDeadline()
         upstream.flush()
         if !requestBodyDone { pumpRequestBody() }
@@ -384,7 +421,7 @@ final class Exchange: UpstreamDelegate {
                     case .failed:
                         // Framing broke mid-body: the client cannot be told more than by closing.
                         upstreamKeepAlive = false
-                        downstream.abortExchange()
+                        downstream.abortExchange(.upstreamProtocolError)
                         return
                     }
                     input.consume(consumed)
@@ -433,26 +470,36 @@ final class Exchange: UpstreamDelegate {
             finishResponse()
         case .awaitingHead:
             let neverAnswered = (upstream?.input?.isEmpty ?? true)
-            if neverAnswered, let old = upstream, old.exchanges > 0, retryOnFreshConnection() {
+            // The idle-close race: a pooled connection the pod had just closed. Once, on a fresh connection.
+            if neverAnswered, let old = upstream, old.exchanges > 0, attemptCount == 1, startNextAttempt(on: pool) {
                 return
             }
             failBeforeResponse(upstream?.everConnected == true ? .upstreamClosed : .upstreamConnectFailed)
         case .done:
             return
         case .contentLength, .chunked, .untilClose:
-            downstream.abortExchange()
+            downstream.abortExchange(.upstreamConnectionTermination)
         }
     }
 
-    /// Sends the request again on a new connection; only when the pod never saw it answered and we still hold every byte.
-    private func retryOnFreshConnection() -> Bool {
-        guard !retried, let replay, let fresh = pool.connect() else { return false }
-        retried = true
+    /// Ends the current attempt and sends the request again on a new connection to `nextPool` (the same endpoint or
+    /// another one); only while no response byte reached the client and the replay buffer holds every byte sent.
+    /// Which failures are worth another attempt, and where, is the caller's policy.
+    func startNextAttempt(on nextPool: ConnectionPool) -> Bool {
+        guard !responseStarted, let replay, let fresh = nextPool.connect() else { return false }
         upstream?.close()
-        upstream = fresh
+        attempt.end()
+        attempt = UpstreamAttempt(pool: nextPool, upstream: fresh)
+        attempt.markOutstanding()
+        attemptCount += 1
+        downstream.responseParser.reset()
+        downstream.responseDecoder.reset()
         fresh.attach(self)
         fresh.output!.append(replay.readable)
-        if fresh.state == .open { fresh.flush() } else {
+        if fresh.state == .open {
+            attempt.connectedNs = MonotonicClock.nanoseconds()
+            fresh.flush()
+        } else {
             downstream.setDeadline(.upstreamConnect, after: worker.settings.timeouts.upstreamConnectMs)
         }
         return true
@@ -466,6 +513,7 @@ final class Exchange: UpstreamDelegate {
     /// Takes the pod's final head: sets the body state, then lets the sink write the head its own way.
     private func startResponse(_ head: ResponseHead, base: UnsafeRawPointer) {
         responseStarted = true
+        firstResponseByteNs = MonotonicClock.nanoseconds()
         upstreamKeepAlive = head.keepAlive
         switch head.framing {
         case .none: response = .done
@@ -480,7 +528,7 @@ final class Exchange: UpstreamDelegate {
     private func finishResponse() {
         response = .done
         downstream.endResponseBody()
-        if isOutstanding { pool.outstanding -= 1; isOutstanding = false }
+        attempt.end()
         dropReplay()
         if let upstream {
             let reusable = upstreamKeepAlive && requestBodyDone && upstream.isUsable && (upstream.input?.isEmpty ?? true)
@@ -492,7 +540,7 @@ final class Exchange: UpstreamDelegate {
 
     /// Ends the exchange without a response: the upstream connection is closed, never pooled.
     func abandonUpstream() {
-        if isOutstanding { pool.outstanding -= 1; isOutstanding = false }
+        attempt.end()
         dropReplay()
         upstream?.close()
         upstream = nil

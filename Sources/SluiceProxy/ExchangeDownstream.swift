@@ -59,8 +59,9 @@ protocol ExchangeDownstream: AnyObject {
     func exchangeFinished(closeAfter: Bool)
     /// The exchange failed before any response byte reached the client: answer with a gateway error.
     func failExchange(_ response: ErrorResponse)
-    /// The exchange cannot finish (framing broke mid-response, the client left): drop it without an answer.
-    func abortExchange()
+    /// The exchange cannot finish (framing broke mid-response, the client left): drop it without an answer;
+    /// `flags` say why, for the request's record.
+    func abortExchange(_ flags: RequestRecord.Flags)
 }
 
 extension ExchangeDownstream {

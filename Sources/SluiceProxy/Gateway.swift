@@ -43,7 +43,8 @@ public final class Gateway: Sendable {
     private let tls: TLSContextSlot?
 
     /// Binds one SO_REUSEPORT listener per worker, then starts the workers. Throws when the address cannot be bound.
-    public init(settings: ProxySettings, routes: RouteTable) throws {
+    /// `requestObserver` is told of every finished request, on the worker's thread that served it.
+    public init(settings: ProxySettings, routes: RouteTable, requestObserver: RequestObserver? = nil) throws {
         Posix.ignoreSIGPIPE()
         // Certificates are loaded and checked before anything is bound: a broken pair stops the start.
         let tls = try settings.tls.map { (t) throws(GatewayError) in TLSContextSlot(try Gateway.tlsContext(t)) }
@@ -82,7 +83,8 @@ public final class Gateway: Sendable {
                 let worker: Worker
                 do {
                     worker = try Worker(handle: handle, listenerFD: fd, routes: routes, settings: settings, tls: tls,
-                                        seed: UInt64(handle.index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(Posix.nowMilliseconds()))
+                                        seed: UInt64(handle.index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(Posix.nowMilliseconds()),
+                                        requestObserver: requestObserver)
                 } catch {
                     fatalError("worker \(handle.index) could not start: \(error)")
                 }

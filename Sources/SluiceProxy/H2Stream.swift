@@ -7,7 +7,7 @@ import SluiceHTTP2
 import SluiceIO
 import SluiceRouting
 
-final class H2Stream: ExchangeDownstream {
+final class H2Stream: ExchangeDownstream, RequestOwner {
     enum Phase {
         /// The request head is arriving.
         case receivingHead
@@ -74,6 +74,9 @@ final class H2Stream: ExchangeDownstream {
 
     var deadline: Int64 = .max
     var deadlineKind: DeadlineKind = .none
+    /// This stream's request (RequestLifecycle.swift): open from the stream's first HEADERS to its finish.
+    var record = RequestRecord()
+    var isRequestOpen = false
 
     init(id: Int32, connection: H2Connection) {
         self.id = id
@@ -83,6 +86,7 @@ final class H2Stream: ExchangeDownstream {
         limits.maxHeaderCount = connection.worker.settings.limits.maxHeaderCount
         responseParser = ResponseParser(limits: limits)
         headBytes = connection.worker.buffers.take()
+        openRequest(.h2, isTLS: connection.tls != nil)
     }
 
     // MARK: Request head
@@ -145,6 +149,9 @@ final class H2Stream: ExchangeDownstream {
         guard case .awaitingRoute = phase else { return }
         let endStream = headEndedStream
         let bytes = headBytes.readable
+        if isGRPC { record.clientProtocol = .grpc }
+        record.noteHead(method: bytes.bytes(method), authority: (authority ?? hostField).map { bytes.bytes($0) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
+                        path: bytes.bytes(path))
         // RFC 9113 §8.3.1: `:authority` replaces Host; a Host field that differs makes the request malformed.
         if let authority, let hostField, !bytes.span(authority, equalsIgnoringCase: hostField) { isMalformed = true }
         guard !isMalformed, let host = authority ?? hostField, method.count > 0 else {
@@ -152,7 +159,7 @@ final class H2Stream: ExchangeDownstream {
             return
         }
         if bytes.span(method, equalsBytes: "CONNECT") {
-            respondLocally(ErrorResponse(501, "CONNECT is not supported"))
+            respondLocally(.connectNotSupported)
             return
         }
         // RFC 9113 §8.2 downgrade framing, computed by Sluice: the client's length, or none when the body ended
@@ -178,8 +185,10 @@ final class H2Stream: ExchangeDownstream {
         case .refused(let error):
             respondLocally(error)
         case .routedH2(let pool, let revision, let tag):
+            record.noteRoute(revision: revision, tag: tag)
             startGRPC(pool: pool, revision: revision, tag: tag, host: host)
         case .routed(let pool, let upstream, let revision, let tag):
+            record.noteRoute(revision: revision, tag: tag)
             let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
                                    headers: fields, framing: framing)
             let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
@@ -187,7 +196,8 @@ final class H2Stream: ExchangeDownstream {
             self.exchange = exchange
             phase = .exchanging
             exchange.begin(head: head, headBytes: bytes.baseAddress!)
-            if !exchange.requestBodyDone { exchange.pumpRequestBody() }
+            record.requestId.set(requestId)
+            if self.exchange === exchange, !exchange.requestBodyDone { exchange.pumpRequestBody() }
         }
     }
 
@@ -221,6 +231,7 @@ final class H2Stream: ExchangeDownstream {
             // Held within the stream window until the pod's socket takes it (not routed yet: until it is).
             if requestBody == nil { requestBody = worker.buffers.take() }
             requestBody!.append(bytes)
+            if grpc != nil || exchange == nil { record.requestBodyBytes += bytes.count }  // an Exchange counts its own
             exchange?.pumpRequestBody()
             if let grpc {
                 if !grpc.responseStarted && !requestDone { setDeadline(.requestBodyIdle, after: worker.settings.timeouts.bodyIdleMs) }
@@ -310,6 +321,7 @@ final class H2Stream: ExchangeDownstream {
                 session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))
             }
         }
+        record.status = head.status
         var hasBody = true
         if case .done = exchange.response { hasBody = false; responseDone = true }
         hasPendingBodyEnd = hasBody
@@ -317,6 +329,7 @@ final class H2Stream: ExchangeDownstream {
     }
 
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer) {
+        record.responseBodyBytes += bytes.count
         if responseBody == nil { responseBody = worker.buffers.take() }
         responseBody!.append(bytes)
         session.resumeData(id)
@@ -365,7 +378,9 @@ final class H2Stream: ExchangeDownstream {
     // MARK: Outcomes
 
     func exchangeFinished(closeAfter: Bool) {
+        if let exchange { noteAttempts(of: exchange) }
         exchange = nil
+        finishRequest(.completed, status: record.status)
         phase = .responded
         releaseRequestWindow()
         deadlineKind = .none
@@ -377,20 +392,23 @@ final class H2Stream: ExchangeDownstream {
 
     func failExchange(_ response: ErrorResponse) {
         if let grpc {
-            if grpc.responseStarted { abortExchange(); return }
+            if grpc.responseStarted { abortExchange(response.answer.flags); return }
             grpc.cancel()
             self.grpc = nil
             respondLocally(response)
             return
         }
         guard let exchange else { return }
-        if exchange.responseStarted { abortExchange(); return }
+        if exchange.responseStarted { abortExchange(response.answer.flags); return }
+        noteAttempts(of: exchange)
         exchange.abandonUpstream()
         self.exchange = nil
         respondLocally(response)
     }
 
-    func abortExchange() {
+    func abortExchange(_ flags: RequestRecord.Flags) {
+        if let exchange { noteAttempts(of: exchange) }
+        finishRequest(.aborted, status: record.status, flags: flags)
         exchange?.abandonUpstream()
         exchange = nil
         grpc?.cancel()
@@ -404,6 +422,8 @@ final class H2Stream: ExchangeDownstream {
     /// A gateway-made response: the same statuses and JSON bodies as HTTP/1.1 (ErrorResponse); for a gRPC request a
     /// trailers-only gRPC response instead (HTTP 200, `grpc-status`, `grpc-message`), as gRPC clients expect.
     private func respondLocally(_ response: ErrorResponse) {
+        if isGRPC { record.grpcStatus = response.grpcStatus }
+        finishRequest(answered: response)
         phase = .responded
         releaseRequestWindow()
         if isGRPC {
@@ -471,18 +491,18 @@ final class H2Stream: ExchangeDownstream {
         deadline = .max
         deadlineKind = .none
         switch kind {
-        case .none, .keepAliveIdle, .requestHead, .handshake:
+        case .none, .keepAliveIdle, .requestHead, .handshake, .lingering:
             return  // connection-level timers: the H2Connection owns them
         case .requestBodyIdle:
             if let exchange, !exchange.responseStarted { failExchange(.requestTimeout) }
             else if let grpc, !grpc.responseStarted { failExchange(.requestTimeout) }
-            else { abortExchange() }
+            else { abortExchange(.streamIdleTimeout) }
         case .upstreamConnect:
             failExchange(.upstreamConnectTimeout)
         case .upstreamResponse:
             failExchange(.upstreamTimeout)
         case .responseBodyIdle:
-            abortExchange()
+            abortExchange(.streamIdleTimeout)
         }
     }
 
@@ -493,6 +513,9 @@ final class H2Stream: ExchangeDownstream {
         if case .closed = phase { return }
         phase = .closed
         isReset = true
+        if let exchange { noteAttempts(of: exchange) }
+        // The client reset the stream, or the connection went away, before the response was complete.
+        finishRequest(.aborted, status: record.status, flags: .downstreamConnectionTermination)
         if let exchange {
             exchange.abandonUpstream()
             self.exchange = nil
@@ -513,6 +536,8 @@ final class H2Stream: ExchangeDownstream {
     /// own dropped), `te: trailers`, and the same added fields as toward an HTTP/1.1 pod.
     private func startGRPC(pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan, isRetry: Bool = false) {
         grpcRoute = (pool, revision, tag, host)
+        record.attempts += 1
+        record.endpoint = pool.endpoint
         guard let upstreamConnection = isRetry ? pool.openH2() : pool.acquireH2() else {
             respondLocally(.upstreamConnectFailed)
             return
@@ -612,6 +637,7 @@ final class H2Stream: ExchangeDownstream {
     /// The pod's connection is up: the request is on its way.
     func upstreamConnected() {
         guard let grpc, !grpc.responseStarted else { return }
+        record.upstreamConnectedNs = MonotonicClock.nanoseconds()
         let timeouts = worker.settings.timeouts
         if requestDone { setDeadline(.upstreamResponse, after: timeouts.upstreamResponseMs) }
         else { setDeadline(.requestBodyIdle, after: timeouts.bodyIdleMs) }
@@ -644,6 +670,9 @@ final class H2Stream: ExchangeDownstream {
     }
 
     func grpcResponseHead(_ call: H2UpstreamStream, status: Int, endStream: Bool) {
+        record.status = status
+        record.firstResponseByteNs = MonotonicClock.nanoseconds()
+        if endStream { record.grpcStatus = Self.grpcStatus(in: call) }
         let session = self.session
         session.beginHeaders()
         let base = call.fieldBytes.readable
@@ -671,6 +700,7 @@ final class H2Stream: ExchangeDownstream {
     }
 
     func grpcResponseTrailers(_ call: H2UpstreamStream) {
+        record.grpcStatus = Self.grpcStatus(in: call)
         let held = trailerBytes ?? worker.buffers.take()
         held.clear()
         trailerBytes = held
@@ -706,7 +736,28 @@ final class H2Stream: ExchangeDownstream {
         return true
     }
 
+    /// The gRPC call's attempts are counted as they start (startGRPC); the endpoint is the last one's.
+    private func noteAttempts(of call: H2UpstreamStream) {
+        record.endpoint = call.pool.endpoint
+    }
+
+    /// The `grpc-status` among the fields `call` holds now (trailers, or the headers of a trailers-only answer).
+    private static func grpcStatus(in call: H2UpstreamStream) -> Int {
+        let base = call.fieldBytes.readable
+        for (name, value) in call.fields where name.count == 11 && equalsIgnoringCase(base.bytes(name), "grpc-status") {
+            var n = 0
+            for b in base.bytes(value) {
+                guard b >= 0x30 && b <= 0x39, n < 1000 else { return -1 }
+                n = n * 10 + Int(b - 0x30)
+            }
+            return value.count > 0 ? n : -1
+        }
+        return -1
+    }
+
     private func grpcFinished(_ call: H2UpstreamStream, resetAfterSend: Bool) {
+        noteAttempts(of: call)
+        finishRequest(.completed, status: record.status)
         grpc = nil
         if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
         // What is still buffered for the client stays bounded by this stream's window; the pod's connection
@@ -739,7 +790,9 @@ final class H2Stream: ExchangeDownstream {
             startGRPC(pool: route.pool, revision: route.revision, tag: route.tag, host: route.host, isRetry: true)
             return
         }
+        noteAttempts(of: call)
         if call.responseStarted {
+            finishRequest(.aborted, status: record.status, flags: .upstreamConnectionTermination)
             phase = .responded
             releaseRequestWindow()
             session.resetStream(id, errorCode == H2ErrorCode.cancel.rawValue ? .cancel : .internalError)

@@ -23,9 +23,15 @@ final class Worker {
     private var drainDeadline: Int64 = 0
     /// The TLS generation for new connections (nil: plain listener); reads the shared slot only after a reload.
     var tls: TLSContextSlot.Reader?
+    /// Requests finished on this worker (RequestLifecycle's finish).
+    var finishedRequests = 0
+    /// Told of every finished request, on this thread (nil: nobody listens).
+    let requestObserver: RequestObserver?
 
-    init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64) throws {
+    init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
+         requestObserver: RequestObserver? = nil) throws {
         self.handle = handle
+        self.requestObserver = requestObserver
         self.loop = try EventLoop()
         self.routes = routes
         self.settings = settings

@@ -1,0 +1,87 @@
+// Proxy layer: the life of a request — its phases in order, where each one runs, and the one finish that every
+// request passes through exactly once, whatever the client speaks and however it ends. Read this file first.
+//
+// The same phases run for HTTP/1.1 (DownstreamConnection), HTTP/2 → HTTP/1.1 (H2Stream + Exchange) and gRPC →
+// HTTP/2 (H2Stream + H2UpstreamStream):
+//
+//  1. Request head   the head arrives and is parsed: RequestParser (HTTP/1.1, DownstreamConnection.advance) or
+//                    nghttp2 (H2Stream.addHeader / headersComplete). The record opens at the first byte (HTTP/1.1)
+//                    or when the stream opens (HTTP/2); method, authority and path are copied into it.
+//  2. Route          host → service → revision (weighted pick, tag host, or tag header): Worker.route
+//                    (Worker+Routing.swift). A request that cannot be routed is answered here (404/503/501).
+//  3. Policy         the timeouts and limits the request runs under, read from the worker's settings, which change
+//                    only between requests (a hand-over never changes a request's routes mid-way).
+//  4. Endpoint       power of two choices on outstanding requests among the revision's endpoints
+//                    (Worker.pickEndpoint).
+//  5. Connect/reuse  an idle pooled connection or a new one (ConnectionPool.acquire, UpstreamDial): the first
+//                    `UpstreamAttempt` of the Exchange. A failed attempt that the pod never answered, with every
+//                    request byte still held in the replay buffer, is followed by another (Exchange.startNextAttempt).
+//  6. Send           the request head re-serialised by one forwarded-headers policy (ForwardedHeaders.swift), then
+//                    the body with backpressure both ways (Exchange.begin / pumpRequestBody; H2Stream.startGRPC).
+//  7. Response head  parsed and relayed in the client's protocol (Exchange.startResponse → writeResponseHead;
+//                    H2Stream.grpcResponseHead).
+//  8. Relay          the response body (Exchange.pumpResponse; H2Stream.readResponseBody), trailers for gRPC.
+//  9. Finish         `RequestOwner.finishRequest`: the record gets its outcome, status, flags and end time and goes
+//                    to `Worker.finish`, the single place where metrics, access logs and traces plug in.
+//
+// Every way out reaches finish once: a complete response (.completed), a gateway-made answer — no route, no
+// endpoint, connect failure, timeouts, limits, malformed input — (.gatewayAnswered, through the one
+// respondLocally of each protocol), and every abort: the client leaving or resetting, the pod breaking off
+// mid-response, a body timeout, the drain deadline (.aborted). `isRequestOpen` makes a second call a no-op, and
+// the lifecycle tests assert one record per request.
+import SluiceIO
+
+/// Called on the worker's thread with each finished request (tests; later the metrics and access log).
+public typealias RequestObserver = @Sendable (RequestRecord) -> Void
+
+/// The owner of one request at a time (an HTTP/1.1 connection, an HTTP/2 stream): holds its record.
+protocol RequestOwner: AnyObject {
+    var worker: Worker { get }
+    var record: RequestRecord { get set }
+    /// A record is open: the request started and has not finished.
+    var isRequestOpen: Bool { get set }
+}
+
+extension RequestOwner {
+    /// Phase 1: a new request starts.
+    func openRequest(_ clientProtocol: RequestRecord.ClientProtocol, isTLS: Bool) {
+        record.open(clientProtocol, isTLS: isTLS, now: MonotonicClock.nanoseconds())
+        isRequestOpen = true
+    }
+
+    /// Phase 9: the one finish. `status` is what the client got (0: nothing); a second call does nothing.
+    func finishRequest(_ outcome: RequestRecord.Outcome, status: Int, flags: RequestRecord.Flags = []) {
+        guard isRequestOpen else { return }
+        isRequestOpen = false
+        record.outcome = outcome
+        if status != 0 || record.status == 0 { record.status = status }
+        record.flags.formUnion(flags)
+        if record.attempts > 1 { record.flags.insert(.retried) }
+        if outcome == .aborted && worker.isDraining { record.flags.insert(.draining) }
+        record.endNs = MonotonicClock.nanoseconds()
+        worker.finish(record)
+    }
+
+    /// A gateway-made answer: the status and the reason's flags.
+    func finishRequest(answered response: ErrorResponse) {
+        record.gatewayAnswer = response.answer
+        finishRequest(.gatewayAnswered, status: response.status, flags: response.answer.flags)
+    }
+
+    /// What the exchange's attempts did (endpoint, timestamps, counts), copied before the exchange goes away.
+    func noteAttempts(of exchange: Exchange) {
+        record.attempts = exchange.attemptCount
+        record.endpoint = exchange.pool.endpoint
+        record.upstreamConnectedNs = exchange.upstreamConnectedNs
+        if record.firstResponseByteNs == 0 { record.firstResponseByteNs = exchange.firstResponseByteNs }
+        record.requestBodyBytes = exchange.requestBodyBytes
+    }
+}
+
+extension Worker {
+    /// Every finished request, once: the hook of metrics, access logs and traces.
+    func finish(_ record: RequestRecord) {
+        finishedRequests &+= 1
+        requestObserver?(record)
+    }
+}
