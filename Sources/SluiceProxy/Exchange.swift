@@ -126,41 +126,23 @@ final class Exchange: UpstreamDelegate {
         out.append(" HTTP/1.1\r\nHost: ")
         out.append(bytes(head.host!))
         out.append("\r\n")
-        var forwardedForCount = 0
-        downstream.requestId.removeAll(keepingCapacity: true)
-        for field in head.headers where !field.dropOnForward {
-            switch field.kind {
-            case .xForwardedFor:
-                // Several X-Forwarded-For lines are one list (RFC 9110 §5.3); they are joined below.
-                forwardedForCount += 1
-                continue
-            case .xForwardedProto, .knativeServingTag:
-                continue
-            case .xRequestId:
-                if downstream.requestId.isEmpty && field.value.count <= 128 {
-                    downstream.requestId.append(contentsOf: bytes(field.value))
-                }
-                continue
-            case .other:
-                if Exchange.isInjectedHeader(bytes(field.name)) { continue }
-            case .host, .contentLength, .transferEncoding, .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .expect:
-                continue  // hop-by-hop or re-framed: the parsers mark these dropOnForward already
+        ForwardedHeaders.resolveRequestId(&downstream.requestId, fields: head.headers, base: base, random: &worker.random)
+        for field in head.headers {
+            switch ForwardedHeaders.action(field, name: bytes(field.name)) {
+            case .forward:
+                out.append(bytes(field.name))
+                out.append(": ")
+                out.append(bytes(field.value))
+                out.append("\r\n")
+            case .drop, .joinForwardedFor, .requestId:
+                continue  // the last two are written once, below
             }
-            out.append(bytes(field.name))
-            out.append(": ")
-            out.append(bytes(field.value))
-            out.append("\r\n")
         }
         out.append("X-Forwarded-For: ")
-        if forwardedForCount > 0 {
-            for field in head.headers where field.kind == .xForwardedFor && !field.dropOnForward {
-                out.append(bytes(field.value))
-                out.append(", ")
-            }
-        }
-        out.append(downstream.peerIP)
-        out.append(!downstream.isTLS ? "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: " : "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: ")
-        if downstream.requestId.isEmpty { generateRequestId() }
+        ForwardedHeaders.appendForwardedFor(fields: head.headers, base: base, peerIP: downstream.peerIP, into: out)
+        out.append("\r\nX-Forwarded-Proto: ")
+        out.append(ForwardedHeaders.forwardedProto(isTLS: downstream.isTLS))
+        out.append("\r\nX-Request-Id: ")
         out.append(downstream.requestId)
         out.append("\r\n")
         if let tag { out.append(tag.upstreamHeader) }
@@ -190,39 +172,6 @@ final class Exchange: UpstreamDelegate {
             armRequestDeadline()
             // With a body to come, the pump flushes head and body together: one send per request, not two.
             if requestBodyDone { upstream.flush() }
-        }
-    }
-
-    /// Headers we add toward the pod; a client's copies are dropped so they cannot be spoofed.
-    static func isInjectedHeader(_ name: UnsafeRawBufferPointer) -> Bool {
-        switch name.count {
-        case 16: return equalsIgnoringCase(name, "kserve-isvc-name")
-        case 21: return equalsIgnoringCase(name, "kserve-isvc-namespace")
-        case 24: return equalsIgnoringCase(name, "knative-serving-revision")
-        case 25: return equalsIgnoringCase(name, "knative-serving-namespace")
-        default: return false
-        }
-    }
-
-    private func generateRequestId() {
-        Exchange.generateRequestId(into: &downstream.requestId, random: &worker.random)
-    }
-
-    static func generateRequestId(into requestId: inout [UInt8], random: inout FastRandom) {
-        // A random (version 4 layout) UUID, written without allocating once the array has capacity.
-        let hex: StaticString = "0123456789abcdef"
-        var a = random.next(), b = random.next()
-        var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes of stack scratch
-        withUnsafeMutableBytes(of: &text) { out in
-            var o = 0
-            for i in 0..<32 {
-                if i == 8 || i == 12 || i == 16 || i == 20 { out[o] = 0x2D; o += 1 }
-                let nibble: Int
-                if i < 16 { nibble = Int(a & 0xF); a >>= 4 } else { nibble = Int(b & 0xF); b >>= 4 }
-                out[o] = hex.utf8Start[i == 12 ? 4 : (i == 16 ? 8 | (nibble & 3) : nibble)]
-                o += 1
-            }
-            requestId.append(contentsOf: UnsafeRawBufferPointer(rebasing: out[0..<36]))
         }
     }
 

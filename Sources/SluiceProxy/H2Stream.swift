@@ -573,22 +573,12 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         }
         let bytes = headBytes.readable
         if !isRetry {  // a retry keeps the first attempt's request id
-            requestId.removeAll(keepingCapacity: true)
-            if let field = fields.first(where: { $0.kind == .xRequestId && !$0.dropOnForward }), field.value.count <= 128 {
-                requestId.append(contentsOf: bytes.bytes(field.value))
-            } else {
-                Exchange.generateRequestId(into: &requestId, random: &worker.random)
-            }
+            ForwardedHeaders.resolveRequestId(&requestId, fields: fields, base: bytes.baseAddress!, random: &worker.random)
+            record.requestId.set(requestId)
         }
         add("te") { $0.append("trailers") }
-        add("x-forwarded-for") { out in
-            for field in self.fields where field.kind == .xForwardedFor && !field.dropOnForward {
-                out.append(self.headBytes.readable.bytes(field.value))
-                out.append(", ")
-            }
-            out.append(self.peerIP)
-        }
-        add("x-forwarded-proto") { $0.append(self.isTLS ? "https" : "http") }
+        add("x-forwarded-for") { ForwardedHeaders.appendForwardedFor(fields: self.fields, base: self.headBytes.readable.baseAddress!, peerIP: self.peerIP, into: $0) }
+        add("x-forwarded-proto") { $0.append(ForwardedHeaders.forwardedProto(isTLS: self.isTLS)) }
         add("x-request-id") { $0.append(self.requestId) }
         if let tag { addLines(tag.upstreamHeader) }
         addLines(revision.upstreamHeaders)
@@ -605,16 +595,13 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         list.append(pair(":scheme", UnsafeRawBufferPointer(start: scheme.utf8Start, count: scheme.utf8CodeUnitCount)))
         list.append(pair(":authority", bytes.bytes(host)))
         list.append(pair(":path", bytes.bytes(path)))
-        for field in fields where !field.dropOnForward {
-            switch field.kind {
-            case .xForwardedFor, .xForwardedProto, .xRequestId, .knativeServingTag:
-                continue
-            case .other:
-                if Exchange.isInjectedHeader(bytes.bytes(field.name)) { continue }
-            default:
-                break
+        for field in fields {
+            switch ForwardedHeaders.action(field, name: bytes.bytes(field.name)) {
+            case .forward:
+                list.append((bytes.bytes(field.name), bytes.bytes(field.value)))
+            case .drop, .joinForwardedFor, .requestId:
+                continue  // the last two are among ours, added once
             }
-            list.append((bytes.bytes(field.name), bytes.bytes(field.value)))
         }
         for (n, v) in added { list.append((s.bytes(n), s.bytes(v))) }
         upstreamConnection.requestFields = list

@@ -79,7 +79,7 @@ final class GRPCErrorTests: XCTestCase {
 
 /// The iris service with h2c endpoints only: `split`% to revision 2 (pods.1), the rest to revision 1 (pods.0).
 func grpcGateway(pods: (UInt16, UInt16), split: Int = 0, workers: Int = 1, protocol upstreamProtocol: UpstreamProtocol = .h2c,
-                 settings: (inout ProxySettings) -> Void = { _ in }) throws -> Gateway {
+                 settings: (inout ProxySettings) -> Void = { _ in }, requestObserver: RequestObserver? = nil) throws -> Gateway {
     var s = ProxySettings()
     s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
     s.workers = workers
@@ -90,5 +90,5 @@ func grpcGateway(pods: (UInt16, UInt16), split: Int = 0, workers: Int = 1, proto
                     RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pods.1, protocol: upstreamProtocol)])],
         traffic: [TrafficTargetSpec(revisionName: rev2, percent: split, tag: "latest", latestRevision: true),
                   TrafficTargetSpec(revisionName: rev1, percent: 100 - split, tag: "prev")])
-    return try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()))
+    return try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()), requestObserver: requestObserver)
 }

@@ -187,6 +187,39 @@ final class RequestLifecycleTests: XCTestCase {
         XCTAssertEqual(records[1].gatewayAnswer, .noRoute)
         XCTAssertEqual(collector.count, 2)
     }
+
+    func testGRPCCallsReachFinishOnceWithTheirGRPCStatus() throws {
+        let pod = H2EchoBackend()
+        defer { pod.stop() }
+        let collector = RecordCollector()
+        let g = try grpcGateway(pods: (pod.port, pod.port), requestObserver: collector.observer)
+        defer { g.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: g.port)
+        let paths = ["/inference.GRPCInferenceService/echo", "/inference.GRPCInferenceService/fail"]
+        let ids = paths.map { c.request("POST", $0, authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 1, 7]) }
+        let refused = c.request("POST", grpcPath, authority: "nobody.example.com", headers: grpcHeaders, body: [0, 0, 0, 0, 0])
+        try c.run { (ids + [refused]).allSatisfy { c.responses[$0]?.isClosed == true } }
+        let records = collector.wait(for: 3)
+        guard records.count == 3 else { return }
+        let byPath = Dictionary(records.map { ($0.path.string + " " + $0.authority.string, $0) }, uniquingKeysWith: { a, _ in a })
+        let echo = try XCTUnwrap(byPath[paths[0] + " " + serviceHost])
+        XCTAssertEqual(echo.clientProtocol, .grpc)
+        XCTAssertEqual(echo.outcome, .completed)
+        XCTAssertEqual(echo.status, 200)
+        XCTAssertEqual(echo.grpcStatus, 0)
+        XCTAssertEqual(echo.requestBodyBytes, 6)
+        XCTAssertEqual(echo.responseBodyBytes, 6)
+        XCTAssertEqual(echo.endpoint?.port, pod.port)
+        XCTAssertEqual(echo.attempts, 1)
+        XCTAssertEqual(echo.revision?.name, rev1)
+        let failed = try XCTUnwrap(byPath[paths[1] + " " + serviceHost])
+        XCTAssertEqual(failed.grpcStatus, 5, "trailers-only NOT_FOUND from the pod")
+        let noRoute = try XCTUnwrap(byPath[grpcPath + " nobody.example.com"])
+        XCTAssertEqual(noRoute.outcome, .gatewayAnswered)
+        XCTAssertEqual(noRoute.gatewayAnswer, .noRoute)
+        XCTAssertEqual(noRoute.grpcStatus, 12)
+        XCTAssertEqual(collector.count, 3)
+    }
 }
 
 /// A plain blocking TCP connection to 127.0.0.1:port (for tests that must reset it, which TestClient cannot).
