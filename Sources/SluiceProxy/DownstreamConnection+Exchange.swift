@@ -39,7 +39,7 @@ extension DownstreamConnection {
             }
             // FIN seen and the socket drained: the body can never be completed (the client abandoned its upload).
             guard mayBeReadable else { return clientFinishedSending ? .gone : .noData }
-            switch readClient(limit: worker.settings.limits.bufferBytes) {
+            switch readClient(limit: exchange.policy.bufferBytes) {
             case .progress: continue
             case .noData: return clientFinishedSending && !mayBeReadable ? .gone : .noData
             case .gone: return .gone
@@ -111,7 +111,7 @@ extension DownstreamConnection {
             out.append(requestId)
             out.append("\r\n")
         }
-        if worker.settings.revisionHeader { out.append(exchange.revision.responseHeader) }
+        if exchange.policy.revisionHeader { out.append(exchange.revision.responseHeader) }
         out.append("\r\n")
         record.status = head.status
     }

@@ -339,6 +339,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         let input = self.input!
         let base = input.readable.baseAddress!
         let settings = worker.settings
+        let policy = RequestPolicy(settings: settings)
         @inline(__always) func bytes(_ span: ByteSpan?) -> UnsafeRawBufferPointer {
             guard let span else { return UnsafeRawBufferPointer(start: nil, count: 0) }
             return UnsafeRawBufferPointer(start: base + span.start, count: span.count)
@@ -349,7 +350,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         case .none: hasBody = false
         case .contentLength(let n):
             hasBody = n > 0
-            if settings.limits.maxRequestBodyBytes > 0 && n > settings.limits.maxRequestBodyBytes {
+            if policy.maxRequestBodyBytes > 0 && n > policy.maxRequestBodyBytes {
                 finishLocally(.payloadTooLarge, closeAfter: true)
                 return
             }
@@ -378,7 +379,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             requestDecoder.reset()
             let closeAfter = !head.keepAlive || requestsServed + 1 >= settings.limits.maxRequestsPerConnection
             let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
-                                    head: head, closeAfterResponse: closeAfter)
+                                    head: head, policy: policy, closeAfterResponse: closeAfter)
             self.exchange = exchange
             phase = .exchanging
             // The head leaves the input buffer before anything can end the request: `begin` copies every byte it
@@ -510,8 +511,11 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         discardInput()
     }
 
-    /// How long a refused upload is read and dropped after the answer (nginx: lingering_timeout 5 s).
+    /// How long, and how much of, a refused upload is read and dropped after the answer (nginx: lingering_timeout
+    /// 5 s, no byte bound; a byte bound keeps a fast client from making us read for the whole time).
     static let lingeringMs = 5_000
+    static let lingeringBytes = 16 * 1024 * 1024
+    private var lingeredBytes = 0
 
     private func discardInput() {
         let scratch = input ?? worker.buffers.take()
@@ -519,7 +523,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         for _ in 0..<64 {  // ~2 MiB per wake-up; the deadline ends a client that never stops
             scratch.clear()
             switch scratch.read(from: fd, limit: scratch.capacity) {
-            case .bytes:
+            case .bytes(let n):
+                lingeredBytes += n
+                if lingeredBytes > DownstreamConnection.lingeringBytes { close(); return }
                 continue
             case .wouldBlock:
                 scratch.clear()

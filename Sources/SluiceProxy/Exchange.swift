@@ -84,13 +84,16 @@ final class Exchange: UpstreamDelegate {
     /// connection the pod had just closed can be sent again on a fresh one (the idle-close race).
     private var replay: ByteBuffer?
     private var isPumpingResponse = false
-    private var bufferBytes: Int { worker.settings.limits.bufferBytes }
+    /// Timeouts and limits, resolved when the request was routed.
+    let policy: RequestPolicy
+    private var bufferBytes: Int { policy.bufferBytes }
 
     init(downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?,
-         head: RequestHead, closeAfterResponse: Bool) {
+         head: RequestHead, policy: RequestPolicy, closeAfterResponse: Bool) {
         self.downstream = downstream
         self.worker = downstream.worker
         self.attempt = UpstreamAttempt(pool: pool, upstream: upstream)
+        self.policy = policy
         self.revision = revision
         self.tag = tag
         self.requestWasHEAD = head.isHEAD
@@ -164,9 +167,8 @@ final class Exchange: UpstreamDelegate {
             self.replay = replay
         }
         attempt.markOutstanding()
-        let timeouts = worker.settings.timeouts
         if upstream.state == .connecting {
-            downstream.setDeadline(.upstreamConnect, after: timeouts.upstreamConnectMs)
+            downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
         } else {
             attempt.connectedNs = MonotonicClock.nanoseconds()
             armRequestDeadline()
@@ -180,11 +182,10 @@ final class Exchange: UpstreamDelegate {
         // deadline stands: the first body pump right after `begin` must not replace it with the response timeout.
         // upstreamConnected arms this one once the connection is open.
         if upstream?.state == .connecting { return }
-        let timeouts = worker.settings.timeouts
         if requestBodyDone {
-            if !responseStarted { downstream.setDeadline(.upstreamResponse, after: timeouts.upstreamResponseMs) }
+            if !responseStarted { downstream.setDeadline(.upstreamResponse, after: policy.upstreamResponseMs) }
         } else {
-            downstream.setDeadline(.requestBodyIdle, after: timeouts.bodyIdleMs)
+            downstream.setDeadline(.requestBodyIdle, after: policy.bodyIdleMs)
         }
     }
 
@@ -226,7 +227,6 @@ final class Exchange: UpstreamDelegate {
     /// Moves request body bytes from the client to the pod until one side has nothing or no room.
     func pumpRequestBody() {
         guard let upstream, let out = upstream.output else { return }
-        let limits = worker.settings.limits
         var progressed = false
         while !requestBodyDone {
             if out.readableBytes >= bufferBytes {
@@ -249,7 +249,7 @@ final class Exchange: UpstreamDelegate {
                 downstream.abortExchange(.downstreamConnectionTermination)
                 return
             }
-            if limits.maxRequestBodyBytes > 0 && requestBodyBytes > limits.maxRequestBodyBytes {
+            if policy.maxRequestBodyBytes > 0 && requestBodyBytes > policy.maxRequestBodyBytes {
                 downstream.failExchange(.payloadTooLarge)
                 return
             }
@@ -394,7 +394,7 @@ final class Exchange: UpstreamDelegate {
             switch upstream.readOnce(limit: bufferBytes) {
             case .bytes:
                 if responseStarted {
-                    downstream.setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
+                    downstream.setDeadline(.responseBodyIdle, after: policy.bodyIdleMs)
                 }
                 continue
             case .wouldBlock:
@@ -449,7 +449,7 @@ final class Exchange: UpstreamDelegate {
             attempt.connectedNs = MonotonicClock.nanoseconds()
             fresh.flush()
         } else {
-            downstream.setDeadline(.upstreamConnect, after: worker.settings.timeouts.upstreamConnectMs)
+            downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
         }
         return true
     }
@@ -471,7 +471,7 @@ final class Exchange: UpstreamDelegate {
         case .untilClose: response = .untilClose
         }
         downstream.writeResponseHead(head, base: base, for: self)
-        downstream.setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
+        downstream.setDeadline(.responseBodyIdle, after: policy.bodyIdleMs)
     }
 
     private func finishResponse() {

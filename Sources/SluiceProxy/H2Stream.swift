@@ -43,6 +43,8 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     private var grpcReplay: ByteBuffer?
     private var grpcMayRetry = true
     private var grpcRoute: (pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan)?
+    /// This request's timeouts and limits, resolved when the stream opened (its Exchange runs under the same).
+    private let policy: RequestPolicy
     /// Bytes at the front of `requestBody` that are replayed: the client's window was granted for them already.
     private var granted = 0
 
@@ -86,6 +88,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         limits.maxHeaderCount = connection.worker.settings.limits.maxHeaderCount
         responseParser = ResponseParser(limits: limits)
         headBytes = connection.worker.buffers.take()
+        policy = RequestPolicy(settings: connection.worker.settings)
         openRequest(.h2, isTLS: connection.tls != nil)
     }
 
@@ -174,8 +177,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             framing = .chunked
         }
         joinCookies()
-        let limits = worker.settings.limits
-        if let contentLength, limits.maxRequestBodyBytes > 0, contentLength > limits.maxRequestBodyBytes {
+        if let contentLength, policy.maxRequestBodyBytes > 0, contentLength > policy.maxRequestBodyBytes {
             respondLocally(.payloadTooLarge)
             return
         }
@@ -192,7 +194,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
                                    headers: fields, framing: framing)
             let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
-                                    head: head, closeAfterResponse: false)
+                                    head: head, policy: policy, closeAfterResponse: false)
             self.exchange = exchange
             phase = .exchanging
             exchange.begin(head: head, headBytes: bytes.baseAddress!)
@@ -234,7 +236,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             if grpc != nil || exchange == nil { record.requestBodyBytes += bytes.count }  // an Exchange counts its own
             exchange?.pumpRequestBody()
             if let grpc {
-                if !grpc.responseStarted && !requestDone { setDeadline(.requestBodyIdle, after: worker.settings.timeouts.bodyIdleMs) }
+                if !grpc.responseStarted && !requestDone { setDeadline(.requestBodyIdle, after: policy.bodyIdleMs) }
                 grpc.requestBodyAvailable()
             }
         case .receivingHead, .responded, .closed:
@@ -247,7 +249,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if case .exchanging = phase {
             exchange?.pumpRequestBody()
             if let grpc {
-                if !grpc.responseStarted && !grpc.isConnecting { setDeadline(.upstreamResponse, after: worker.settings.timeouts.upstreamResponseMs) }
+                if !grpc.responseStarted && !grpc.isConnecting { setDeadline(.upstreamResponse, after: policy.upstreamResponseMs) }
                 grpc.requestBodyAvailable()
             }
         }
@@ -315,7 +317,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             break  // DATA frames carry the body; END_STREAM ends it (RFC 9113 §8.1)
         }
         if !hasRequestId { requestId.withUnsafeBytes { session.addHeader(name: "x-request-id", value: $0) } }
-        if worker.settings.revisionHeader {
+        if exchange.policy.revisionHeader {
             // `Sluice-Revision: <name>\r\n`, pre-rendered by the route table: the value sits between ": " and CRLF.
             exchange.revision.responseHeader.withUnsafeBytes { line in
                 session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))
@@ -615,7 +617,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             return
         }
         if call.isConnecting {
-            setDeadline(.upstreamConnect, after: worker.settings.timeouts.upstreamConnectMs)
+            setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
         } else {
             upstreamConnected()
         }
@@ -625,9 +627,8 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     func upstreamConnected() {
         guard let grpc, !grpc.responseStarted else { return }
         record.upstreamConnectedNs = MonotonicClock.nanoseconds()
-        let timeouts = worker.settings.timeouts
-        if requestDone { setDeadline(.upstreamResponse, after: timeouts.upstreamResponseMs) }
-        else { setDeadline(.requestBodyIdle, after: timeouts.bodyIdleMs) }
+        if requestDone { setDeadline(.upstreamResponse, after: policy.upstreamResponseMs) }
+        else { setDeadline(.requestBodyIdle, after: policy.bodyIdleMs) }
     }
 
     /// nghttp2 frames request DATA toward the pod: the client's window reopens for exactly what it took.
@@ -636,7 +637,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             let n = min(body.readableBytes, buffer.count)
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
             if let replay = grpcReplay {
-                if replay.readableBytes + n <= worker.settings.limits.bufferBytes {
+                if replay.readableBytes + n <= policy.bufferBytes {
                     replay.append(UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
                 } else {
                     worker.buffers.give(replay)  // too large to hold: no retry
@@ -664,14 +665,14 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         session.beginHeaders()
         let base = call.fieldBytes.readable
         for (name, value) in call.fields { session.addHeader(name: base.bytes(name), value: base.bytes(value)) }
-        if worker.settings.revisionHeader {
+        if policy.revisionHeader {
             call.revision.responseHeader.withUnsafeBytes { line in
                 session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))
             }
         }
         hasPendingBodyEnd = !endStream
         session.submitResponse(id, status: status, hasBody: !endStream)
-        setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
+        setDeadline(.responseBodyIdle, after: policy.bodyIdleMs)
         if endStream {
             // Trailers-only (grpc-status in the headers): the call is over.
             responseDone = true
@@ -682,7 +683,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     func grpcResponseData(_ bytes: UnsafeRawBufferPointer) {
         writeResponseBody(bytes)
-        setDeadline(.responseBodyIdle, after: worker.settings.timeouts.bodyIdleMs)
+        setDeadline(.responseBodyIdle, after: policy.bodyIdleMs)
         connection.flush()
     }
 

@@ -9,8 +9,9 @@
 //                    or when the stream opens (HTTP/2); method, authority and path are copied into it.
 //  2. Route          host → service → revision (weighted pick, tag host, or tag header): Worker.route
 //                    (Worker+Routing.swift). A request that cannot be routed is answered here (404/503/501).
-//  3. Policy         the timeouts and limits the request runs under, read from the worker's settings, which change
-//                    only between requests (a hand-over never changes a request's routes mid-way).
+//  3. Policy         RequestPolicy: the timeouts and limits the request runs under, resolved once — when the
+//                    HTTP/1.1 request is routed, when the HTTP/2 stream opens — so a hand-over mid-request changes
+//                    neither its routes nor its limits.
 //  4. Endpoint       power of two choices on outstanding requests among the revision's endpoints
 //                    (Worker.pickEndpoint).
 //  5. Connect/reuse  an idle pooled connection or a new one (ConnectionPool.acquire, UpstreamDial): the first
