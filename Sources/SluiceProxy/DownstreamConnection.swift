@@ -66,9 +66,22 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// The connection closes after an answer while the client may still be sending (an error answer, a response
     /// before the end of the upload): close by lingering, not at once.
     private var lingerOnClose = false
-    /// The request in progress (RequestLifecycle.swift), open from its first byte to its finish.
-    var record = RequestRecord()
+    /// The request in progress (RequestLifecycle.swift), open from its first byte to its finish; its storage is the
+    /// worker's, lent while the request runs.
+    private var recordBox: RequestRecordBox?
+    var record: RequestRecord {
+        get { recordBox?.record ?? RequestRecord() }
+        _modify {
+            if recordBox == nil { recordBox = worker.takeRecordBox() }
+            yield &recordBox!.record
+        }
+    }
     var isRequestOpen = false
+
+    func recordFinished() {
+        if let recordBox { worker.giveRecordBox(recordBox) }
+        recordBox = nil
+    }
 
     static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
         var text = [UInt8](repeating: 0, count: 64)
@@ -389,7 +402,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             input.consume(head.headLength)
             exchange.begin(head: head, headBytes: base)
             parser.reset()
-            record.requestId.set(requestId)
+            if isRequestOpen { record.requestId.set(requestId) }
             guard self.exchange === exchange, phase == .exchanging else { return }  // ended already (answered or closed)
             if head.expectsContinue, !exchange.requestBodyDone {
                 // We read the body ourselves, so we answer 100 Continue ourselves (RFC 9110 §10.1.1) and drop Expect.

@@ -79,6 +79,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     /// This stream's request (RequestLifecycle.swift): open from the stream's first HEADERS to its finish.
     var record = RequestRecord()
     var isRequestOpen = false
+    func recordFinished() {}  // the stream is the request: its record goes with it
 
     init(id: Int32, connection: H2Connection) {
         self.id = id
@@ -236,7 +237,9 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             if grpc != nil || exchange == nil { record.requestBodyBytes += bytes.count }  // an Exchange counts its own
             exchange?.pumpRequestBody()
             if let grpc {
-                if !grpc.responseStarted && !requestDone { setDeadline(.requestBodyIdle, after: policy.bodyIdleMs) }
+                // While the pod's connection is still connecting, its connect deadline stands (a DATA frame read
+                // apart from the HEADERS used to replace it with the body timeout: no connect timeout at all).
+                if !grpc.responseStarted && !requestDone && !grpc.isConnecting { setDeadline(.requestBodyIdle, after: policy.bodyIdleMs) }
                 grpc.requestBodyAvailable()
             }
         case .receivingHead, .responded, .closed:

@@ -27,6 +27,8 @@ final class Worker {
     var finishedRequests = 0
     /// Told of every finished request, on this thread (nil: nobody listens).
     let requestObserver: RequestObserver?
+    /// Record storage for HTTP/1.1 requests in flight, recycled (RequestLifecycle.swift).
+    var recordBoxes: [RequestRecordBox] = []
 
     init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
          requestObserver: RequestObserver? = nil) throws {

@@ -41,6 +41,14 @@ protocol RequestOwner: AnyObject {
     var record: RequestRecord { get set }
     /// A record is open: the request started and has not finished.
     var isRequestOpen: Bool { get set }
+    /// The record was handed to finish: storage lent for it (an idle HTTP/1.1 connection keeps none) can go back.
+    func recordFinished()
+}
+
+/// A request record's storage lent by the worker to an HTTP/1.1 connection while a request runs, so that idle
+/// keep-alive connections do not each carry one (10 000 of them must stay cheap).
+final class RequestRecordBox {
+    var record = RequestRecord()
 }
 
 extension RequestOwner {
@@ -61,6 +69,7 @@ extension RequestOwner {
         if outcome == .aborted && worker.isDraining { record.flags.insert(.draining) }
         record.endNs = MonotonicClock.nanoseconds()
         worker.finish(record)
+        recordFinished()
     }
 
     /// A gateway-made answer: the status and the reason's flags.
@@ -84,5 +93,13 @@ extension Worker {
     func finish(_ record: RequestRecord) {
         finishedRequests &+= 1
         requestObserver?(record)
+    }
+
+    func takeRecordBox() -> RequestRecordBox {
+        recordBoxes.popLast() ?? RequestRecordBox()
+    }
+
+    func giveRecordBox(_ box: RequestRecordBox) {
+        if recordBoxes.count < 1024 { recordBoxes.append(box) }
     }
 }
