@@ -58,10 +58,8 @@ public struct AdminAPI: Sendable {
         case ("PUT", _, nil), ("POST", _, nil):
             let text = String(decoding: request.body, as: UTF8.self)
             do {
-                let results = try plane.apply(text, defaultNamespace: namespace)
-                if let name, results.contains(where: { $0.0.name != name || $0.0.namespace != namespace }) {
-                    return Self.status(400, "BadRequest", "the body names another resource than \(namespace)/\(name)")
-                }
+                // With a name in the URL, the plane checks that the body is that resource before applying it.
+                let results = try plane.apply(text, defaultNamespace: namespace, resourceName: name)
                 var response = Self.json(results.contains { $0.1 == .created } ? 201 : 200, Self.list(results.compactMap {
                     plane.resource(namespace: $0.0.namespace, name: $0.0.name)
                 }))
