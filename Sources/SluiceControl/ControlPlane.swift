@@ -112,8 +112,12 @@ public final class ControlPlane: Sendable {
     }
 
     /// A new configuration file (SIGHUP): static services, models and host rules; the rollout state stays.
-    public func reconfigure(_ config: GatewayConfig) throws(ControlError) {
-        _ = try change { core in
+    /// The new routes are built and the state saved before anything applies; then `install`, when given, receives
+    /// the table instead of the usual hand-over, still under the plane's lock, so that it can apply it together
+    /// with the rest of the generation (certificates, settings) and no probe-driven table can come in between.
+    /// Throws, with nothing applied or installed, when the routes are invalid or the state cannot be saved.
+    public func reconfigure(_ config: GatewayConfig, install: ((RouteTable) -> Void)? = nil) throws(ControlError) {
+        _ = try change(install: install) { core in
             core.config = config
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(config))
             return ()
@@ -136,8 +140,9 @@ public final class ControlPlane: Sendable {
         }
     }
 
-    /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes.
-    private func change<T>(_ body: (inout Core) -> T) throws(ControlError) -> T {
+    /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes
+    /// (through `install` when given, else the plane's hand-over).
+    private func change<T>(install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) -> T) throws(ControlError) -> T {
         let (result, state) = try core.withLock { core throws(ControlError) -> (T, RolloutState) in
             var next = core
             let result = body(&next)
@@ -148,7 +153,7 @@ public final class ControlPlane: Sendable {
             next.lastPublished = table
             core = next
             // Published under the lock so that two changes reach the workers in the order they were made.
-            publish(table)
+            if let install { install(table) } else { publish(table) }
             return (result, next.state)
         }
         updateProbeTargets(state)

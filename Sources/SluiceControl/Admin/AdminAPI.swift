@@ -2,27 +2,36 @@
 // revisions, /healthz and /readyz — over the blocking server; bearer-token protected when configured.
 import Foundation
 import SluiceBlockingHTTP
+import SluiceProxy
 import SluiceRouting
 
 public struct AdminAPI: Sendable {
     public static let prefix = "/apis/serving.kserve.io/v1beta1"
     let plane: ControlPlane
     let token: String?
-    let health: @Sendable () -> [String: JSONValue]
+    let gateway: Gateway?
 
     /// `token`: when set, every request but /healthz and /readyz needs `Authorization: Bearer <token>`.
-    public init(plane: ControlPlane, token: String?, health: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
+    /// `gateway`: the data plane whose connections /healthz reports and whose drain turns /readyz false.
+    public init(plane: ControlPlane, token: String?, gateway: Gateway? = nil) {
         self.plane = plane
         self.token = token
-        self.health = health
+        self.gateway = gateway
     }
 
     public func handle(_ request: BlockingRequest) -> BlockingResponse {
         let path = request.path
         if path == "/healthz" || path == "/readyz" {
             guard request.method == "GET" || request.method == "HEAD" else { return Self.status(405, "MethodNotAllowed", "use GET") }
-            var body = health()
-            body["status"] = .string("ok")
+            var body: [String: JSONValue] = ["status": "ok"]
+            if let gateway { body["connections"] = .int(gateway.activeConnections) }
+            // Liveness stays true while draining (the process is fine); readiness turns false the moment the drain
+            // starts, before the listeners close, so that a load balancer stops sending new requests.
+            if path == "/readyz", let gateway, gateway.isDraining {
+                body["status"] = "draining"
+                body["reason"] = "the gateway is shutting down: in-flight requests are finishing; send new requests elsewhere"
+                return Self.json(503, .object(body))
+            }
             return Self.json(200, .object(body))
         }
         if let token, request.header("Authorization") != "Bearer \(token)" {
