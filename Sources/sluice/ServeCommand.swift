@@ -74,7 +74,7 @@ struct ServeCommand: ParsableCommand {
                 do {
                     let needsRestart = try reloader.reload(try loadConfig())
                     if !needsRestart.isEmpty {
-                        log("reload: \(needsRestart.joined(separator: ", ")) changed and need a restart; the running values stay")
+                        log("reload: these settings need a restart and keep their running values: \(needsRestart.joined(separator: ", "))")
                     }
                     log("reload: \(config) applied (\(plane.routes.services.count) services)")
                 } catch {
