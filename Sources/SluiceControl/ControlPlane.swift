@@ -73,8 +73,10 @@ public final class ControlPlane: Sendable {
     // MARK: Operations (admin API, manifest directory)
 
     /// `kubectl apply` of every document in `text`: all are validated before any is applied; the state is on disk
-    /// before this returns.
-    public func apply(_ text: String, defaultNamespace: String, source: String = "STDIN") throws(ControlError) -> [(InferenceService, ApplyResult)] {
+    /// before this returns. `resourceName` is set for a PUT to one resource's URL (`…/namespaces/NS/…/NAME`): the
+    /// body must then be that one resource, checked before anything is applied, as the Kubernetes API server does.
+    public func apply(_ text: String, defaultNamespace: String, source: String = "STDIN",
+                      resourceName: String? = nil) throws(ControlError) -> [(InferenceService, ApplyResult)] {
         let services: [InferenceService]
         do {
             let suffix = core.withLock { $0.config.hostRules.componentSuffix }
@@ -83,6 +85,7 @@ public final class ControlPlane: Sendable {
             throw ControlError(status: error.isValidationError ? 422 : 400, reason: error.isValidationError ? "Invalid" : "BadRequest",
                                description: error.description)
         }
+        if let resourceName { try Self.check(services, name: resourceName, namespace: defaultNamespace) }
         return try change { core in
             let now = Date()
             return services.map { isvc in
@@ -109,8 +112,12 @@ public final class ControlPlane: Sendable {
     }
 
     /// A new configuration file (SIGHUP): static services, models and host rules; the rollout state stays.
-    public func reconfigure(_ config: GatewayConfig) throws(ControlError) {
-        _ = try change { core in
+    /// The new routes are built and the state saved before anything applies; then `install`, when given, receives
+    /// the table instead of the usual hand-over, still under the plane's lock, so that it can apply it together
+    /// with the rest of the generation (certificates, settings) and no probe-driven table can come in between.
+    /// Throws, with nothing applied or installed, when the routes are invalid or the state cannot be saved.
+    public func reconfigure(_ config: GatewayConfig, install: ((RouteTable) -> Void)? = nil) throws(ControlError) {
+        _ = try change(install: install) { core in
             core.config = config
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(config))
             return ()
@@ -119,8 +126,23 @@ public final class ControlPlane: Sendable {
 
     // MARK: Internals
 
-    /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes.
-    private func change<T>(_ body: (inout Core) -> T) throws(ControlError) -> T {
+    /// A PUT to one resource's URL carries exactly that resource (the API server's words for each mismatch).
+    private static func check(_ services: [InferenceService], name: String, namespace: String) throws(ControlError) {
+        guard services.count == 1, let isvc = services.first else {
+            throw ControlError(status: 400, reason: "BadRequest", description: "a PUT to inferenceservices/\(name) takes one object, got \(services.count)")
+        }
+        guard isvc.name == name else {
+            throw ControlError(status: 400, reason: "BadRequest", description: "the name of the object (\(isvc.name)) does not match the name on the URL (\(name))")
+        }
+        // The decoder gave a body without metadata.namespace the URL's, so a difference was written in the body.
+        guard isvc.namespace == namespace else {
+            throw ControlError(status: 400, reason: "BadRequest", description: "the namespace of the provided object does not match the namespace sent on the request")
+        }
+    }
+
+    /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes
+    /// (through `install` when given, else the plane's hand-over).
+    private func change<T>(install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) -> T) throws(ControlError) -> T {
         let (result, state) = try core.withLock { core throws(ControlError) -> (T, RolloutState) in
             var next = core
             let result = body(&next)
@@ -131,7 +153,7 @@ public final class ControlPlane: Sendable {
             next.lastPublished = table
             core = next
             // Published under the lock so that two changes reach the workers in the order they were made.
-            publish(table)
+            if let install { install(table) } else { publish(table) }
             return (result, next.state)
         }
         updateProbeTargets(state)

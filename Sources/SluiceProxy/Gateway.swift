@@ -41,6 +41,8 @@ public final class Gateway: Sendable {
     private let current: Mutex<(RouteTable, ProxySettings)>
     /// The TLS generation new handshakes use; nil on a plain listener.
     private let tls: TLSContextSlot?
+    /// Set the moment `shutdown` begins, before the listeners close: readiness answers false from then on.
+    private let draining = Atomic<Bool>(false)
 
     /// Binds one SO_REUSEPORT listener per worker, then starts the workers. Throws when the address cannot be bound.
     /// `requestObserver` is told of every finished request, on the worker's thread that served it.
@@ -99,18 +101,29 @@ public final class Gateway: Sendable {
 
     public var workerCount: Int { handles.count }
 
-    /// The route table and settings the workers were last given.
+    /// The route table the workers were last given.
     public var routes: RouteTable { current.withLock { $0.0 } }
 
-    /// Hands a new route table (and settings, except the listen address and worker count) to every worker.
-    /// Each worker swaps between requests; requests already routed finish on the routes they started with.
-    public func publish(routes: RouteTable, settings: ProxySettings? = nil) {
-        let s = current.withLock { state -> ProxySettings in
+    /// The settings the workers were last given.
+    public var settings: ProxySettings { current.withLock { $0.1 } }
+
+    /// Hands a new route table (and settings, except the listen address and worker count, and a TLS generation
+    /// built by `buildTLS`) to every worker: one configuration generation. Each worker swaps between requests;
+    /// requests already routed finish on the routes they started with, established connections keep their
+    /// certificates.
+    public func publish(routes: RouteTable, settings: ProxySettings? = nil, tls context: TLSContext? = nil) {
+        // The workers are told under the lock, so that two publications reach every mailbox in the order they
+        // replaced `current`: a stale table can never be installed after a newer one.
+        current.withLock { state in
             state.0 = routes
             if let settings { state.1 = settings }
-            return state.1
+            if let context {
+                // buildTLS refuses a TLS generation for a plain listener: getting one here is our own bug.
+                guard let tls else { preconditionFailure("a TLS generation published on a plain listener") }
+                tls.publish(context)
+            }
+            for handle in handles { handle.send(.install(routes, state.1)) }
         }
-        for handle in handles { handle.send(.install(routes, s)) }
     }
 
     /// Builds a TLS generation; errors name the pair's place in the list, the file and the reason.
@@ -128,15 +141,23 @@ public final class Gateway: Sendable {
     /// A broken pair throws with the file and the reason, and the running certificates stay.
     /// The handshake timeout travels with the settings given to `publish(routes:settings:)`.
     public func reloadTLS(_ settings: TLSSettings?) throws(GatewayError) {
+        guard let context = try buildTLS(settings), let tls else { return }
+        tls.publish(context)
+    }
+
+    /// Reads and checks the certificate and key files of `settings` without publishing them (the first half of a
+    /// reload, so that a configuration generation is validated whole before any of it applies); nil on a plain
+    /// listener. Throws when the reload would turn TLS on or off, or for a broken pair (with the file and reason).
+    public func buildTLS(_ settings: TLSSettings?) throws(GatewayError) -> TLSContext? {
         switch (tls, settings) {
         case (nil, nil):
-            return
+            return nil
         case (nil, .some):
             throw GatewayError(description: "tls: the listener was started without TLS; turning it on needs a restart")
         case (.some, nil):
             throw GatewayError(description: "tls: the listener was started with TLS; turning it off needs a restart")
-        case (.some(let slot), .some(let settings)):
-            slot.publish(try Gateway.tlsContext(settings))
+        case (.some, .some(let settings)):
+            return try Gateway.tlsContext(settings)
         }
     }
 
@@ -152,10 +173,17 @@ public final class Gateway: Sendable {
     /// Downstream connections open right now, over all workers.
     public var activeConnections: Int { handles.reduce(0) { $0 + $1.activeConnections.load(ordering: .relaxed) } }
 
-    /// Stops accepting, lets in-flight requests finish (idle keep-alive connections close at once, busy ones
-    /// after their current response), and returns when every worker has stopped or `graceMs` has passed.
-    public func shutdown(graceMs: Int64 = 10_000) {
-        let deadline = Posix.nowMilliseconds() + graceMs
+    /// True from the moment `shutdown` begins: the admin API's /readyz answers 503 so load balancers stop
+    /// sending, while in-flight requests finish.
+    public var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    /// Drains, in this order: readiness turns false, the listeners stop accepting, in-flight requests finish (idle
+    /// keep-alive connections close at once, busy ones after their current response), then the workers stop.
+    /// Returns when every worker has stopped or the grace period has passed; `graceMs` nil takes the settings'
+    /// `shutdownTimeoutMs` (the last published, so a reload that changed it counts).
+    public func shutdown(graceMs: Int64? = nil) {
+        draining.store(true, ordering: .releasing)
+        let deadline = Posix.nowMilliseconds() + (graceMs ?? Int64(settings.shutdownTimeoutMs))
         for handle in handles { handle.send(.drain(deadlineMs: deadline)) }
         while !handles.allSatisfy({ $0.finished.load(ordering: .acquiring) }) {
             if Posix.nowMilliseconds() > deadline + 1000 { break }

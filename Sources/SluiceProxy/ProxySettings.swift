@@ -82,5 +82,8 @@ public struct ProxySettings: Hashable, Sendable {
     public var tls: TLSSettings? = nil
     /// Verification of pods on `https://` endpoints.
     public var upstreamTLS = UpstreamTLSSettings()
+    /// How long a shutdown (SIGTERM) lets in-flight requests finish before the rest are cut; 30 s as Kubernetes'
+    /// default terminationGracePeriodSeconds, since inference requests and LLM streams run long.
+    public var shutdownTimeoutMs = 30_000
     public init() {}
 }

@@ -1,5 +1,6 @@
 // `sluice serve`: loads the configuration and the saved rollout state, starts the data plane, the admin API and the
-// readiness prober, applies a manifest directory, and reloads the configuration on SIGHUP.
+// readiness prober, applies a manifest directory, reloads the configuration on SIGHUP (through `Reloader`) and
+// drains on SIGTERM or SIGINT.
 import ArgumentParser
 import Foundation
 import SluiceBlockingHTTP
@@ -40,7 +41,7 @@ struct ServeCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         raiseFileLimit()
 
-        var loaded = try loadConfig()
+        let loaded = try loadConfig()
         let store: StateStore
         let plane: ControlPlane
         let gatewayBox = Mutex<Gateway?>(nil)
@@ -56,10 +57,11 @@ struct ServeCommand: ParsableCommand {
         }
         let gateway = try Gateway(settings: loaded.proxy, routes: plane.routes)
         gatewayBox.withLock { $0 = gateway }
+        let reloader = Reloader(plane: plane, gateway: gateway, config: loaded)
         plane.start()
         let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway)
         if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
-        if let tls = loaded.proxy.tls { try watchCertificates(tls, gateway: gateway) }
+        if let tls = loaded.proxy.tls { try watchCertificates(tls, reloader: reloader) }
         print("sluice \(Sluice.version): listening on \(loaded.proxy.listen.host):\(gateway.port) with \(gateway.workerCount) workers; admin on \(loaded.proxy.admin); state in \(loaded.control.stateDir); \(plane.routes.services.count) services")
         fflush(nil)
 
@@ -68,28 +70,24 @@ struct ServeCommand: ParsableCommand {
             sigwait(&signals, &received)
             switch received {
             case SIGHUP:
+                // One generation: the file, its certificates and the routes all validate, then all apply, or none.
                 do {
-                    let next = try loadConfig()
-                    if next.proxy.listen != loaded.proxy.listen || next.proxy.workers != loaded.proxy.workers || next.proxy.admin != loaded.proxy.admin
-                        || next.control.stateDir != loaded.control.stateDir {
-                        log("reload: listen, admin, workers and stateDir changes need a restart; other changes applied")
+                    let needsRestart = try reloader.reload(try loadConfig())
+                    if !needsRestart.isEmpty {
+                        log("reload: these settings need a restart and keep their running values: \(needsRestart.joined(separator: ", "))")
                     }
-                    var settings = next.proxy
-                    settings.listen = loaded.proxy.listen
-                    // Certificates first: a broken pair refuses the whole reload and everything running stays.
-                    try gateway.reloadTLS(next.proxy.tls)
-                    try plane.reconfigure(next)
-                    gateway.publish(routes: plane.routes, settings: settings)
-                    loaded = next
                     log("reload: \(config) applied (\(plane.routes.services.count) services)")
                 } catch {
                     log("reload: \(error); the running configuration stays")
                 }
             default:
-                log("shutting down: draining connections")
+                // readyz false → stop accepting → finish in flight → stop; the admin API answers /readyz
+                // (503) until the workers are done.
+                let graceMs = gateway.settings.shutdownTimeoutMs
+                log("shutting down: draining connections (up to \(graceMs) ms)")
+                gateway.shutdown()
                 adminServer.stop()
                 plane.stop()
-                gateway.shutdown(graceMs: 10_000)
                 return
             }
         }
@@ -117,7 +115,7 @@ struct ServeCommand: ParsableCommand {
             token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             guard token?.isEmpty == false else { throw ValidationError("adminTokenFile \(file) is empty") }
         }
-        let api = AdminAPI(plane: plane, token: token) { ["connections": .int(gateway.activeConnections)] }
+        let api = AdminAPI(plane: plane, token: token, gateway: gateway)
         let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
         server.start()
         return server
@@ -125,14 +123,15 @@ struct ServeCommand: ParsableCommand {
 
     /// Reloads the certificates when a file in their directories changes (cert-manager, certbot, a Secret mount):
     /// new handshakes use the new pair, established connections keep theirs; a broken pair is logged and refused.
-    private func watchCertificates(_ tls: TLSSettings, gateway: Gateway) throws {
+    /// The directories are those at start; the reloader re-reads the files the running configuration names.
+    private func watchCertificates(_ tls: TLSSettings, reloader: Reloader) throws {
         let directories = Set(tls.certificates.flatMap { [$0.cert, $0.key] }.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path })
         for directory in directories {
             let watcher: DirectoryWatcher
             do { watcher = try DirectoryWatcher(directory: directory) } catch { throw ValidationError("\(error)") }
             watcher.start {
                 do {
-                    try gateway.reloadTLS(tls)
+                    try reloader.reloadCertificates()
                     log("tls: certificates in \(directory) changed; reloaded")
                 } catch {
                     log("tls: \(error); the running certificates stay")

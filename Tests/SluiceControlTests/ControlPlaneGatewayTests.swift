@@ -181,32 +181,3 @@ final class ControlPlaneGatewayTests: XCTestCase {
         XCTAssertTrue(kept.contains("99"), "the newer file is left as it was")
     }
 }
-
-final class AdminAPITests: XCTestCase {
-    func testBearerTokenGuardsEverythingButHealth() throws {
-        let plane = try ControlPlane(config: GatewayConfig(services: []), store: nil) { _ in }
-        let api = AdminAPI(plane: plane, token: "s3cret")
-        let list = BlockingRequest(method: "GET", target: AdminAPI.prefix + "/inferenceservices")
-        XCTAssertEqual(api.handle(list).status, 401)
-        var authorized = list
-        authorized.headers = [("Authorization", "Bearer s3cret")]
-        let ok = api.handle(authorized)
-        XCTAssertEqual(ok.status, 200)
-        XCTAssertEqual(JSONValue.parse(ok.body)?["kind"]?.stringValue, "InferenceServiceList")
-        XCTAssertEqual(api.handle(BlockingRequest(method: "GET", target: "/healthz")).status, 200)
-        var wrong = list
-        wrong.headers = [("Authorization", "Bearer nope")]
-        XCTAssertEqual(api.handle(wrong).status, 401)
-    }
-
-    func testMissingServiceIsAKubernetesNotFoundStatus() throws {
-        let plane = try ControlPlane(config: GatewayConfig(services: []), store: nil) { _ in }
-        let response = AdminAPI(plane: plane, token: nil).handle(
-            BlockingRequest(method: "GET", target: AdminAPI.prefix + "/namespaces/default/inferenceservices/nope"))
-        XCTAssertEqual(response.status, 404)
-        let status = JSONValue.parse(response.body)
-        XCTAssertEqual(status?["kind"]?.stringValue, "Status")
-        XCTAssertEqual(status?["reason"]?.stringValue, "NotFound")
-        XCTAssertEqual(status?["message"]?.stringValue, #"inferenceservices.serving.kserve.io "nope" not found"#)
-    }
-}

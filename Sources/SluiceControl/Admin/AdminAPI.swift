@@ -2,27 +2,36 @@
 // revisions, /healthz and /readyz — over the blocking server; bearer-token protected when configured.
 import Foundation
 import SluiceBlockingHTTP
+import SluiceProxy
 import SluiceRouting
 
 public struct AdminAPI: Sendable {
     public static let prefix = "/apis/serving.kserve.io/v1beta1"
     let plane: ControlPlane
     let token: String?
-    let health: @Sendable () -> [String: JSONValue]
+    let gateway: Gateway?
 
     /// `token`: when set, every request but /healthz and /readyz needs `Authorization: Bearer <token>`.
-    public init(plane: ControlPlane, token: String?, health: @escaping @Sendable () -> [String: JSONValue] = { [:] }) {
+    /// `gateway`: the data plane whose connections /healthz reports and whose drain turns /readyz false.
+    public init(plane: ControlPlane, token: String?, gateway: Gateway? = nil) {
         self.plane = plane
         self.token = token
-        self.health = health
+        self.gateway = gateway
     }
 
     public func handle(_ request: BlockingRequest) -> BlockingResponse {
         let path = request.path
         if path == "/healthz" || path == "/readyz" {
             guard request.method == "GET" || request.method == "HEAD" else { return Self.status(405, "MethodNotAllowed", "use GET") }
-            var body = health()
-            body["status"] = .string("ok")
+            var body: [String: JSONValue] = ["status": "ok"]
+            if let gateway { body["connections"] = .int(gateway.activeConnections) }
+            // Liveness stays true while draining (the process is fine); readiness turns false the moment the drain
+            // starts, before the listeners close, so that a load balancer stops sending new requests.
+            if path == "/readyz", let gateway, gateway.isDraining {
+                body["status"] = "draining"
+                body["reason"] = "the gateway is shutting down: in-flight requests are finishing; send new requests elsewhere"
+                return Self.json(503, .object(body))
+            }
             return Self.json(200, .object(body))
         }
         if let token, request.header("Authorization") != "Bearer \(token)" {
@@ -58,10 +67,8 @@ public struct AdminAPI: Sendable {
         case ("PUT", _, nil), ("POST", _, nil):
             let text = String(decoding: request.body, as: UTF8.self)
             do {
-                let results = try plane.apply(text, defaultNamespace: namespace)
-                if let name, results.contains(where: { $0.0.name != name || $0.0.namespace != namespace }) {
-                    return Self.status(400, "BadRequest", "the body names another resource than \(namespace)/\(name)")
-                }
+                // With a name in the URL, the plane checks that the body is that resource before applying it.
+                let results = try plane.apply(text, defaultNamespace: namespace, resourceName: name)
                 var response = Self.json(results.contains { $0.1 == .created } ? 201 : 200, Self.list(results.compactMap {
                     plane.resource(namespace: $0.0.namespace, name: $0.0.name)
                 }))

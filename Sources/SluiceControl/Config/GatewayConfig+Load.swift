@@ -56,7 +56,7 @@ extension GatewayConfig {
 
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
-                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile"])
+                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -71,6 +71,12 @@ extension GatewayConfig {
             proxy.admin = admin
         }
         if let node = top["timeouts"] { proxy.timeouts = try decodeTimeouts(node) }
+        if let node = top["shutdownTimeout"] {
+            // A process-wide bound, not a per-request one like `timeouts:`, hence top-level (Kubernetes'
+            // terminationGracePeriodSeconds sits on the pod too). 0 would cut every in-flight request at once.
+            proxy.shutdownTimeoutMs = try node.milliseconds()
+            guard proxy.shutdownTimeoutMs > 0 else { throw node.error("must be greater than 0 (in-flight requests get this long to finish)") }
+        }
         if let node = top["limits"] { proxy.limits = try decodeLimits(node) }
         if let node = top["tls"] { proxy.tls = try decodeTLS(node, file: file) }
         if let node = top["upstreamTLS"] { proxy.upstreamTLS = try decodeUpstreamTLS(node, file: file) }

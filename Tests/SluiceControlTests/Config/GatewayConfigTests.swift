@@ -46,6 +46,7 @@ final class GatewayConfigTests: XCTestCase {
         XCTAssertEqual(config.control.stateDir, "./sluice-state")
         XCTAssertEqual(config.control.readiness.path, "/v1/models/{name}")
         XCTAssertEqual(config.control.readiness.failureThreshold, 3)
+        XCTAssertEqual(config.proxy.shutdownTimeoutMs, 30_000)
     }
 
     func testNonLoopbackAdminNeedsAToken() throws {
@@ -199,7 +200,7 @@ final class GatewayConfigTests: XCTestCase {
 
     func testUnknownKeysAndWrongTypesNameThePath() {
         XCTAssertEqual(message(top: "listn: 127.0.0.1:8080"),
-                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile")
+                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile, shutdownTimeout")
         XCTAssertEqual(message(top: "timeouts: {requestHeaders: 10s}"),
                        "config/sluice.yaml: timeouts.requestHeaders: unknown key, expected one of requestHeader, keepAliveIdle, upstreamConnect, upstreamResponse, bodyIdle")
         XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "percent: 100}", with: "percent: 100, weight: 1}")),
@@ -230,6 +231,18 @@ final class GatewayConfigTests: XCTestCase {
         XCTAssertEqual(message(top: "listen: 8080"),
                        "config/sluice.yaml: listen: expected an IP literal and port like 127.0.0.1:8080 or [::1]:8080, got \"8080\"")
         XCTAssertEqual(message(top: "listen: 127.0.0.1:70000"), "config/sluice.yaml: listen: port 70000 is outside 1...65535")
+    }
+
+    func testShutdownTimeoutDefaultsToKubernetesGracePeriodAndRefusesBadValues() throws {
+        XCTAssertEqual(try parse(Self.minimalService).proxy.shutdownTimeoutMs, 30_000, "terminationGracePeriodSeconds' default")
+        XCTAssertEqual(try parse("shutdownTimeout: 2m\n" + Self.minimalService).proxy.shutdownTimeoutMs, 120_000)
+        XCTAssertEqual(try parse("shutdownTimeout: 1500ms\n" + Self.minimalService).proxy.shutdownTimeoutMs, 1_500)
+        XCTAssertEqual(message(top: "shutdownTimeout: 30"),
+                       "config/sluice.yaml: shutdownTimeout: expected a duration like 250ms, 10s or 5m, got \"30\"")
+        XCTAssertEqual(message(top: "shutdownTimeout: 0"),
+                       "config/sluice.yaml: shutdownTimeout: must be greater than 0 (in-flight requests get this long to finish)")
+        XCTAssertEqual(message(top: "shutdownTimeout: {seconds: 30}"),
+                       "config/sluice.yaml: shutdownTimeout: expected a string, got a mapping")
     }
 
     func testMalformedYAMLGivesLineAndColumn() throws {
