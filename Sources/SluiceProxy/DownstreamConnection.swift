@@ -53,9 +53,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     var exchange: Exchange?
     /// The request's X-Request-Id (the client's, or one we made), reused across requests.
     var requestId: [UInt8] = []
-    /// The TLS session on a TLS listener; every client byte goes through it.
-    private(set) var tls: TLSSession?
-    var isTLS: Bool { tls != nil }
+    /// Plain TCP or TLS: every client byte goes through it.
+    private var transport: ClientTransport
+    var isTLS: Bool { transport.isTLS }
     /// The request in flight keeps the connection open afterwards (RFC 9112 §9.3).
     var requestKeepAlive = true
     var requestIsHTTP10 = false
@@ -87,21 +87,23 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         var text = [UInt8](repeating: 0, count: 64)
         let n = text.withUnsafeMutableBytes { peer.writeIP(into: $0) }
         text.removeLast(text.count - n)
-        let connection = DownstreamConnection(fd: fd, peerIP: text, worker: worker)
+        var session: TLSSession? = nil
         if worker.tls != nil {
-            guard let session = TLSSession(fd: fd, context: worker.tls!.context()) else {
+            guard let s = TLSSession(fd: fd, context: worker.tls!.context()) else {
                 Posix.close(fd)
                 return
             }
-            connection.tls = session
-            connection.phase = .handshaking
+            session = s
         }
+        let connection = DownstreamConnection(transport: ClientTransport(fd: fd, tls: session), peerIP: text, worker: worker)
+        if session != nil { connection.phase = .handshaking }
         do {
             connection.registration = try worker.loop.register(
                 fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
                 handler: connection)
         } catch {
-            Posix.close(fd)
+            connection.transport.close(clean: false)
+            connection.phase = .closed
             return
         }
         worker.connectionOpened()
@@ -113,8 +115,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         }
     }
 
-    private init(fd: Int32, peerIP: [UInt8], worker: Worker) {
-        self.fd = fd
+    private init(transport: ClientTransport, peerIP: [UInt8], worker: Worker) {
+        self.fd = transport.fd
+        self.transport = transport
         self.peerIP = peerIP
         self.worker = worker
         var limits = HTTP1Limits()
@@ -145,7 +148,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             continueHandshake()
             return
         }
-        if events & Readiness.writable != 0, let tls, tls.readWantsWritable {
+        if events & Readiness.writable != 0, transport.readWaitsForWritable {
             // A TLS read stopped because OpenSSL had to write first (KeyUpdate): the room to write is also read progress.
             mayBeReadable = true
             advance()
@@ -208,8 +211,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     // MARK: TLS handshake
 
     private func continueHandshake() {
-        guard let tls else { return }
-        switch tls.handshake() {
+        guard let step = transport.handshake() else { return }
+        switch step {
         case .wantRead, .wantWrite:
             return  // edge-triggered and registered for both directions: the next edge calls again
         case .failed:
@@ -317,14 +320,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         guard room > 0 else { return .noData }
         input.reserve(min(room, 16 * 1024))
         let want = min(room, input.writableBytes)
-        let result: IOResult
-        if let tls { result = tls.read(into: input, limit: want) } else { result = input.read(from: fd, limit: want) }
-        switch result {
+        switch transport.read(into: input, limit: want) {
         case .bytes(let n):
-            // A short plain read means the socket is drained. A short TLS read does not prove it (the stream may
-            // also have ended): TLS stops only at .wouldBlock, which TLSSession returns only when neither OpenSSL
-            // nor the socket holds a byte, so no decrypted byte waits for an edge that will never come.
-            if n < want && (tls == nil || tls!.isDrained) { mayBeReadable = false }
+            if transport.isDrained(afterReading: n, of: want) { mayBeReadable = false }
             if wasEmpty && phase == .awaitingRequest {
                 // RFC 9112 §9.3 keep-alive: the idle timer stops and the header timer starts at the first byte.
                 setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
@@ -489,9 +487,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         guard phase != .closed else { return }
         if let output {
             while !output.isEmpty {
-                let result: IOResult
-                if let tls { result = tls.write(from: output) } else { result = output.write(to: fd) }
-                switch result {
+                switch transport.write(from: output) {
                 case .bytes:
                     continue
                 case .wouldBlock:
@@ -516,9 +512,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             return
         }
         // A TLS client gets close_notify first; what follows is read raw and dropped.
-        tls?.close(clean: true)
-        tls = nil
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        transport.shutdownWrite()
         phase = .lingering
         setDeadline(.lingering, after: DownstreamConnection.lingeringMs)
         discardInput()
@@ -535,7 +529,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         input = scratch
         for _ in 0..<64 {  // ~2 MiB per wake-up; the deadline ends a client that never stops
             scratch.clear()
-            switch scratch.read(from: fd, limit: scratch.capacity) {
+            switch transport.read(into: scratch, limit: scratch.capacity) {
             case .bytes(let n):
                 lingeredBytes += n
                 if lingeredBytes > DownstreamConnection.lingeringBytes { close(); return }
@@ -563,9 +557,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         let received = input
         input = nil
         if let b = output { worker.buffers.give(b); output = nil }
-        let session = tls
-        tls = nil  // the HTTP/2 connection owns the session from here on
-        H2Connection.adopt(fd: fd, tls: session, peerIP: peerIP, worker: worker,
+        // The HTTP/2 connection owns the transport (and its TLS session) from here on.
+        H2Connection.adopt(transport: transport.handOver(), peerIP: peerIP, worker: worker,
                            received: received?.readable ?? UnsafeRawBufferPointer(start: nil, count: 0))
         if let received { worker.buffers.give(received) }
     }
@@ -598,8 +591,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         phase = .closed
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil
-        tls?.close(clean: clean)
-        Posix.close(fd)
+        transport.close(clean: clean)
         if let b = input { worker.buffers.give(b); input = nil }
         if let b = output { worker.buffers.give(b); output = nil }
         worker.connectionClosed()

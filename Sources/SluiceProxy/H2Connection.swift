@@ -40,8 +40,9 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
     /// Re-entrancy guard: nghttp2 must not be fed or drained from inside its own callbacks.
     private var isInSession = false
     private var isFlushScheduled = false
-    /// The TLS session when the client negotiated `h2` by ALPN; every byte goes through it.
-    let tls: TLSSession?
+    /// Plain TCP (h2c) or TLS with ALPN `h2`: every byte goes through it.
+    private var transport: ClientTransport
+    var isTLS: Bool { transport.isTLS }
     private var needsFlush = false
     private var deadline: Int64 = .max
     /// The header block of a stream has been open since then (slow HEADERS/CONTINUATION), or .max.
@@ -52,15 +53,16 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
     /// The hand-over hook: adopts an accepted client socket that speaks HTTP/2, with the bytes already read from it
     /// (the connection preface, perhaps more). h2c prior knowledge calls this from DownstreamConnection; TLS with
     /// ALPN `h2` calls the same once its transport carries the bytes. The worker's connection count moves with it.
-    static func adopt(fd: Int32, tls: TLSSession?, peerIP: [UInt8], worker: Worker, received: UnsafeRawBufferPointer) {
-        let connection = H2Connection(fd: fd, tls: tls, peerIP: peerIP, worker: worker)
+    static func adopt(transport: ClientTransport, peerIP: [UInt8], worker: Worker, received: UnsafeRawBufferPointer) {
+        let fd = transport.fd
+        let connection = H2Connection(transport: transport, peerIP: peerIP, worker: worker)
         do {
             connection.registration = try worker.loop.register(
                 fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
                 handler: connection)
         } catch {
-            tls?.close(clean: false)
-            Posix.close(fd)
+            connection.transport.close(clean: false)
+            connection.phase = .closed
             worker.connectionClosed()
             return
         }
@@ -69,9 +71,9 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
         connection.advance()
     }
 
-    private init(fd: Int32, tls: TLSSession?, peerIP: [UInt8], worker: Worker) {
-        self.fd = fd
-        self.tls = tls
+    private init(transport: ClientTransport, peerIP: [UInt8], worker: Worker) {
+        self.fd = transport.fd
+        self.transport = transport
         self.peerIP = peerIP
         self.worker = worker
         var limits = H2Limits()
@@ -93,7 +95,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
         }
         if events & (Readiness.readable | Readiness.readHangup) != 0 { mayBeReadable = true }
         // A TLS read that stopped because OpenSSL had to write first resumes on the room to write.
-        if events & Readiness.writable != 0, let tls, tls.readWantsWritable { mayBeReadable = true }
+        if events & Readiness.writable != 0, transport.readWaitsForWritable { mayBeReadable = true }
         switch phase {
         case .open, .announcingShutdown:
             advance()
@@ -186,10 +188,9 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
             let input = worker.buffers.take()
             input.reserve(16 * 1024)
             let want = input.writableBytes
-            switch read(into: input, limit: want) {
+            switch transport.read(into: input, limit: want) {
             case .bytes(let n):
-                // A short plain read drained the socket; TLS reads stop only on .wouldBlock (OpenSSL may hold bytes).
-                if n < want && (tls == nil || tls!.isDrained) { mayBeReadable = false }
+                if transport.isDrained(afterReading: n, of: want) { mayBeReadable = false }
                 feed(input.readable)
                 worker.buffers.give(input)
                 guard isOpen else { return }
@@ -265,7 +266,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
             let produced = !out.isEmpty
             var blocked = false
             writing: while !out.isEmpty {
-                switch write(out) {
+                switch transport.write(from: out) {
                 case .bytes: continue
                 case .wouldBlock:
                     blocked = true  // EPOLLOUT brings us back
@@ -373,7 +374,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
         guard case .finishing = phase else { return }
         if let out = output {
             while !out.isEmpty {
-                switch write(out) {
+                switch transport.write(from: out) {
                 case .bytes: continue
                 case .wouldBlock: return  // EPOLLOUT brings us back
                 case .endOfFile, .failed:
@@ -384,8 +385,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
             worker.buffers.give(out)
             output = nil
         }
-        if let tls { tls.close(clean: true) }  // close_notify after the last GOAWAY; the rest is read raw and dropped
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        transport.shutdownWrite()  // close_notify after the last GOAWAY, then FIN; the rest is read raw and dropped
         phase = .lingering(until: worker.loop.now + 2_000)
         discardInput()
     }
@@ -395,7 +395,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
         let scratch = worker.buffers.take()
         defer { worker.buffers.give(scratch) }
         for _ in 0..<64 {  // at most ~2 MiB per wake-up; the deadline ends a client that never stops
-            switch scratch.read(from: fd, limit: scratch.capacity) {
+            switch transport.read(into: scratch, limit: scratch.capacity) {
             case .bytes:
                 scratch.clear()
             case .wouldBlock:
@@ -416,21 +416,8 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
         for stream in all.values { stream.closed(errorCode: H2ErrorCode.cancel.rawValue) }
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil
-        tls?.close(clean: false)
-        Posix.close(fd)
+        transport.close(clean: false)
         if let b = output { worker.buffers.give(b); output = nil }
         worker.connectionClosed()
-    }
-
-    // MARK: Transport
-
-    private func read(into buffer: ByteBuffer, limit: Int) -> IOResult {
-        if let tls { return tls.read(into: buffer, limit: limit) }
-        return buffer.read(from: fd, limit: limit)
-    }
-
-    private func write(_ buffer: ByteBuffer) -> IOResult {
-        if let tls { return tls.write(from: buffer) }
-        return buffer.write(to: fd)
     }
 }

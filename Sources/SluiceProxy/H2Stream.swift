@@ -26,7 +26,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     unowned(unsafe) let connection: H2Connection
     var worker: Worker { connection.worker }
     var peerIP: [UInt8] { connection.peerIP }
-    var isTLS: Bool { connection.tls != nil }
+    var isTLS: Bool { connection.isTLS }
     private var session: H2Session { connection.session }
     private(set) var phase: Phase = .receivingHead
     var requestId: [UInt8] = []
@@ -90,7 +90,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         responseParser = ResponseParser(limits: limits)
         headBytes = connection.worker.buffers.take()
         policy = RequestPolicy(settings: connection.worker.settings)
-        openRequest(.h2, isTLS: connection.tls != nil)
+        openRequest(.h2, isTLS: connection.isTLS)
     }
 
     // MARK: Request head
