@@ -23,6 +23,8 @@ final class WorkerHandle: Sendable {
     let mailbox = Mutex<[WorkerMessage]>([])
     let finished = Atomic<Bool>(false)
     let activeConnections = Atomic<Int>(0)
+    /// Retired upstream pools the worker still keeps for their open connections (for tests; see RetiredPools).
+    let retiredPools = Atomic<Int>(0)
     let waker = Mutex<Waker?>(nil)
 
     init(index: Int) { self.index = index }
@@ -149,6 +151,9 @@ public final class Gateway: Sendable {
 
     /// Downstream connections open right now, over all workers.
     public var activeConnections: Int { handles.reduce(0) { $0 + $1.activeConnections.load(ordering: .relaxed) } }
+
+    /// Retired upstream pools still kept for their connections, over all workers (tests read it).
+    var retiredPoolCount: Int { handles.reduce(0) { $0 + $1.retiredPools.load(ordering: .relaxed) } }
 
     /// Stops accepting, lets in-flight requests finish (idle keep-alive connections close at once, busy ones
     /// after their current response), and returns when every worker has stopped or `graceMs` has passed.
