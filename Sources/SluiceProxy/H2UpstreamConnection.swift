@@ -58,6 +58,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
             return nil
         }
         pool.connectionOpened()
+        connection.connectDeadline = pool.worker.loop.now + Int64(pool.worker.settings.timeouts.upstreamConnectMs)
         return connection
     }
 
@@ -145,7 +146,16 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
         }
     }
 
-    func checkDeadline(now: Int64) {}
+    /// A connect (or TLS handshake) still under way by then, when every stream on it has been given up, is
+    /// abandoned. A call that still waits keeps its own deadline (and answer); but nothing else ends a connection
+    /// whose calls were all cancelled while it connected (a pod that never finishes the handshake would keep it,
+    /// and a retired pool, forever).
+    private var connectDeadline: Int64 = .max
+
+    func checkDeadline(now: Int64) {
+        guard state == .connecting, now >= connectDeadline, streams.values.allSatisfy({ $0.downstream == nil }) else { return }
+        close(clean: false)
+    }
 
     private func readAll() {
         while state == .open {

@@ -62,19 +62,7 @@ final class PoolLifetimeTests: XCTestCase {
     func testACallCancelledWhileItsRetiredPodIsStillConnectingLeavesNothingBehind() throws {
         let before = H2EchoBackend(name: "before"), new = H2EchoBackend(name: "new")
         defer { before.stop(); new.stop() }
-        // A pod whose accept queue is full (backlog 0, one connection waiting): the gateway's SYN is dropped and
-        // its connect stays pending until the queue has room again.
-        let pod = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(pod) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        XCTAssertEqual(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(pod, $0, len) } }, 0)
-        XCTAssertEqual(listen(pod, 0), 0)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(pod, $0, &len) } }
-        let podPort = UInt16(bigEndian: addr.sin_port)
-        let filler = try TestClient(port: podPort)
+        let pod = FullAcceptQueue(), podPort = pod.port
         // Revision 1 (the call) on that pod; revision 2 (the tag host the probes use) on a pod that answers, so that
         // no probe waits on the pending connect.
         let gateway = try grpcGateway(pods: (podPort, before.port)) { $0.timeouts.upstreamConnectMs = 60_000 }
@@ -88,11 +76,8 @@ final class PoolLifetimeTests: XCTestCase {
         c.reset(call)
         XCTAssertEqual(try echo(c, authority: latestHost).header("x-backend"), "new")  // the gateway has read the reset
         // Room in the accept queue: the gateway's connect completes (at its SYN retransmit) with no call left on it.
-        let queued = accept(pod, nil, nil)
-        XCTAssertGreaterThanOrEqual(queued, 0)
-        close(queued)
-        _ = filler
-        let upstream = accept(pod, nil, nil)
+        XCTAssertTrue(pod.makeRoom())
+        let upstream = accept(pod.fd, nil, nil)
         XCTAssertGreaterThanOrEqual(upstream, 0)
         defer { close(upstream) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -103,6 +88,26 @@ final class PoolLifetimeTests: XCTestCase {
         XCTAssertEqual(n, 0, "the gateway closed the retired pod's connection once it had no call")
         XCTAssertTrue(eventually { gateway.retiredPoolCount == 0 })
         XCTAssertEqual(try echo(c).header("grpc-status"), "0", "the gateway goes on")
+    }
+
+    func testAConnectThatNeverCompletesDoesNotKeepARetiredPool() throws {
+        let before = H2EchoBackend(name: "before"), new = H2EchoBackend(name: "new")
+        defer { before.stop(); new.stop() }
+        let pod = FullAcceptQueue(), podPort = pod.port
+        let gateway = try grpcGateway(pods: (podPort, before.port)) { $0.timeouts.upstreamConnectMs = 1_000 }
+        defer { gateway.shutdown(graceMs: 1000) }
+        let c = try H2TestClient(port: gateway.port)
+        let call = c.request("POST", "/inference.GRPCInferenceService/echo", authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 0])
+        XCTAssertTrue(try eventually { try c.exchangeOnce(waitMs: 5); return synSent(toPort: podPort) }, "the gateway is connecting")
+        gateway.publish(routes: try grpcRoutes(pods: (new.port, new.port)))
+        try waitForPod(c, "new", authority: latestHost)
+        c.reset(call)
+        XCTAssertEqual(try echo(c, authority: latestHost).header("x-backend"), "new")  // the gateway has read the reset
+        // The pod never takes the connection (the kernel would retry the SYN for minutes): past the connect
+        // timeout the gateway gives the abandoned connection up, and the retired pool with it.
+        XCTAssertTrue(eventually(seconds: 5) { gateway.retiredPoolCount == 0 })
+        XCTAssertFalse(synSent(toPort: podPort), "the connect was abandoned")
+        withExtendedLifetime(pod) {}  // the listener stays, so the connect is never refused
     }
 
     func testAnHTTP11ResponseFromARemovedEndpointArrivesWhole() throws {
@@ -141,6 +146,44 @@ final class PoolLifetimeTests: XCTestCase {
         f.gateway.publish(routes: try GatewayFixture.table(split: 0, ports: (f.backend2.port, f.backend2.port)))
         XCTAssertTrue(try eventually { try c.request("GET", "/v2/health/ready", host: serviceHost).header("X-Demo-Revision") == rev2 })
         XCTAssertTrue(eventually { f.gateway.retiredPoolCount == 0 }, "its idle connections were closed, so nothing keeps it")
+    }
+}
+
+/// A listening socket whose accept queue is full (backlog 0, one connection waiting): a connect to it stays
+/// pending (its SYN is dropped) until the listener accepts.
+private final class FullAcceptQueue {
+    let fd: Int32
+    let port: UInt16
+    /// The client side of the waiting connection.
+    private let filler: Int32
+
+    init() {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        precondition(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0)
+        precondition(listen(fd, 0) == 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, len) } } == 0)
+        self.fd = fd
+        self.filler = filler
+        port = UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// Makes room: accepts (and closes) the waiting connection, so the next SYN is taken.
+    func makeRoom() -> Bool {
+        let queued = accept(fd, nil, nil)
+        guard queued >= 0 else { return false }
+        close(queued)
+        return true
+    }
+
+    deinit {
+        close(filler)
+        close(fd)
     }
 }
 
