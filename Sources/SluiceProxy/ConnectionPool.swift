@@ -1,11 +1,13 @@
-// Proxy layer: per-worker keep-alive connections to one endpoint (one pod), and its outstanding-request count.
+// Proxy layer: per-worker keep-alive connections to one endpoint (one pod), its outstanding-request count, and the
+// count of its live connections that decides when a retired pool may go.
 import SluiceIO
 import SluiceRouting
 
 final class ConnectionPool {
     let endpoint: Endpoint
     let address: SocketAddress?
-    /// unowned(unsafe): the worker outlives every pool it makes; checked references cost a retain per use.
+    /// unowned(unsafe): the worker outlives every pool it makes (it holds them in its table, then in its retired
+    /// list until their last connection is gone); checked references cost a retain per use.
     unowned(unsafe) let worker: Worker
     /// Most recently used last: reusing the warmest connection keeps the others free to time out at the pod.
     private var idle: [UpstreamConnection] = []
@@ -13,7 +15,28 @@ final class ConnectionPool {
     var outstanding = 0
     private let maxIdle = 512
     /// Set when a hand-over drops this endpoint: connections coming back from exchanges are closed, not kept.
-    var isRetired = false
+    private(set) var isRetired = false
+
+    /// Connections of this pool (HTTP/1.1 idle or busy, HTTP/2) from registration until the end of the tick in
+    /// which they closed. Connections refer to their pool unowned(unsafe), so a retired pool is dropped by its worker
+    /// only once this is 0: no connection can touch it after that.
+    private(set) var liveConnections = 0
+
+    /// A connection of this pool was registered with the loop.
+    func connectionOpened() { liveConnections += 1 }
+
+    /// A connection of this pool closed, and the tick it closed in is over (called from its deferred task).
+    func connectionEnded() {
+        precondition(liveConnections > 0, "a pool connection ended twice")
+        liveConnections -= 1
+        if isRetired && liveConnections == 0 { worker.retiredPoolDrained() }
+    }
+
+    /// The route table no longer has this endpoint: idle connections close now, busy ones when their work is done.
+    func retire() {
+        isRetired = true
+        closeIdle()
+    }
 
     /// The last TLS handshake failure logged for this endpoint; cleared by a successful handshake, so a pod with a
     /// bad certificate is logged once, not once per request.

@@ -23,6 +23,8 @@ final class WorkerHandle: Sendable {
     let mailbox = Mutex<[WorkerMessage]>([])
     let finished = Atomic<Bool>(false)
     let activeConnections = Atomic<Int>(0)
+    /// Retired upstream pools the worker still keeps for their open connections (for tests; see RetiredPools).
+    let retiredPools = Atomic<Int>(0)
     let waker = Mutex<Waker?>(nil)
 
     init(index: Int) { self.index = index }
@@ -172,6 +174,9 @@ public final class Gateway: Sendable {
 
     /// Downstream connections open right now, over all workers.
     public var activeConnections: Int { handles.reduce(0) { $0 + $1.activeConnections.load(ordering: .relaxed) } }
+
+    /// Retired upstream pools still kept for their connections, over all workers (tests read it).
+    var retiredPoolCount: Int { handles.reduce(0) { $0 + $1.retiredPools.load(ordering: .relaxed) } }
 
     /// True from the moment `shutdown` begins: the admin API's /readyz answers 503 so load balancers stop
     /// sending, while in-flight requests finish.

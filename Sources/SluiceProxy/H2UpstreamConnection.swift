@@ -1,7 +1,8 @@
 // Proxy layer: one HTTP/2 connection to a pod's gRPC port — cleartext by prior knowledge (h2c://) or over TLS with
 // ALPN h2 (h2://) — multiplexing the streams of many downstream H2Streams. Per worker and HTTP/2 endpoint, the pool
 // keeps one, and opens another only when the pod's MAX_CONCURRENT_STREAMS is reached. Flow control is manual both
-// ways (see H2UpstreamStream).
+// ways (see H2UpstreamStream). Teardown asked for from inside the connection's own call chain waits for the end of
+// the loop tick, and the pool hears of a close only then.
 import SluiceHTTP2
 import SluiceIO
 import SluiceTLS
@@ -9,7 +10,7 @@ import SluiceTLS
 import Glibc
 #endif
 
-final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
+final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDelegate {
     enum State {
         /// TCP connect, then (h2://) the TLS handshake: both within the upstream connect timeout.
         case connecting
@@ -18,7 +19,12 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     }
 
     let fd: Int32
-    /// unowned(unsafe): the pool keeps the connection in its list until it closes; pools outlive their connections.
+    /// unowned(unsafe): the pool outlives the connection. A pool in the route table is held by its worker; a retired
+    /// one stays in the worker's retired list until `pool.liveConnections` is 0, which happens only in this
+    /// connection's end-of-tick task after `close` (`runDeferred`). After that the connection never touches its
+    /// pool: reading, flushing and the session callbacks run only while it is open, and what its streams still call
+    /// on a closed connection (start, resumeData, consume, cancel) stops at `state`. PoolLifetimeTests breaks this
+    /// under AddressSanitizer if it fails.
     unowned(unsafe) let pool: ConnectionPool
     private var registration: Registration?
     private(set) var state: State
@@ -51,6 +57,8 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
             Posix.close(dial.fd)
             return nil
         }
+        pool.connectionOpened()
+        connection.connectDeadline = pool.worker.loop.now + Int64(pool.worker.settings.timeouts.upstreamConnectMs)
         return connection
     }
 
@@ -138,7 +146,16 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
         }
     }
 
-    func checkDeadline(now: Int64) {}
+    /// A connect (or TLS handshake) still under way by then, when every stream on it has been given up, is
+    /// abandoned. A call that still waits keeps its own deadline (and answer); but nothing else ends a connection
+    /// whose calls were all cancelled while it connected (a pod that never finishes the handshake would keep it,
+    /// and a retired pool, forever).
+    private var connectDeadline: Int64 = .max
+
+    func checkDeadline(now: Int64) {
+        guard state == .connecting, now >= connectDeadline, streams.values.allSatisfy({ $0.downstream == nil }) else { return }
+        close(clean: false)
+    }
 
     private func readAll() {
         while state == .open {
@@ -253,10 +270,15 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
     }
 
     /// Closes the socket; streams still open are failed by `fail` (call that instead when there are any). TLS: a
-    /// clean close sends close_notify first (one non-blocking try); a failed connection sends none.
+    /// clean close sends close_notify first (one non-blocking try); a failed connection sends none. The pool hears
+    /// of it at the end of the tick (the loop's task list holds the connection until then), so that neither the
+    /// connection nor a retired pool is freed inside the call chain that closed it (a flush after a client cancel).
     func close(clean: Bool = true) {
         guard state != .closed else { return }
+        assert(!isInSession, "closed from inside an nghttp2 callback; ask for closeIfIdle instead")
         state = .closed
+        endPending = true
+        scheduleTask()
         tls?.close(clean: clean)
         tls = nil
         pool.forgetH2(self)
@@ -271,8 +293,37 @@ final class H2UpstreamConnection: EventHandler, H2ClientSessionDelegate {
         }
     }
 
-    /// Called by the pool (retired, draining): closes when no stream is open.
+    /// Called by the pool (retired, draining): closes when no stream is open, at the end of the tick. The pool may
+    /// ask from inside this connection's own call chain (a drain that starts as one of its streams ends, inside
+    /// nghttp2's callback), where closing would pull the output buffer and TLS session from under the caller.
     func closeIfIdle() {
-        if streams.isEmpty { close() }
+        guard state != .closed else { return }
+        closeIfIdleRequested = true
+        scheduleTask()
+    }
+
+    private var closeIfIdleRequested = false
+    /// Closed, and the pool not told yet.
+    private var endPending = false
+    private var isTaskScheduled = false
+
+    private func scheduleTask() {
+        guard !isTaskScheduled else { return }
+        isTaskScheduled = true
+        worker.loop.runAfterThisBatch(self)
+    }
+
+    /// The end of the tick: a close asked for by the pool happens now, and a closed connection leaves its pool's
+    /// count (the last time it touches the pool).
+    func runDeferred() {
+        defer { isTaskScheduled = false }  // a close below needs no second task: its end is reported here
+        if closeIfIdleRequested {
+            closeIfIdleRequested = false
+            if state != .closed && streams.isEmpty { close() }
+        }
+        if endPending {
+            endPending = false
+            pool.connectionEnded()
+        }
     }
 }

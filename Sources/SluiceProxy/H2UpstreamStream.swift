@@ -8,9 +8,13 @@ import SluiceIO
 import SluiceRouting
 
 final class H2UpstreamStream {
-    /// unowned(unsafe): the H2Stream owns this object and clears the link (cancel) before it goes away.
+    /// unowned(unsafe): the H2Stream owns this object and clears the link (cancel) before it goes away; the
+    /// connection keeps a cancelled stream until nghttp2 closes it (later, when it was still connecting), and then
+    /// finds the link cleared. PoolLifetimeTests (a call cancelled while connecting) breaks this under ASan.
     unowned(unsafe) var downstream: H2Stream?
     let connection: H2UpstreamConnection
+    /// Strong, though the worker keeps retired pools alive for their connections anyway: a stream may outlive its
+    /// connection's end-of-tick task by a tick (its H2Stream lets go of it later), and it still counts outstanding.
     let pool: ConnectionPool
     let revision: Revision
     var streamId: Int32 = -1

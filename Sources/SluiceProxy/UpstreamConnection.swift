@@ -15,7 +15,7 @@ protocol UpstreamDelegate: AnyObject {
     func upstreamFailed(_ upstream: UpstreamConnection, errno: Int32)
 }
 
-final class UpstreamConnection: EventHandler {
+final class UpstreamConnection: EventHandler, DeferredTask {
     enum State {
         /// TCP connect, then (https) the TLS handshake: both within the upstream connect timeout.
         case connecting
@@ -24,7 +24,11 @@ final class UpstreamConnection: EventHandler {
     }
 
     let fd: Int32
-    /// unowned(unsafe): idle connections are owned by their pool, busy ones by an exchange that holds the pool.
+    /// unowned(unsafe): the pool outlives the connection. A pool in the route table is held by its worker; a retired
+    /// one stays in the worker's retired list until `pool.liveConnections` is 0, which happens only in this
+    /// connection's end-of-tick task after `close` (`runDeferred`). After that tick the connection never touches
+    /// its pool again: everything that does (handle, attach, detachAndPool, flush) stops at `state == .closed`.
+    /// PoolLifetimeTests breaks this under AddressSanitizer if it fails.
     unowned(unsafe) let pool: ConnectionPool
     private var registration: Registration?
     private(set) var state: State
@@ -64,6 +68,7 @@ final class UpstreamConnection: EventHandler {
             Posix.close(dial.fd)
             return nil
         }
+        pool.connectionOpened()
         return connection
     }
 
@@ -77,6 +82,7 @@ final class UpstreamConnection: EventHandler {
     var isUsable: Bool { state == .open && !sawEndOfFile }
 
     func attach(_ delegate: UpstreamDelegate) {
+        assert(state != .closed, "an exchange attached to a closed upstream connection")  // acquire gives none
         self.delegate = delegate
         if input == nil { input = pool.worker.buffers.take() }
         if output == nil { output = pool.worker.buffers.take() }
@@ -85,6 +91,7 @@ final class UpstreamConnection: EventHandler {
     /// Ends an exchange cleanly: buffers go back to the worker, the connection to its pool.
     func detachAndPool() {
         delegate = nil
+        guard state != .closed else { return }  // its buffers went back at close; its pool may be gone
         exchanges += 1
         releaseBuffers()
         pool.release(self)
@@ -193,7 +200,8 @@ final class UpstreamConnection: EventHandler {
     }
 
     /// Closes the socket and returns the buffers; safe to call twice. TLS: a clean close sends close_notify first
-    /// (one non-blocking try); a failed connection sends none.
+    /// (one non-blocking try); a failed connection sends none. The pool hears of it at the end of the tick (the
+    /// loop's task list holds the connection until then), so that neither is freed inside this call chain.
     func close(clean: Bool = true) {
         guard state != .closed else { return }
         state = .closed
@@ -204,5 +212,11 @@ final class UpstreamConnection: EventHandler {
         registration = nil
         Posix.close(fd)
         releaseBuffers()
+        pool.worker.loop.runAfterThisBatch(self)
+    }
+
+    /// The end of the tick in which the connection closed: the last time it touches its pool.
+    func runDeferred() {
+        pool.connectionEnded()
     }
 }

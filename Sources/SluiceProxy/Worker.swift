@@ -81,6 +81,7 @@ final class Worker {
     }
 
     /// Maps the route table's endpoints to pools, keeping the pools (and their idle connections) of endpoints that stay.
+    /// A pool whose endpoint left is retired and kept in `retiredPools` until its last connection is gone.
     private func installPools() {
         var next: [Endpoint: ConnectionPool] = [:]
         pools = routes.endpoints.map { endpoint in
@@ -89,10 +90,24 @@ final class Worker {
             return pool
         }
         for (endpoint, pool) in poolsByEndpoint where next[endpoint] == nil {
-            pool.isRetired = true
-            pool.closeIdle()
+            pool.retire()
+            retiredPools.keep(pool)
+            // Nothing left to close: no connection will report its end, so the sweep is asked for here.
+            if pool.liveConnections == 0 { retiredPoolDrained() }
         }
         poolsByEndpoint = next
+    }
+
+    /// Retired pools that still have connections, as nginx keeps an old cycle until its last connection closes:
+    /// connections refer to their pool unowned(unsafe), and this list is what makes that safe.
+    private lazy var retiredPools = RetiredPools(handle: handle)
+
+    /// A retired pool's last connection is gone. It is dropped at the end of this tick, not now: the call comes
+    /// from inside that pool (ConnectionPool.connectionEnded), which must not be freed under its own feet.
+    func retiredPoolDrained() {
+        guard !retiredPools.isSweepScheduled else { return }
+        retiredPools.isSweepScheduled = true
+        loop.runAfterThisBatch(retiredPools)
     }
 
     /// The client TLS contexts for `https://` endpoints (ALPN http/1.1) and `h2://` endpoints (ALPN h2), each built
@@ -137,6 +152,28 @@ final class Worker {
             for pool in poolsByEndpoint.values { pool.closeIdle() }
             loop.stop()
         }
+    }
+}
+
+/// A worker's retired pools (see `Worker.retiredPoolDrained`); the sweep that drops drained ones runs as an
+/// end-of-tick task, so that no pool is freed inside a call chain that started in it.
+final class RetiredPools: DeferredTask {
+    private var pools: [ConnectionPool] = []
+    var isSweepScheduled = false
+    /// Where the count is published for tests (WorkerHandle.retiredPools); written only when the list changes.
+    private let handle: WorkerHandle
+
+    init(handle: WorkerHandle) { self.handle = handle }
+
+    func keep(_ pool: ConnectionPool) {
+        pools.append(pool)
+        handle.retiredPools.store(pools.count, ordering: .relaxed)
+    }
+
+    func runDeferred() {
+        isSweepScheduled = false
+        pools.removeAll { $0.liveConnections == 0 }
+        handle.retiredPools.store(pools.count, ordering: .relaxed)
     }
 }
 

@@ -84,11 +84,16 @@ func grpcGateway(pods: (UInt16, UInt16), split: Int = 0, workers: Int = 1, proto
     s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
     s.workers = workers
     settings(&s)
+    return try Gateway(settings: s, routes: grpcRoutes(pods: pods, split: split, protocol: upstreamProtocol), requestObserver: requestObserver)
+}
+
+/// The route table of `grpcGateway`: revision 1 on `pods.0`, revision 2 (`split` %) on `pods.1`.
+func grpcRoutes(pods: (UInt16, UInt16), split: Int = 0, protocol upstreamProtocol: UpstreamProtocol = .h2c) throws -> RouteTable {
     let service = ServiceSpec(
         name: "sklearn-iris", namespace: "kserve-test", tagRouting: true,
         revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pods.0, protocol: upstreamProtocol)]),
                     RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pods.1, protocol: upstreamProtocol)])],
         traffic: [TrafficTargetSpec(revisionName: rev2, percent: split, tag: "latest", latestRevision: true),
                   TrafficTargetSpec(revisionName: rev1, percent: 100 - split, tag: "prev")])
-    return try Gateway(settings: s, routes: RouteTable(services: [service], rules: HostRules()), requestObserver: requestObserver)
+    return try RouteTable(services: [service], rules: HostRules())
 }
