@@ -200,5 +200,5 @@ public final class BufferPool {
     }
 
     /// How many buffers wait in the free list.
-    public var keptCount: Int { free.count }
+    var keptCount: Int { free.count }
 }

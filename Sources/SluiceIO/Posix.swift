@@ -217,9 +217,20 @@ public enum Posix {
     }
 
     /// SO_LINGER with a zero timeout: the next close sends RST instead of FIN.
-    public static func setLingerZero(_ fd: Int32) throws(IOError) {
+    static func setLingerZero(_ fd: Int32) throws(IOError) {
         var value = linger(l_onoff: 1, l_linger: 0)
         try check("setsockopt") { Glibc.setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size)) }
+    }
+
+    /// getsockname(2): the address a socket is bound to.
+    static func localAddress(_ fd: Int32) throws(IOError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let outcome = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in syscall { Glibc.getsockname(fd, s, &length) } }
+        }
+        try value("getsockname", outcome)
+        return SocketAddress(storage: storage, length: length)
     }
 
     /// The pending error of a socket (SO_ERROR: 0 once a non-blocking connect succeeded), or getsockopt's own errno.

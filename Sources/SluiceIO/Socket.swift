@@ -146,11 +146,8 @@ public func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) {
 extension TCPSocket {
     /// The local port a socket is bound to.
     public static func localPort(_ fd: Int32) -> UInt16 {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
+        // On failure (not a socket) the zeroed storage reads as port 0.
+        var storage = (try? Posix.localAddress(fd))?.storage ?? sockaddr_storage()
         return withUnsafeBytes(of: &storage) { raw in
             // sin_port and sin6_port sit at the same offset, in network byte order.
             UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
