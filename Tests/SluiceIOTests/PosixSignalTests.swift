@@ -41,9 +41,14 @@ final class PosixSignalTests: XCTestCase {
         XCTAssertEqual(reader.result, .bytes(4))
     }
 
-    /// The task (thread id) whose current syscall is read(2) (number 0 on x86_64) on `fd`, within 5 s.
+    /// The task (thread id) whose current syscall is read(2) on `fd`, within 5 s.
     private func waitForTask(blockedInReadOn fd: Int32) -> String? {
-        let prefix = "0 0x" + String(fd, radix: 16) + " "
+        #if arch(arm64)
+        let readNumber = "63"
+        #else
+        let readNumber = "0"  // x86_64
+        #endif
+        let prefix = readNumber + " 0x" + String(fd, radix: 16) + " "
         var found: String?
         _ = wait {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
