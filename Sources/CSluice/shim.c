@@ -1,10 +1,9 @@
-// C shims for the IO layer: thin wrappers, no policy. Errors are returned as -1 with errno set.
+// C shims for the IO layer: thin wrappers, no policy (that is Posix.swift's). Errors are returned as -1 with errno set.
 #define _GNU_SOURCE
 #include "CSluice.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -42,25 +41,9 @@ int csluice_eventfd_signal(int fd) { uint64_t one = 1; return write(fd, &one, si
 int csluice_eventfd_drain(int fd) { uint64_t v; return read(fd, &v, sizeof v) == sizeof v ? 0 : -1; }
 
 int csluice_tcp_socket(int family) { return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP); }
-int csluice_set_nodelay(int fd) { int one = 1; return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); }
-int csluice_set_reuse(int fd, int reuseport) {
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) return -1;
-    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) return -1;
-    return 0;
-}
 int csluice_accept(int fd, struct sockaddr_storage *peer, socklen_t *len) {
     *len = sizeof *peer;
     return accept4(fd, (struct sockaddr *)peer, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
-int csluice_socket_error(int fd) {
-    int err = 0; socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
-    return err;
-}
-int csluice_set_linger_zero(int fd) {
-    struct linger l = { 1, 0 };
-    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 }
 
 int64_t csluice_now_ms(void) {

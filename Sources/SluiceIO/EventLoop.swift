@@ -56,16 +56,23 @@ public final class EventLoop {
     private var running: [DeferredTask] = []
 
     public init(sweepIntervalMs: Int64 = 100) throws(IOError) {
-        epfd = csluice_epoll_create()
-        guard epfd >= 0 else { throw IOError("epoll_create1", errno) }
-        wakeFD = csluice_eventfd()
-        guard wakeFD >= 0 else { throw IOError("eventfd", errno) }
+        precondition(sweepIntervalMs > 0 && sweepIntervalMs <= Int64(Int32.max), "sweep interval out of range")
+        // Each step closes what the earlier ones opened when it fails: a worker that cannot start must not leak fds.
+        let epfd = try Posix.epollCreate()
+        let wakeFD: Int32
+        do { wakeFD = try Posix.eventfd() } catch { Posix.close(epfd); throw error }
+        // The wake fd uses data 0xFFFF_FFFF_FFFF_FFFF, a value no registration can pack to.
+        do { try Posix.epollAdd(epfd, wakeFD, events: Readiness.readable, data: UInt64.max) } catch {
+            Posix.close(wakeFD)
+            Posix.close(epfd)
+            throw error
+        }
+        self.epfd = epfd
+        self.wakeFD = wakeFD
         events = .allocate(capacity: Int(maxEvents))
         now = Posix.nowMilliseconds()
         self.sweepIntervalMs = sweepIntervalMs
         nextSweep = now + sweepIntervalMs
-        // The wake fd uses data 0xFFFF_FFFF_FFFF_FFFF, a value no registration can pack to.
-        guard csluice_epoll_add(epfd, wakeFD, Readiness.readable, UInt64.max) == 0 else { throw IOError("epoll_ctl", errno) }
     }
 
     deinit {
@@ -88,21 +95,22 @@ public final class EventLoop {
             generations.append(0)
         }
         let registration = Registration(slot: slot, generation: generations[Int(slot)])
-        guard csluice_epoll_add(epfd, fd, events, registration.packed) == 0 else {
-            let e = errno
+        do { try Posix.epollAdd(epfd, fd, events: events, data: registration.packed) } catch {
             release(registration)
-            throw IOError("epoll_ctl", e)
+            throw error
         }
         return registration
     }
 
     public func modify(fd: Int32, events: UInt32, registration: Registration) {
-        _ = csluice_epoll_mod(epfd, fd, events, registration.packed)
+        // Fails only for an fd that is not registered or already closed: the caller's bug, and harmless here.
+        try? Posix.epollModify(epfd, fd, events: events, data: registration.packed)
     }
 
     /// Removes the handler; closing the fd afterwards removes it from epoll.
     public func deregister(fd: Int32, registration: Registration) {
-        _ = csluice_epoll_del(epfd, fd)
+        // An fd closed already has left epoll by itself (ENOENT/EBADF here): the handler is released all the same.
+        try? Posix.epollRemove(epfd, fd)
         release(registration)
     }
 
@@ -115,6 +123,19 @@ public final class EventLoop {
     }
 
     public var registeredCount: Int { handlers.count - freeSlots.count }
+
+    /// Visits every registered handler, in slot order: the worker force-closes them all when the drain deadline
+    /// passes, and the sweep checks their deadlines. `body` may deregister any handler, the visited one included (a
+    /// deregistered one not reached yet is skipped); a handler registered during the visit is visited only if it
+    /// lands in a freed slot not reached yet, so a visit that keeps registering still ends.
+    public func forEachHandler(_ body: (EventHandler) -> Void) {
+        let count = handlers.count
+        var i = 0
+        while i < count {
+            if let handler = handlers[i] { body(handler) }
+            i += 1
+        }
+    }
 
     /// Runs `task` once after every event of the current batch has been handled (tasks may defer more).
     public func runAfterThisBatch(_ task: DeferredTask) {
@@ -132,33 +153,42 @@ public final class EventLoop {
     public func stop() { isRunning = false }
 
     /// Runs until `stop()`.
+    ///
+    /// epoll_wait fails only with EINTR (retried by `Posix`), or with EBADF, EFAULT or EINVAL, which all mean that this
+    /// loop's own state is broken: its epoll fd was closed or replaced by code that closed a number it did not own,
+    /// or the events array is bad. That is a bug of ours, and the loop traps (STYLE: precondition for our own bugs)
+    /// rather than logging and stopping: a worker whose loop has stopped keeps its SO_REUSEPORT listener open, so the
+    /// kernel would go on handing it connections that nobody serves, and a spinning loop burns a core; a crash is
+    /// loud, and Kubernetes restarts the pod.
     public func run() {
         while isRunning {
-            let timeout = Int32(max(0, min(nextSweep - now, sweepIntervalMs)))
-            let n = csluice_epoll_wait(epfd, events, maxEvents, timeout)
+            let timeout = Int32(clamping: max(0, min(nextSweep - now, sweepIntervalMs)))
+            let n: Int32
+            switch Posix.epollWait(epfd, events, max: maxEvents, timeoutMs: timeout) {
+            case .done(let count): n = count
+            case .wouldBlock: fatalError("\(IOError("epoll_wait", EAGAIN)), which it never returns")
+            case .failed(let e): fatalError("\(IOError("epoll_wait", e)): the event loop's own state is broken")
+            }
             now = Posix.nowMilliseconds()
-            if n > 0 {
-                for i in 0..<Int(n) {
-                    let event = events[i]
-                    if event.data == UInt64.max {
-                        _ = csluice_eventfd_drain(wakeFD)
-                        onWake?()
-                        continue
-                    }
-                    let slot = Int(truncatingIfNeeded: event.data & 0xFFFF_FFFF)
-                    let generation = UInt32(truncatingIfNeeded: event.data >> 32)
-                    // A handler closed earlier in this batch may have freed (and even reused) the slot.
-                    guard slot < handlers.count, generations[slot] == generation, let handler = handlers[slot] else { continue }
-                    handler.handle(events: event.events)
+            for i in 0..<Int(n) {
+                let event = events[i]
+                if event.data == UInt64.max {
+                    Posix.eventfdDrain(wakeFD)
+                    onWake?()
+                    continue
                 }
+                let slot = Int(truncatingIfNeeded: event.data & 0xFFFF_FFFF)
+                let generation = UInt32(truncatingIfNeeded: event.data >> 32)
+                // A handler closed earlier in this batch may have freed (and even reused) the slot.
+                guard slot < handlers.count, generations[slot] == generation, let handler = handlers[slot] else { continue }
+                handler.handle(events: event.events)
             }
             runDeferredTasks()
             if now >= nextSweep {
                 nextSweep = now + sweepIntervalMs
                 onSweep?(now)
-                for i in 0..<handlers.count {
-                    handlers[i]?.checkDeadline(now: now)
-                }
+                let now = self.now
+                forEachHandler { $0.checkDeadline(now: now) }
             }
         }
     }
@@ -167,5 +197,5 @@ public final class EventLoop {
 /// Wakes a loop from any thread.
 public struct Waker: Sendable {
     let fd: Int32
-    public func wake() { _ = csluice_eventfd_signal(fd) }
+    public func wake() { Posix.eventfdSignal(fd) }
 }

@@ -62,15 +62,16 @@ public struct SocketAddress: Sendable {
 public enum TCPSocket {
     /// A non-blocking listener with SO_REUSEADDR and, when `reusePort`, SO_REUSEPORT (one per worker).
     public static func listen(_ address: SocketAddress, reusePort: Bool, backlog: Int32 = 4096) throws(IOError) -> Int32 {
-        let fd = csluice_tcp_socket(address.family)
-        guard fd >= 0 else { throw IOError("socket", errno) }
-        guard csluice_set_reuse(fd, reusePort ? 1 : 0) == 0 else { let e = errno; Posix.close(fd); throw IOError("setsockopt", e) }
-        var storage = address.storage
-        let rc = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
+        let fd = try Posix.tcpSocket(family: address.family)
+        do {
+            try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+            if reusePort { try Posix.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
+            try Posix.bind(fd, address)
+            try Posix.listen(fd, backlog: backlog)
+        } catch {
+            Posix.close(fd)
+            throw error
         }
-        guard rc == 0 else { let e = errno; Posix.close(fd); throw IOError("bind", e) }
-        guard Glibc.listen(fd, backlog) == 0 else { let e = errno; Posix.close(fd); throw IOError("listen", e) }
         return fd
     }
 
@@ -85,15 +86,14 @@ public enum TCPSocket {
     public static func accept(_ listener: Int32) -> AcceptResult {
         var storage = sockaddr_storage()
         var length = socklen_t(0)
-        while true {
-            let fd = csluice_accept(listener, &storage, &length)
-            if fd >= 0 {
-                _ = csluice_set_nodelay(fd)
-                return .accepted(fd, SocketAddress(storage: storage, length: length))
-            }
-            let e = errno
-            if e == EINTR || e == ECONNABORTED { continue }
-            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+        switch Posix.accept(listener, &storage, &length) {
+        case .done(let fd):
+            // Best effort: a socket without TCP_NODELAY still works, only its small writes may wait for an ACK.
+            try? Posix.setNoDelay(fd)
+            return .accepted(fd, SocketAddress(storage: storage, length: length))
+        case .wouldBlock:
+            return .wouldBlock
+        case .failed(let e):
             return .failed(e)
         }
     }
@@ -106,25 +106,23 @@ public enum TCPSocket {
 
     /// Starts a non-blocking connect with TCP_NODELAY.
     public static func connect(_ address: SocketAddress) -> ConnectResult {
-        let fd = csluice_tcp_socket(address.family)
-        guard fd >= 0 else { return .failed(errno) }
-        _ = csluice_set_nodelay(fd)
-        var storage = address.storage
-        let rc = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
+        let fd: Int32
+        do { fd = try Posix.tcpSocket(family: address.family) } catch { return .failed(error.errno) }
+        try? Posix.setNoDelay(fd)  // best effort, as for accepted sockets
+        switch Posix.connect(fd, address) {
+        case .connected: return .connected(fd)
+        case .inProgress: return .inProgress(fd)
+        case .failed(let e):
+            Posix.close(fd)
+            return .failed(e)
         }
-        if rc == 0 { return .connected(fd) }
-        let e = errno
-        if e == EINPROGRESS || e == EINTR { return .inProgress(fd) }
-        Posix.close(fd)
-        return .failed(e)
     }
 
     /// The pending error of a connecting socket (0 when the connect succeeded).
-    public static func pendingError(_ fd: Int32) -> Int32 { csluice_socket_error(fd) }
+    public static func pendingError(_ fd: Int32) -> Int32 { Posix.pendingError(fd) }
 
     /// Close with RST instead of FIN (used when a response must be aborted mid-body).
-    public static func setLingerZero(_ fd: Int32) { _ = csluice_set_linger_zero(fd) }
+    public static func setLingerZero(_ fd: Int32) { try? Posix.setLingerZero(fd) }
 }
 
 /// Starts a detached POSIX thread running `body` (the data plane does not use Foundation's Thread).
@@ -148,11 +146,8 @@ public func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) {
 extension TCPSocket {
     /// The local port a socket is bound to.
     public static func localPort(_ fd: Int32) -> UInt16 {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
+        // On failure (not a socket) the zeroed storage reads as port 0.
+        var storage = (try? Posix.localAddress(fd))?.storage ?? sockaddr_storage()
         return withUnsafeBytes(of: &storage) { raw in
             // sin_port and sin6_port sit at the same offset, in network byte order.
             UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))

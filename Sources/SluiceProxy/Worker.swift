@@ -234,10 +234,5 @@ final class Listener: EventHandler {
 
 /// One line to stderr; used for events an operator must see (never per request).
 func logLine(_ message: String) {
-    var line = "sluice: " + message + "\n"
-    line.withUTF8 { _ = fputs_unlocked_write($0) }
-}
-
-private func fputs_unlocked_write(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
-    Glibc.write(2, bytes.baseAddress, bytes.count)
+    Posix.writeStderr("sluice: " + message + "\n")
 }

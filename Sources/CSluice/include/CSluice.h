@@ -1,4 +1,4 @@
-// C shims for the IO layer: epoll, eventfd, timerfd and socket options, with plain types Swift imports cleanly.
+// C shims for the IO layer: epoll, eventfd, the socket flags and accept4 Glibc does not export, in plain types.
 #ifndef CSLUICE_H
 #define CSLUICE_H
 #include <stdint.h>
@@ -34,11 +34,8 @@ int csluice_eventfd_drain(int fd);
 
 // A non-blocking, close-on-exec TCP socket for the address family; -1 on error.
 int csluice_tcp_socket(int family);
-int csluice_set_nodelay(int fd);
-int csluice_set_reuse(int fd, int reuseport);
+// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (Glibc does not export accept4); sets *len itself.
 int csluice_accept(int fd, struct sockaddr_storage *peer, socklen_t *len);
-int csluice_socket_error(int fd);
-int csluice_set_linger_zero(int fd);
 
 // Monotonic clock in milliseconds.
 int64_t csluice_now_ms(void);
