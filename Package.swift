@@ -50,7 +50,7 @@ let package = Package(
         // Demo predictor: a tiny iris classifier behind the blocking server (make run, tests).
         .target(name: "SluiceDemo", dependencies: ["SluiceBlockingHTTP"], swiftSettings: strict),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceControl", "SluiceProxy", "SluiceRouting", "SluiceDemo", "SluiceBlockingHTTP", "COpenSSL", "CNGHTTP2",
+            "SluiceControl", "SluiceProxy", "SluiceRouting", "SluiceIO", "SluiceDemo", "SluiceBlockingHTTP", "COpenSSL", "CNGHTTP2",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),

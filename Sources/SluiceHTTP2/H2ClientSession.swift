@@ -24,7 +24,8 @@ public protocol H2ClientSessionDelegate: AnyObject {
 
 public final class H2ClientSession {
     private var session: OpaquePointer?
-    /// unowned(unsafe): the delegate owns the session.
+    /// unowned(unsafe). Invariant: the delegate (H2UpstreamConnection) owns the session and never frees it from inside
+    /// one of its callbacks (close is deferred to the end of the tick: PoolLifetimeTests under AddressSanitizer).
     unowned(unsafe) let delegate: any H2ClientSessionDelegate
     private var nameValues: [nghttp2_nv] = []
     private var isGoingAway = false

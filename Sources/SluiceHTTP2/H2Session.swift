@@ -12,7 +12,9 @@ public enum H2ErrorCode: UInt32 {
 
 public final class H2Session {
     private var session: OpaquePointer?
-    /// unowned(unsafe): the delegate (the connection) owns the session and outlives it.
+    /// unowned(unsafe). Invariant: the delegate (H2Connection) owns the session and outlives it; it never feeds or
+    /// drains the session from inside the session's callbacks (its isInSession guard). H2AttackTests under
+    /// AddressSanitizer.
     unowned(unsafe) let delegate: any H2SessionDelegate
     let limits: H2Limits
     /// The header block being decoded (HEADERS + CONTINUATION are contiguous, so one block at a time per connection).

@@ -11,14 +11,8 @@ public final class ByteBuffer {
     public private(set) var base: UnsafeMutableRawPointer
     public private(set) var capacity: Int
     public private(set) var readIndex = 0
-    /// Settable for TLSSession, which reads into the free room itself; new code calls `commit(_:)`.
-    public var writeIndex: Int {
-        get { end }
-        set {
-            precondition(newValue >= readIndex && newValue <= capacity, "ByteBuffer: write index out of bounds")
-            end = newValue
-        }
-    }
+    /// Where the unread bytes end; writers into the free room (TLSSession) move it with `commit(_:)`.
+    public var writeIndex: Int { end }
     /// Storage of `writeIndex`, for the methods here that have already checked their bounds.
     private var end = 0
     /// Set while the buffer sits in a `BufferPool`'s free list, so that a second `give` traps.

@@ -191,6 +191,9 @@ public final class EventLoop {
                 forEachHandler { $0.checkDeadline(now: now) }
             }
         }
+        // What the last sweep or batch deferred (closes at the drain deadline, pools' teardown) still runs, so that
+        // nothing is left half torn down when the owner releases the loop.
+        runDeferredTasks()
     }
 }
 

@@ -3,9 +3,6 @@
 // half-close (our FIN after TLS close_notify) and close. The protocol connections above never touch the fd's bytes.
 import SluiceIO
 import SluiceTLS
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct ClientTransport {
     let fd: Int32
@@ -49,7 +46,7 @@ struct ClientTransport {
     mutating func shutdownWrite() {
         tls?.close(clean: true)
         tls = nil
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        try? Posix.shutdown(fd, .write)  // ENOTCONN when the peer is gone already: then there is nothing to end
     }
 
     /// Hands the session to another owner (the protocol hand-over); this transport must not be used afterwards.

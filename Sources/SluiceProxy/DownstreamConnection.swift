@@ -10,7 +10,7 @@ import SluiceTLS
 import Glibc
 #endif
 
-final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner {
+final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner, ClosableOnDrain {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
         /// TLS listener only: the handshake is in progress; nothing is read as HTTP yet.
@@ -29,7 +29,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     }
 
     let fd: Int32
-    /// unowned(unsafe): the worker outlives its connections; checked references cost a retain per use.
+    /// unowned(unsafe), as a checked reference costs a retain per use. Invariant: the worker outlives its connections
+    /// — it closes every one at the drain deadline (Worker.drainDeadlinePassed) before its loop returns, and lives
+    /// until its thread ends. Exercised under AddressSanitizer by DrainTests (a request cut at the deadline).
     unowned(unsafe) let worker: Worker
     private var registration: Registration?
     private(set) var phase: Phase = .awaitingRequest
@@ -574,6 +576,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     }
 
     func close() { close(clean: exchange == nil) }
+
+    func closeAtDrainDeadline() { abort(.draining) }
 
     /// The exchange in flight ends without a response: its attempts go into the record, its pod connection closes.
     private func endExchange() {

@@ -54,9 +54,12 @@ final class Exchange: UpstreamDelegate {
         case done
     }
 
-    /// unowned(unsafe): the downstream owns the exchange and ends it (abandonUpstream) before it goes away.
+    /// unowned(unsafe). Invariant: the downstream owns the exchange and ends it (abandonUpstream, from every way out
+    /// of the request: RequestLifecycle.swift) before it goes away; a pump keeps a strong reference for its own
+    /// duration. Exercised under AddressSanitizer by RequestLifecycleTests (a client reset while its request is at
+    /// the pod) and StreamingTests (a client leaving mid-response).
     unowned(unsafe) let downstream: any ExchangeDownstream
-    /// unowned(unsafe): the worker outlives every exchange.
+    /// unowned(unsafe): the worker outlives every exchange (its downstreams are closed before the loop returns).
     unowned(unsafe) let worker: Worker
     /// The attempt in progress (or the last one).
     private(set) var attempt: UpstreamAttempt

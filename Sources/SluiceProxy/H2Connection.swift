@@ -9,7 +9,7 @@ import SluiceTLS
 import Glibc
 #endif
 
-final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
+final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, ClosableOnDrain {
     enum Phase {
         case open
         /// GOAWAY(2^31-1) is out; the final GOAWAY follows at `finalGoAwayAt`.
@@ -23,7 +23,8 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
     }
 
     let fd: Int32
-    /// unowned(unsafe): the worker outlives its connections.
+    /// unowned(unsafe), as for DownstreamConnection.worker: the worker closes every connection before its loop
+    /// returns (DrainTests, H2TimeoutTests' shutdown GOAWAY under AddressSanitizer).
     unowned(unsafe) let worker: Worker
     let peerIP: [UInt8]
     private var registration: Registration?
@@ -406,6 +407,8 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate {
             }
         }
     }
+
+    func closeAtDrainDeadline() { close() }
 
     func close() {
         if case .closed = phase { return }

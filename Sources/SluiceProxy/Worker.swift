@@ -73,7 +73,7 @@ final class Worker {
                 listener?.close()
                 listener = nil
                 loop.onSweep = { [unowned self] now in
-                    if now >= self.drainDeadline { self.loop.stop() }
+                    if now >= self.drainDeadline { self.drainDeadlinePassed() }
                 }
                 stopIfDrained()
             }
@@ -145,6 +145,17 @@ final class Worker {
         connections -= 1
         handle.activeConnections.subtract(1, ordering: .relaxed)
         if isDraining { stopIfDrained() }
+    }
+
+    /// The shutdown's grace period is over: every client connection still open is closed now (its request ends
+    /// as an abort, flagged draining), and with them their pods' connections; then the loop stops. Before, the
+    /// loop stopped with those descriptors still open, so clients waited on a socket nobody served.
+    private func drainDeadlinePassed() {
+        loop.forEachHandler { handler in
+            (handler as? any ClosableOnDrain)?.closeAtDrainDeadline()
+        }
+        for pool in poolsByEndpoint.values { pool.closeIdle() }
+        loop.stop()
     }
 
     private func stopIfDrained() {
@@ -235,4 +246,9 @@ final class Listener: EventHandler {
 /// One line to stderr; used for events an operator must see (never per request).
 func logLine(_ message: String) {
     Posix.writeStderr("sluice: " + message + "\n")
+}
+
+/// A client connection the worker closes when the drain deadline passes.
+protocol ClosableOnDrain: AnyObject {
+    func closeAtDrainDeadline()
 }

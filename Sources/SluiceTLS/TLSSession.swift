@@ -125,10 +125,11 @@ public final class TLSSession {
         var total = 0
         readWantsWritable = false
         isDrained = false
+        let into = buffer.writable.baseAddress!
         while total < room {
             var done = 0
             var sysErrno: Int32 = 0
-            let status = sluice_tls_read(ssl, buffer.base + buffer.writeIndex + total, room - total, &done, &sysErrno)
+            let status = sluice_tls_read(ssl, into + total, room - total, &done, &sysErrno)
             if status == Int32(SLUICE_TLS_OK) {
                 total += done
                 if sluice_tls_socket_drained(ssl) == 1 {
@@ -154,7 +155,7 @@ public final class TLSSession {
             if end != .wouldBlock { pendingEnd = end }
             break
         }
-        buffer.writeIndex += total
+        buffer.commit(total)
         return .bytes(total)
     }
 

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import SluiceBlockingHTTP
 import SluiceControl
+import SluiceIO
 import SluiceProxy
 import SluiceRouting
 import Synchronization
@@ -173,8 +174,7 @@ func parseAddress(_ text: String) -> SocketAddressSpec? {
 }
 
 func log(_ message: String) {
-    let line = "sluice: \(message)\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
+    Posix.writeStderr("sluice: \(message)\n")
 }
 
 /// Lets the gateway hold as many connections as the hard limit allows (10 000 idle keep-alives need more than 1024).
