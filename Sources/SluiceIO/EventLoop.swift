@@ -107,6 +107,14 @@ public final class EventLoop {
         try? Posix.epollModify(epfd, fd, events: events, data: registration.packed)
     }
 
+    /// Gives a registration to another handler (a protocol hand-over): the same fd and epoll entry, no syscall. Events
+    /// from then on go to `handler`.
+    public func replaceHandler(of registration: Registration, with handler: EventHandler) {
+        let i = Int(registration.slot)
+        precondition(generations[i] == registration.generation && handlers[i] != nil, "replaceHandler: a stale registration")
+        handlers[i] = handler
+    }
+
     /// Removes the handler; closing the fd afterwards removes it from epoll.
     public func deregister(fd: Int32, registration: Registration) {
         // An fd closed already has left epoll by itself (ENOENT/EBADF here): the handler is released all the same.

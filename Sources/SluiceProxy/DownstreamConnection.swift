@@ -1,6 +1,6 @@
-// Proxy layer: one client connection speaking HTTP/1.1 — reads requests, routes each to a revision and a pod,
-// streams the body both ways with backpressure, and answers in order (pipelining) with keep-alive; on a TLS
-// listener it first completes the handshake, then speaks the same HTTP/1.1 through the TLS session.
+// Proxy layer: one client connection speaking HTTP/1.1 (handed over by ClientAcceptor once the protocol is known) —
+// reads requests, routes each to a revision and a pod, streams the body both ways with backpressure, answers in
+// order (pipelining) with keep-alive, and ends by a lingering close after an error answer.
 import SluiceHTTP1
 import SluiceHTTP2
 import SluiceIO
@@ -13,8 +13,6 @@ import Glibc
 final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner, ClosableOnDrain {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
-        /// TLS listener only: the handshake is in progress; nothing is read as HTTP yet.
-        case handshaking
         /// Between requests, or while the request head arrives.
         case awaitingRequest
         /// A request is routed: its body and the response stream through `exchange`.
@@ -85,36 +83,19 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         recordBox = nil
     }
 
-    static func open(fd: Int32, peer: SocketAddress, worker: Worker) {
-        var text = [UInt8](repeating: 0, count: 64)
-        let n = text.withUnsafeMutableBytes { peer.writeIP(into: $0) }
-        text.removeLast(text.count - n)
-        var session: TLSSession? = nil
-        if worker.tls != nil {
-            guard let s = TLSSession(fd: fd, context: worker.tls!.context()) else {
-                Posix.close(fd)
-                return
-            }
-            session = s
-        }
-        let connection = DownstreamConnection(transport: ClientTransport(fd: fd, tls: session), peerIP: text, worker: worker)
-        if session != nil { connection.phase = .handshaking }
-        do {
-            connection.registration = try worker.loop.register(
-                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
-                handler: connection)
-        } catch {
-            connection.transport.close(clean: false)
-            connection.phase = .closed
-            return
-        }
-        worker.connectionOpened()
-        if connection.phase == .handshaking {
-            connection.setDeadline(.handshake, after: worker.settings.tls?.handshakeTimeoutMs ?? 10_000)
-            // No handshake step here: the registration's first (writable) edge arrives right away and drives it.
-        } else {
-            connection.setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
-        }
+    /// Takes over a client connection whose first bytes are HTTP/1.1 (ClientAcceptor): its transport, its
+    /// registration, the bytes read so far and the request-head deadline that started at accept (or handshake).
+    static func adopt(transport: ClientTransport, registration: Registration, peerIP: [UInt8], worker: Worker,
+                      received: ByteBuffer?, mayBeReadable: Bool, clientFinishedSending: Bool, requestHeadDeadline: Int64) {
+        let connection = DownstreamConnection(transport: transport, peerIP: peerIP, worker: worker)
+        connection.registration = registration
+        worker.loop.replaceHandler(of: registration, with: connection)
+        connection.input = received
+        connection.mayBeReadable = mayBeReadable
+        connection.clientFinishedSending = clientFinishedSending
+        connection.deadline = requestHeadDeadline
+        connection.deadlineKind = .requestHead
+        connection.advance()
     }
 
     private init(transport: ClientTransport, peerIP: [UInt8], worker: Worker) {
@@ -145,11 +126,6 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             discardInput()
             return
         }
-        if phase == .handshaking {
-            // Any edge may be what the handshake waits for (it reads and writes); the step tells what it needs next.
-            continueHandshake()
-            return
-        }
         if events & Readiness.writable != 0, transport.readWaitsForWritable {
             // A TLS read stopped because OpenSSL had to write first (KeyUpdate): the room to write is also read progress.
             mayBeReadable = true
@@ -170,7 +146,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     }
 
     func checkDeadline(now: Int64) {
-        if worker.isDraining && (phase == .handshaking || (phase == .awaitingRequest && (input?.isEmpty ?? true))) {
+        if worker.isDraining && phase == .awaitingRequest && (input?.isEmpty ?? true) {
             // Draining: a connection between requests closes now; a busy one closes after its response.
             close()
             return
@@ -182,9 +158,6 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         switch kind {
         case .none:
             return
-        case .handshake:
-            // A client that does not finish its handshake in time is closed without a word (no HTTP yet).
-            abort()
         case .keepAliveIdle, .lingering:
             close()
         case .requestHead:
@@ -210,57 +183,18 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     }
 
 
-    // MARK: TLS handshake
-
-    private func continueHandshake() {
-        guard let step = transport.handshake() else { return }
-        switch step {
-        case .wantRead, .wantWrite:
-            return  // edge-triggered and registered for both directions: the next edge calls again
-        case .failed:
-            // Failed handshakes are routine on a public port (scanners, old clients): no log line per connection.
-            abort()
-        case .done(let applicationProtocol):
-            // Dispatch on the ALPN result: for `h2` the HTTP/2 connection takes over this fd and TLS session.
-            switch applicationProtocol {
-            case .h2:
-                handOverToHTTP2()
-            case .http11:
-                phase = .awaitingRequest
-                setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
-                // The client's first request may already sit in the socket (or in OpenSSL) with its edge spent on
-                // the handshake: read now.
-                mayBeReadable = true
-                advance()
-            }
-        }
-    }
-
     // MARK: Reading requests
 
     /// Drives the connection as far as the bytes at hand allow, reading more while that is useful.
     func advance() {
         while true {
             switch phase {
-            case .closed, .closing, .lingering, .handshaking:
+            case .closed, .closing, .lingering:
                 return
             case .exchanging:
                 exchange?.pumpRequestBody()
                 return
             case .awaitingRequest:
-                if let input, !input.isEmpty, requestsServed == 0, input.readable[0] == 0x50 {
-                    // h2c by prior knowledge (RFC 9113 §3.3): the connection preface instead of a request line.
-                    switch H2Preface.match(input.readable) {
-                    case .complete:
-                        handOverToHTTP2()
-                        return
-                    case .partial:
-                        if mayBeReadable, case .progress = readClient(limit: worker.settings.limits.maxHeaderBytes + 1) { continue }
-                        return
-                    case .mismatch:
-                        break
-                    }
-                }
                 if let input, !input.isEmpty {
                     if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
                     switch parser.parse(input.readable) {
@@ -545,24 +479,6 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             }
         }
         scratch.clear()
-    }
-
-    // MARK: Hand-over
-
-    /// Gives the socket and every byte read so far to an H2Connection on this worker; this object is done after it.
-    /// The one place a connection changes protocol (h2c prior knowledge; TLS will do the same after ALPN `h2`).
-    private func handOverToHTTP2() {
-        guard let registration, phase == .awaitingRequest || phase == .handshaking, exchange == nil else { return }
-        worker.loop.deregister(fd: fd, registration: registration)
-        self.registration = nil
-        phase = .closed  // without closing the fd or counting the connection closed: it lives on as HTTP/2
-        let received = input
-        input = nil
-        if let b = output { worker.buffers.give(b); output = nil }
-        // The HTTP/2 connection owns the transport (and its TLS session) from here on.
-        H2Connection.adopt(transport: transport.handOver(), peerIP: peerIP, worker: worker,
-                           received: received?.readable ?? UnsafeRawBufferPointer(start: nil, count: 0))
-        if let received { worker.buffers.give(received) }
     }
 
     // MARK: Closing

@@ -1,4 +1,4 @@
-// Proxy layer: one client connection speaking HTTP/2 (h2c by prior knowledge now, ALPN h2 later) — moves bytes
+// Proxy layer: one client connection speaking HTTP/2 (h2c by prior knowledge, or ALPN h2 over TLS) — moves bytes
 // between the socket and the H2Session, owns the H2Streams (one per request, many at once), and enforces the
 // connection-level limits: idle and request-headers timeouts, output-queue cap, graceful GOAWAY on drain.
 import SluiceHTTP1
@@ -51,22 +51,14 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     /// Most bytes of frames held for the client before the session stops producing more (and reading stops).
     private var outputCap: Int { 2 * worker.settings.limits.bufferBytes }
 
-    /// The hand-over hook: adopts an accepted client socket that speaks HTTP/2, with the bytes already read from it
-    /// (the connection preface, perhaps more). h2c prior knowledge calls this from DownstreamConnection; TLS with
-    /// ALPN `h2` calls the same once its transport carries the bytes. The worker's connection count moves with it.
-    static func adopt(transport: ClientTransport, peerIP: [UInt8], worker: Worker, received: UnsafeRawBufferPointer) {
-        let fd = transport.fd
+    /// The hand-over hook: adopts an accepted client connection that speaks HTTP/2 (ClientAcceptor: ALPN `h2`, or
+    /// the preface by prior knowledge), its registration and the bytes already read from it (the connection preface,
+    /// perhaps more). The worker's connection count moves with it.
+    static func adopt(transport: ClientTransport, registration: Registration, peerIP: [UInt8], worker: Worker,
+                      received: UnsafeRawBufferPointer) {
         let connection = H2Connection(transport: transport, peerIP: peerIP, worker: worker)
-        do {
-            connection.registration = try worker.loop.register(
-                fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
-                handler: connection)
-        } catch {
-            connection.transport.close(clean: false)
-            connection.phase = .closed
-            worker.connectionClosed()
-            return
-        }
+        connection.registration = registration
+        worker.loop.replaceHandler(of: registration, with: connection)
         connection.headersStartedAt = worker.loop.now
         connection.feed(received)
         connection.advance()

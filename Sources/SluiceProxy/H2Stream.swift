@@ -498,7 +498,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         deadline = .max
         deadlineKind = .none
         switch kind {
-        case .none, .keepAliveIdle, .requestHead, .handshake, .lingering:
+        case .none, .keepAliveIdle, .requestHead, .lingering:
             return  // connection-level timers: the H2Connection owns them
         case .requestBodyIdle:
             if let exchange, !exchange.responseStarted { failExchange(.requestTimeout) }

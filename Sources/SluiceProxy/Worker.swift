@@ -205,7 +205,7 @@ final class Listener: EventHandler {
         for _ in 0..<64 {
             switch TCPSocket.accept(fd) {
             case .accepted(let client, let peer):
-                DownstreamConnection.open(fd: client, peer: peer, worker: worker)
+                ClientAcceptor.accept(fd: client, peer: peer, worker: worker)
             case .wouldBlock:
                 return
             case .failed(let e):
