@@ -236,9 +236,10 @@ def test_sigterm_lets_in_flight_requests_finish(start_sluice, trained, kserve_se
         sigterm_at = time.monotonic()
         sluice.proc.send_signal(signal.SIGTERM)
         try:
-            code = sluice.proc.wait(timeout=10 + 5)  # Sluice's drain grace is 10 s
+            # The drain waits for in-flight requests up to shutdownTimeout (30 s by default); these take ~1.5 s.
+            code = sluice.proc.wait(timeout=10 + 5)
         except Exception:
-            pytest.fail(f"sluice did not exit within the 10 s grace period (+5 s)\n{sluice.stderr()[-2000:]}")
+            pytest.fail(f"sluice did not exit within 15 s of SIGTERM with ~1.5 s requests in flight\n{sluice.stderr()[-2000:]}")
         exited_after = time.monotonic() - sigterm_at
     finally:
         for t in slow_threads:
@@ -267,7 +268,7 @@ def proc_alive(sluice: Sluice) -> bool:
 
 def test_sigterm_closes_idle_keepalive_connections_at_once(start_sluice, trained):
     """Gateway.shutdown's contract: on SIGTERM idle keep-alive connections close at once, so with nothing in
-    flight Sluice exits right away instead of sitting out its 10 s grace period."""
+    flight Sluice exits right away instead of sitting out its grace period (shutdownTimeout)."""
     sluice = start_sluice(percent_00002=10)
     body = json.dumps({"instances": SEED_INPUT}).encode()
     with socket.create_connection(("127.0.0.1", sluice.port), timeout=REQUEST_TIMEOUT) as c:
