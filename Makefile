@@ -6,7 +6,7 @@ APT_PACKAGES := libssl-dev libnghttp2-dev pkg-config python3 python3-venv curl
 VENV := .venv
 CONFIG ?= config/sluice.yaml
 
-.PHONY: deps venv build build-debug run test test-unit test-e2e bench clean
+.PHONY: deps venv build build-debug run test test-unit test-asan test-tsan test-alloc test-e2e bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -48,11 +48,48 @@ run: build
 	$$bin get isvc -n kserve-test; \
 	wait $$serve
 
-test: test-unit test-e2e
+test: test-unit test-alloc test-asan test-tsan test-e2e
 
 test-unit: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# The allocation test again in a release build: the debug run in test-unit bounds the debug figure, this one the
+# figure of the code that ships (AllocationTests.swift has both). Its own scratch path, so .build stays as it is.
+test-alloc: deps
+	$(SWIFT) build -c release --build-tests -Xswiftc -enable-testing --scratch-path .build-release
+	$(SWIFT) test -c release --skip-build --scratch-path .build-release --filter SluiceProxyTests.AllocationTests
+
+# Sanitizer runs: the whole unit suite under AddressSanitizer and under ThreadSanitizer, each with its own scratch
+# path. The proxy and gateway tests (SluiceProxyTests, SluiceControlTests) are what they are for; the other targets
+# add about a second, and a new test target is covered without editing this file. AllocationTests skips itself
+# there (the sanitizer runtime owns malloc). Suppressions (Tests/sanitizers/*.supp) cover runtime noise only.
+# Left out of the ASan run, each with its reason:
+#  - testSixtyFourMiBUploadAndDownloadStreamWithBoundedMemory asserts a resident-memory bound; ASan's quarantine
+#    (256 MiB of freed blocks held back on purpose) and its shadow memory make RSS meaningless. TSan runs it.
+ASAN_SKIP := StreamingTests.testSixtyFourMiBUploadAndDownloadStreamWithBoundedMemory
+# Run under ASan but without its exit-time leak check, because of a real leak in Sources (issue 7): an h2 upstream
+# connection whose TLS handshake never finishes is never closed (H2UpstreamConnection.checkDeadline is empty; only
+# the client's stream times out), so the cycle pool → connection → streams → H2UpstreamStream → pool (a strong
+# `let pool`) stays, with its TLS session, nghttp2 session and buffer, fd included, until the pod closes, and is
+# leaked when the worker stops. Drop this line once that is fixed.
+ASAN_KNOWN_LEAK := GRPCOverTLSTests.testAPodThatNeverFinishesTheHandshakeIsAConnectTimeout
+# Leak checking is on (LeakSanitizer at exit): with the two runtime-noise suppressions it reports nothing but real
+# leaks, and it found one (above).
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=$(1):halt_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp
+TSAN_ENV := TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp:halt_on_error=0
+
+test-asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(call ASAN_ENV,1) $(SWIFT) test --skip-build --scratch-path .build-asan --skip '$(ASAN_SKIP)|$(ASAN_KNOWN_LEAK)'
+	$(call ASAN_ENV,0) $(SWIFT) test --skip-build --scratch-path .build-asan --filter '$(ASAN_KNOWN_LEAK)'
+
+# Every test under TSan, not only the multi-worker ones (most gateway tests run 2 workers; the single-worker ones
+# are two-threaded as well: the test thread publishes, reloads and shuts down while the worker runs). The whole set
+# takes about as long under TSan as the multi-worker part would, since these tests wait on sockets, not the CPU.
+test-tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	$(TSAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-tsan
 
 test-e2e: venv build
 	SLUICE_BIN=$$($(SWIFT) build -c release --show-bin-path)/sluice $(VENV)/bin/python -m pytest -q Tests/e2e

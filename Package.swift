@@ -53,11 +53,13 @@ let package = Package(
             "SluiceControl", "SluiceProxy", "SluiceRouting", "SluiceIO", "SluiceDemo", "SluiceBlockingHTTP", "COpenSSL", "CNGHTTP2",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
+        // Test support: a malloc interposer counting the gateway workers' allocations (the allocation test).
+        .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceIOTests", dependencies: ["SluiceIO"]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceProxy", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
-        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "COpenSSL", "CNGHTTP2", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
+        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "COpenSSL", "CNGHTTP2", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting", "CMallocCounter"]),
     ],
     swiftLanguageModes: [.v6]
 )

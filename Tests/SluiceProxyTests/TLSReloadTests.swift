@@ -13,10 +13,13 @@ final class TLSReloadTests: XCTestCase {
         let new = try certs.make("new", dnsNames: [serviceHost], organization: "Generation Two")
         let bundle = try certs.bundle([old, new])
         let f = try tlsGateway([old], workers: 2)
-        let script = try pythonClientScript(in: certs)
+        // The shared client's loop mode, plus one line: the organisation its long-lived connection was served.
+        let script = certs.directory + "/reload-client.py"
+        try (pythonClient + "\nif mode == \"loop\": print(\"long_lived=%s\" % organization(long_lived))\n")
+            .write(toFile: script, atomically: true, encoding: .utf8)
 
-        // The client makes 200 rounds of (a fresh connection's request, a long-lived connection's request)
-        // while the certificates flip between the two generations.
+        // The client opens its long-lived connection, then makes 200 rounds of (a fresh connection's request, a
+        // request on the long-lived one) while the certificates flip between the two generations.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", script, "loop", "\(f.port)", bundle, serviceHost, "200"]
@@ -24,6 +27,11 @@ final class TLSReloadTests: XCTestCase {
         process.standardOutput = out
         process.standardError = out
         try process.run()
+        // No reload before the long-lived connection has finished its handshake under generation one: that is
+        // certain once a second connection (the first fresh one, opened after that handshake) is open.
+        let opened = Date().addingTimeInterval(30)
+        while f.gateway.activeConnections < 2 && process.isRunning && Date() < opened { usleep(200) }
+        XCTAssertGreaterThanOrEqual(f.gateway.activeConnections, 2, "the client's first fresh connection was seen")
         var reloads = 0
         while process.isRunning && reloads < 400 {
             try f.gateway.reloadTLS(TLSSettings(certificates: [reloads % 2 == 0 ? new : old]))
@@ -38,8 +46,10 @@ final class TLSReloadTests: XCTestCase {
         let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertTrue(report.contains("ok=400 fail=0"), report)
         XCTAssertGreaterThan(reloads, 1, report)
-        // The long-lived connection began under generation one and outlived every reload (it counted in ok=).
-        XCTAssertTrue(report.contains("Generation One"), report)
+        // The long-lived connection began under generation one, kept it through every reload and outlived them
+        // all (its 200 requests count in ok=); fresh connections during the flips saw both generations.
+        XCTAssertTrue(report.contains("long_lived=Generation One"), report)
+        XCTAssertTrue(report.contains("orgs=Generation One,Generation Two"), report)
 
         // publish is synchronous: the very next handshake sees the last generation, on every worker.
         for _ in 0..<4 {

@@ -38,8 +38,8 @@ struct TestCA {
     }
 }
 
-/// An HTTPS/1.1 pod in Python (http.server + ssl, keep-alive). It counts completed TLS handshakes and requests in
-/// `<dir>/counts.json`, and answers with the connection's number in `X-Pod-Connection`.
+/// An HTTPS/1.1 pod in Python (http.server + ssl, keep-alive). It counts completed TLS handshakes, requests and
+/// connections it has closed in `<dir>/counts.json`, and answers with the connection's number in `X-Pod-Connection`.
 private final class PythonTLSPod: @unchecked Sendable {  // fields set in init, read-only after
     let process = Process()
     let port: UInt16
@@ -49,7 +49,7 @@ private final class PythonTLSPod: @unchecked Sendable {  // fields set in init, 
 import http.server, json, os, socketserver, ssl, sys, threading
 cert, key, state = sys.argv[1], sys.argv[2], sys.argv[3]
 lock = threading.Lock()
-counts = {"handshakes": 0, "requests": 0, "failedHandshakes": 0}
+counts = {"handshakes": 0, "requests": 0, "failedHandshakes": 0, "closed": 0}
 def dump():
     tmp = state + ".tmp"
     with open(tmp, "w") as f: json.dump(counts, f)
@@ -96,6 +96,10 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         if cert == "-": return sock, addr  # plain HTTP (a control for comparisons)
         return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
     def handle_error(self, request, address): pass
+    def shutdown_request(self, request):  # after the handler: the connection is closed once this has run
+        super().shutdown_request(request)
+        with lock:
+            counts["closed"] += 1; dump()
 ctx.set_alpn_protocols(["http/1.1"])
 server = Server(("127.0.0.1", 0), Handler)
 dump()
@@ -129,6 +133,16 @@ server.serve_forever()
         guard let data = FileManager.default.contents(atPath: stateFile),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Int] else { return [:] }
         return json
+    }
+
+    /// Waits (at most `seconds`) until `counts[key]` reaches `value`; true if it did.
+    func wait(until key: String, reaches value: Int, seconds: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while (counts[key] ?? 0) < value {
+            if Date() > deadline { return false }
+            usleep(5_000)
+        }
+        return true
     }
 
     func stop() {
@@ -185,7 +199,7 @@ final class UpstreamTLSTests: XCTestCase {
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try TestClient(port: gateway.port)
         XCTAssertEqual(try c.request("GET", "/a", host: "secure.ns.example.com").header("X-Pod-Connection"), "1")
-        Thread.sleep(forTimeInterval: 0.8)  // the pod closes its idle connection
+        XCTAssertTrue(pod.wait(until: "closed", reaches: 1), "the pod closes its idle connection")
         let r = try c.request("POST", "/b", host: "secure.ns.example.com", body: "again")
         XCTAssertEqual(r.status, 200)
         XCTAssertEqual(r.header("X-Pod-Connection"), "2", "a fresh TLS connection after the pod closed the pooled one")
@@ -205,8 +219,16 @@ final class UpstreamTLSTests: XCTestCase {
         var settings = GatewayFixture.settings(workers: 1)
         settings.upstreamTLS = UpstreamTLSSettings(caFile: trusted.cert)
         gateway.publish(routes: gateway.routes, settings: settings)
-        Thread.sleep(forTimeInterval: 0.2)
-        XCTAssertEqual(try c.request("GET", "/", host: "secure.ns.example.com").status, 200)
+        // The hand-over reaches the worker asynchronously: wait (bounded) for the first request the new CA lets
+        // through; with the old CA kept, this stays 502 until the deadline.
+        let deadline = Date().addingTimeInterval(10)
+        var status = try c.request("GET", "/", host: "secure.ns.example.com").status
+        while status != 200 && Date() < deadline {
+            usleep(5_000)
+            status = try TestClient(port: gateway.port).request("GET", "/", host: "secure.ns.example.com").status
+        }
+        XCTAssertEqual(status, 200, "the new CA is in force")
+        XCTAssertEqual(try c.request("GET", "/", host: "secure.ns.example.com").status, 200, "and stays")
         XCTAssertThrowsError(try self.gateway(to: pod.port) { $0.upstreamTLS = UpstreamTLSSettings(caFile: certs.directory + "/nope.pem") }) {
             XCTAssertEqual("\($0)", "upstreamTLS.caFile: \(certs.directory)/nope.pem: No such file or directory")
         }
