@@ -325,8 +325,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             rechunkResponse = false
             requestDecoder.reset()
             let closeAfter = !head.keepAlive || requestsServed + 1 >= settings.limits.maxRequestsPerConnection
-            let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
-                                    head: head, policy: policy, closeAfterResponse: closeAfter)
+            let exchange = worker.exchanges.take(for: worker)
+            exchange.start(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
+                           head: head, policy: policy, closeAfterResponse: closeAfter)
             self.exchange = exchange
             phase = .exchanging
             // The head leaves the input buffer before anything can end the request: `begin` copies every byte it
@@ -335,10 +336,13 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             // that another connection then owned). The head's bytes stay in place until the next read into `input`.
             input.consume(head.headLength)
             exchange.begin(head: head, headBytes: base)
+            // Nothing reads `head` after the reset: a live copy would share its field array and make the reset
+            // allocate a new one (copy on write) for every request.
+            let expectsContinue = head.expectsContinue
             parser.reset()
             if isRequestOpen { record.requestId.set(requestId) }
             guard self.exchange === exchange, phase == .exchanging else { return }  // ended already (answered or closed)
-            if head.expectsContinue, !exchange.requestBodyDone {
+            if expectsContinue, !exchange.requestBodyDone {
                 // We read the body ourselves, so we answer 100 Continue ourselves (RFC 9110 §10.1.1) and drop Expect.
                 if output == nil { output = worker.buffers.take() }
                 output!.append("HTTP/1.1 100 Continue\r\n\r\n")
@@ -382,6 +386,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         if let exchange {
             noteAttempts(of: exchange)
             if !exchange.requestBodyDone { lingerOnClose = true }  // the pod answered before the upload ended
+            worker.exchanges.recycle(exchange, loop: worker.loop)
         }
         exchange = nil
         finishRequest(.completed, status: record.status)
@@ -501,6 +506,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         noteAttempts(of: exchange)
         exchange.abandonUpstream()
         self.exchange = nil
+        worker.exchanges.recycle(exchange, loop: worker.loop)
     }
 
     /// `clean`: the connection ends between responses, so TLS says close_notify; an aborted response must not.

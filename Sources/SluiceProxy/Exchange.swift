@@ -58,11 +58,12 @@ final class Exchange: UpstreamDelegate {
     /// of the request: RequestLifecycle.swift) before it goes away; a pump keeps a strong reference for its own
     /// duration. Exercised under AddressSanitizer by RequestLifecycleTests (a client reset while its request is at
     /// the pod) and StreamingTests (a client leaving mid-response).
-    unowned(unsafe) let downstream: any ExchangeDownstream
+    /// Set by `start` for each request (an exchange is recycled by its worker once the request is over).
+    private(set) unowned(unsafe) var downstream: (any ExchangeDownstream)!
     /// unowned(unsafe): the worker outlives every exchange (its downstreams are closed before the loop returns).
     unowned(unsafe) let worker: Worker
     /// The attempt in progress (or the last one).
-    private(set) var attempt: UpstreamAttempt
+    private(set) var attempt: UpstreamAttempt!
     private(set) var attemptCount = 1
     var pool: ConnectionPool { attempt.pool }
     private(set) var upstream: UpstreamConnection? {
@@ -73,14 +74,14 @@ final class Exchange: UpstreamDelegate {
     /// Monotonic ns when the pod's final response head was parsed; 0 before.
     private(set) var firstResponseByteNs: UInt64 = 0
     /// The routes this request started with: a hand-over mid-request does not move it.
-    let revision: Revision
-    let tag: TagRoute?
-    let requestWasHEAD: Bool
-    private(set) var requestBody: RequestBody
+    private(set) var revision: Revision!
+    private(set) var tag: TagRoute?
+    private(set) var requestWasHEAD = false
+    private(set) var requestBody: RequestBody = .done
     private(set) var requestBodyBytes = 0
     private(set) var response: ResponseBody = .awaitingHead
     /// The downstream closes after this response (HTTP/1.1 only; the H1 sink may set it while writing the head).
-    var closeAfterResponse: Bool
+    var closeAfterResponse = false
     private var upstreamKeepAlive = true
     private(set) var responseStarted = false
     /// A copy of every request byte sent so far, kept while it stays small, so that a request that hit a pooled
@@ -88,26 +89,49 @@ final class Exchange: UpstreamDelegate {
     private var replay: ByteBuffer?
     private var isPumpingResponse = false
     /// Timeouts and limits, resolved when the request was routed.
-    let policy: RequestPolicy
+    private(set) var policy: RequestPolicy!
     private var bufferBytes: Int { policy.bufferBytes }
 
-    init(downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?,
-         head: RequestHead, policy: RequestPolicy, closeAfterResponse: Bool) {
+    /// An exchange for `worker`'s requests; `start` readies it for each one (Worker.takeExchange).
+    init(worker: Worker) {
+        self.worker = worker
+    }
+
+    /// Readies the exchange for one request: every per-request field is set here, for a new and a recycled
+    /// exchange alike.
+    func start(downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision,
+               tag: TagRoute?, head: RequestHead, policy: RequestPolicy, closeAfterResponse: Bool) {
         self.downstream = downstream
-        self.worker = downstream.worker
-        self.attempt = UpstreamAttempt(pool: pool, upstream: upstream)
+        attempt = UpstreamAttempt(pool: pool, upstream: upstream)
+        attemptCount = 1
+        firstResponseByteNs = 0
         self.policy = policy
         self.revision = revision
         self.tag = tag
-        self.requestWasHEAD = head.isHEAD
+        requestWasHEAD = head.isHEAD
         switch head.framing {
         case .none: requestBody = .done
         case .contentLength(let n): requestBody = n > 0 ? .contentLength(remaining: n) : .done
         case .chunked: requestBody = .chunked
         }
+        requestBodyBytes = 0
+        response = .awaitingHead
         self.closeAfterResponse = closeAfterResponse
+        upstreamKeepAlive = true
+        responseStarted = false
+        isPumpingResponse = false
         downstream.responseParser.reset()
         downstream.responseDecoder.reset()
+    }
+
+    /// The request is over (its downstream let go of it): what it still refers to is dropped, so that a recycled
+    /// exchange keeps no route table, pool or connection alive.
+    func clear() {
+        precondition(upstream == nil && replay == nil, "an exchange is recycled with its pod connection or replay buffer")
+        downstream = nil
+        attempt = nil
+        revision = nil
+        tag = nil
     }
 
     var requestBodyDone: Bool {
@@ -321,8 +345,9 @@ final class Exchange: UpstreamDelegate {
         guard !isPumpingResponse, let upstream, let input = upstream.input else { return }
         isPumpingResponse = true
         defer { isPumpingResponse = false }
-        // A strong reference for the pump's duration: a flush may close an HTTP/2 stream under us.
-        let downstream = self.downstream
+        // Strong references for the pump's duration: a flush may close an HTTP/2 stream under us, and end this
+        // request (the exchange is recycled only at the end of the loop's tick).
+        let downstream: any ExchangeDownstream = self.downstream
         while true {
             switch response {
             case .done:
@@ -511,4 +536,36 @@ func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) 
         if c != l[i] { return false }
     }
     return true
+}
+
+/// The worker's Exchange objects, reused so that a steady-state request allocates none. One whose request ended
+/// goes back to the free list at the end of the loop's tick, and only when nothing else still holds it, so that no
+/// frame still on the stack (a pump that just finished the response) can see it start another request.
+final class ExchangeRecycler: DeferredTask {
+    private var free: [Exchange] = []
+    private var ended: [Exchange] = []
+    private let maxFree = 1024
+
+    init() {
+        free.reserveCapacity(64)
+        ended.reserveCapacity(64)
+    }
+
+    func take(for worker: Worker) -> Exchange {
+        free.popLast() ?? Exchange(worker: worker)
+    }
+
+    /// The downstream let go of `exchange` (its request finished, answered or aborted).
+    func recycle(_ exchange: Exchange, loop: EventLoop) {
+        if ended.isEmpty { loop.runAfterThisBatch(self) }
+        ended.append(exchange)
+    }
+
+    func runDeferred() {
+        for i in ended.indices where free.count < maxFree && isKnownUniquelyReferenced(&ended[i]) {
+            ended[i].clear()
+            free.append(ended[i])
+        }
+        ended.removeAll(keepingCapacity: true)
+    }
 }

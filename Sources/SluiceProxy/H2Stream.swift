@@ -196,8 +196,9 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             record.noteRoute(revision: revision, tag: tag)
             let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
                                    headers: fields, framing: framing)
-            let exchange = Exchange(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
-                                    head: head, policy: policy, closeAfterResponse: false)
+            let exchange = worker.exchanges.take(for: worker)
+            exchange.start(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
+                           head: head, policy: policy, closeAfterResponse: false)
             self.exchange = exchange
             phase = .exchanging
             exchange.begin(head: head, headBytes: bytes.baseAddress!)
@@ -384,9 +385,18 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     // MARK: Outcomes
 
+    /// The exchange toward the HTTP/1.1 pod is over (finished, failed or abandoned): its pod connection is closed
+    /// unless the exchange pooled it already, and the worker recycles it at the end of the tick.
+    private func releaseExchange() {
+        guard let exchange else { return }
+        noteAttempts(of: exchange)
+        exchange.abandonUpstream()
+        self.exchange = nil
+        worker.exchanges.recycle(exchange, loop: worker.loop)
+    }
+
     func exchangeFinished(closeAfter: Bool) {
-        if let exchange { noteAttempts(of: exchange) }
-        exchange = nil
+        releaseExchange()
         finishRequest(.completed, status: record.status)
         phase = .responded
         releaseRequestWindow()
@@ -407,17 +417,14 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         }
         guard let exchange else { return }
         if exchange.responseStarted { abortExchange(response.answer.flags); return }
-        noteAttempts(of: exchange)
-        exchange.abandonUpstream()
-        self.exchange = nil
+        releaseExchange()
         respondLocally(response)
     }
 
     func abortExchange(_ flags: RequestRecord.Flags) {
         if let exchange { noteAttempts(of: exchange) }
         finishRequest(.aborted, status: record.status, flags: flags)
-        exchange?.abandonUpstream()
-        exchange = nil
+        releaseExchange()
         grpc?.cancel()
         grpc = nil
         phase = .responded
@@ -523,10 +530,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if let exchange { noteAttempts(of: exchange) }
         // The client reset the stream, or the connection went away, before the response was complete.
         finishRequest(.aborted, status: record.status, flags: .downstreamConnectionTermination)
-        if let exchange {
-            exchange.abandonUpstream()
-            self.exchange = nil
-        }
+        releaseExchange()
         if let grpc {
             grpc.cancel()  // the client's RST_STREAM resets the pod's stream at once
             self.grpc = nil

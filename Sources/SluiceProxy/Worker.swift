@@ -29,6 +29,8 @@ final class Worker {
     let requestObserver: RequestObserver?
     /// Record storage for HTTP/1.1 requests in flight, recycled (RequestLifecycle.swift).
     var recordBoxes: [RequestRecordBox] = []
+    /// Exchanges for requests to HTTP/1.1 pods, recycled at the end of the tick their request ended in.
+    let exchanges = ExchangeRecycler()
 
     init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
          requestObserver: RequestObserver? = nil) throws {
