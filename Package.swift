@@ -56,6 +56,7 @@ let package = Package(
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceProxy", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
+        .testTarget(name: "SluiceHTTP2Tests", dependencies: ["SluiceHTTP2", "SluiceIO", "CNGHTTP2"]),
         .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "COpenSSL", "CNGHTTP2", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
     ],
     swiftLanguageModes: [.v6]
