@@ -297,6 +297,26 @@ final class H2SessionTests: XCTestCase {
         XCTAssertEqual(strict.session.terminatedReason.map { "\($0)" }, "CONTINUATION flood")
     }
 
+    func testPingsPilingUpUnreadAreAFlood() {
+        var limits = H2Limits()
+        limits.maxOutboundAck = 10
+        let ping = H2Frame(type: H2Frame.ping, payload: Array(repeating: 1, count: 8)).bytes
+        let start = H2Frame.preface + H2Frame(type: H2Frame.settings).bytes
+        // A client that reads its PING acks is never a flood…
+        let polite = ServerRecorder(limits: limits)
+        XCTAssertTrue(feed(polite, start))
+        for _ in 0..<10 {
+            XCTAssertTrue(feed(polite, ping + ping + ping))
+            XCTAssertEqual(H2Frame.parse(serverOutput(polite)).frames.filter { $0.type == H2Frame.ping && $0.flags == H2Frame.ack }.count, 3)
+        }
+        XCTAssertNil(polite.session.terminatedReason)
+        // …one that sends PINGs and never reads their acks is (nghttp2_option_set_max_outbound_ack).
+        let flooding = ServerRecorder(limits: limits)
+        XCTAssertFalse(feed(flooding, start + Array((0..<20).map { _ in ping }.joined())))
+        XCTAssertEqual(flooding.session.terminatedReason.map { "\($0)" }, "flood")
+        XCTAssertEqual(H2Frame.parse(serverOutput(flooding)).frames.compactMap(\.goAway).map(\.errorCode).last, H2ErrorCode.enhanceYourCalm.rawValue)
+    }
+
     func testABadPrefaceEndsTheConnectionWithAGoAway() {
         let server = ServerRecorder()
         XCTAssertFalse(feed(server, Array("GET / HTTP/1.1\r\nHost: example.test\r\n\r\n".utf8)))
