@@ -59,6 +59,8 @@ let package = Package(
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceIOTests", dependencies: ["SluiceIO"]),
         .testTarget(name: "SluiceControlTests", dependencies: ["SluiceControl", "SluiceProxy", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting"]),
+        .testTarget(name: "SluiceHTTP2Tests", dependencies: ["SluiceHTTP2", "SluiceIO", "CNGHTTP2"]),
+        .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceIO", "CSluiceTLS", "COpenSSL"]),
         .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceTLS", "CSluiceTLS", "COpenSSL", "CNGHTTP2", "SluiceControl", "SluiceDemo", "SluiceBlockingHTTP", "SluiceRouting", "CMallocCounter"]),
     ],
     swiftLanguageModes: [.v6]
