@@ -105,7 +105,7 @@ final class HTTP1ConnectionEndTests: XCTestCase {
         let head = "POST /v1/models/iris:predict HTTP/1.1\r\nHost: iris.ns.example.com\r\nExpect: 100-continue\r\n"
             + "Content-Length: 64\r\nX-Padding: \(String(repeating: "p", count: 400))\r\n\r\n"
         for _ in 0..<40 {
-            let fd = try connectRaw(port: g.port)
+            let fd = try connectLoopback(port: g.port)
             _ = head.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
             resetAndClose(fd)
         }

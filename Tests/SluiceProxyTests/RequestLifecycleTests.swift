@@ -150,7 +150,7 @@ final class RequestLifecycleTests: XCTestCase {
         let aborts = RecordCollector()
         let g2 = try gateway(endpoints: [("slow", slow.port)], collector: aborts)
         defer { g2.shutdown(graceMs: 1000) }
-        let leaving = try connectRaw(port: g2.port)
+        let leaving = try connectLoopback(port: g2.port)
         _ = "GET /gone HTTP/1.1\r\nHost: slow.ns.example.com\r\n\r\n".withCString { Glibc.send(leaving, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         XCTAssertEqual(atPod.wait(timeout: .now() + 5), .success, "the pod has the request")
         resetAndClose(leaving)
@@ -220,23 +220,4 @@ final class RequestLifecycleTests: XCTestCase {
         XCTAssertEqual(noRoute.grpcStatus, 12)
         XCTAssertEqual(collector.count, 3)
     }
-}
-
-/// A plain blocking TCP connection to 127.0.0.1:port (for tests that must reset it, which TestClient cannot).
-func connectRaw(port: UInt16) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = port.bigEndian
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    if rc != 0 { let e = errno; Glibc.close(fd); throw TestClientError.connect(e) }
-    return fd
-}
-
-/// Closes with SO_LINGER 0: the peer gets a RST instead of a FIN.
-func resetAndClose(_ fd: Int32) {
-    var reset = linger(l_onoff: 1, l_linger: 0)
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
-    Glibc.close(fd)
 }

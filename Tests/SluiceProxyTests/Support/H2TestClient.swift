@@ -53,13 +53,7 @@ final class H2TestClient {
     /// `window` is this client's receive window per stream (and 4× that per connection): small ones make the
     /// gateway wait on the client.
     init(port: UInt16, window: UInt32 = 1 << 24) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { let e = errno; Glibc.close(fd); throw H2TestClientError.connect(e) }
+        do { fd = try connectLoopback(port: port) } catch TestClientError.connect(let e) { throw H2TestClientError.connect(e) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
