@@ -13,8 +13,10 @@ public final class ByteBuffer {
     public private(set) var readIndex = 0
     /// Where the unread bytes end; writers into the free room (TLSSession) move it with `commit(_:)`.
     public var writeIndex: Int { end }
-    /// Storage of `writeIndex`, for the methods here that have already checked their bounds.
-    private var end = 0
+    /// Storage of `writeIndex`, for the methods here that have already checked their bounds. Not private: the
+    /// one-line accessors (isEmpty, readable, consume, …) are inlined into the proxy only while their bodies touch
+    /// nothing private (cross-module optimisation); made private, each became a call on the request path.
+    @usableFromInline var end = 0
     /// Set while the buffer sits in a `BufferPool`'s free list, so that a second `give` traps.
     fileprivate var isPooled = false
 
@@ -74,12 +76,12 @@ public final class ByteBuffer {
     }
 
     /// `reserve` for the appends here, whose counts are never negative (a check there would cost every append).
-    @inline(__always) private func makeRoom(_ count: Int) {
+    @inline(__always) @usableFromInline func makeRoom(_ count: Int) {
         if capacity &- end < count { grow(count) }
     }
 
     /// The slow path of `reserve`: compaction, then growth by doubling.
-    private func grow(_ count: Int) {
+    @usableFromInline func grow(_ count: Int) {
         compact()
         if writableBytes >= count { return }
         var newCapacity = capacity * 2

@@ -70,7 +70,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// worker's, lent while the request runs.
     private var recordBox: RequestRecordBox?
     var record: RequestRecord {
-        get { recordBox?.record ?? RequestRecord() }
+        get { recordBox?.record ?? RequestRecord.empty }
         _modify {
             if recordBox == nil { recordBox = worker.takeRecordBox() }
             yield &recordBox!.record
@@ -235,7 +235,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// The client will send nothing more and no request is running: what is still buffered for it goes out, then the
     /// connection closes. A request head it began and never finished ends its record as the client's abort.
     private func clientLeftBetweenRequests() {
-        finishRequest(.aborted, status: 0, flags: .downstreamConnectionTermination)
+        finishRequest(.aborted, flags: .downstreamConnectionTermination)
         input?.clear()
         if let output, !output.isEmpty {
             phase = .closing
@@ -389,7 +389,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             worker.exchanges.recycle(exchange, loop: worker.loop)
         }
         exchange = nil
-        finishRequest(.completed, status: record.status)
+        finishRequest(.completed)
         requestsServed += 1
         if closeAfter || worker.isDraining {
             phase = .closing
@@ -492,7 +492,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// `flags` say why, for the request's record.
     func abort(_ flags: RequestRecord.Flags = .downstreamConnectionTermination) {
         endExchange()
-        finishRequest(.aborted, status: record.status, flags: flags)
+        finishRequest(.aborted, flags: flags)
         close(clean: false)
     }
 
@@ -513,7 +513,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     private func close(clean: Bool) {
         guard phase != .closed else { return }
         endExchange()
-        finishRequest(.aborted, status: record.status, flags: .downstreamConnectionTermination)
+        finishRequest(.aborted, flags: .downstreamConnectionTermination)
         phase = .closed
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil

@@ -397,7 +397,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     func exchangeFinished(closeAfter: Bool) {
         releaseExchange()
-        finishRequest(.completed, status: record.status)
+        finishRequest(.completed)
         phase = .responded
         releaseRequestWindow()
         deadlineKind = .none
@@ -423,7 +423,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     func abortExchange(_ flags: RequestRecord.Flags) {
         if let exchange { noteAttempts(of: exchange) }
-        finishRequest(.aborted, status: record.status, flags: flags)
+        finishRequest(.aborted, flags: flags)
         releaseExchange()
         grpc?.cancel()
         grpc = nil
@@ -529,7 +529,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         isReset = true
         if let exchange { noteAttempts(of: exchange) }
         // The client reset the stream, or the connection went away, before the response was complete.
-        finishRequest(.aborted, status: record.status, flags: .downstreamConnectionTermination)
+        finishRequest(.aborted, flags: .downstreamConnectionTermination)
         releaseExchange()
         if let grpc {
             grpc.cancel()  // the client's RST_STREAM resets the pod's stream at once
@@ -754,7 +754,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     private func grpcFinished(_ call: H2UpstreamStream, resetAfterSend: Bool) {
         noteAttempts(of: call)
-        finishRequest(.completed, status: record.status)
+        finishRequest(.completed)
         grpc = nil
         if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
         // What is still buffered for the client stays bounded by this stream's window; the pod's connection
@@ -789,7 +789,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         }
         noteAttempts(of: call)
         if call.responseStarted {
-            finishRequest(.aborted, status: record.status, flags: .upstreamConnectionTermination)
+            finishRequest(.aborted, flags: .upstreamConnectionTermination)
             phase = .responded
             releaseRequestWindow()
             session.resetStream(id, errorCode == H2ErrorCode.cancel.rawValue ? .cancel : .internalError)

@@ -58,17 +58,15 @@ extension RequestOwner {
         isRequestOpen = true
     }
 
-    /// Phase 9: the one finish. `status` is what the client got (0: nothing); a second call does nothing.
-    func finishRequest(_ outcome: RequestRecord.Outcome, status: Int, flags: RequestRecord.Flags = []) {
+    /// Phase 9: the one finish. `status` is what the client got, when the record does not say it already (the
+    /// pod's status, set as its head was relayed); a second call does nothing.
+    func finishRequest(_ outcome: RequestRecord.Outcome, status: Int? = nil, flags: RequestRecord.Flags = []) {
         guard isRequestOpen else { return }
         isRequestOpen = false
-        record.outcome = outcome
-        if status != 0 || record.status == 0 { record.status = status }
-        record.flags.formUnion(flags)
-        if record.attempts > 1 { record.flags.insert(.retried) }
-        if outcome == .aborted && worker.isDraining { record.flags.insert(.draining) }
-        record.endNs = MonotonicClock.nanoseconds()
-        worker.finish(record)
+        let isDraining = worker.isDraining
+        // One access to the record for all of it, and the worker reads it in place: no copy of the record.
+        record.close(outcome, status: status, flags: flags, isDraining: isDraining, now: MonotonicClock.nanoseconds())
+        worker.finish(&record)
         recordFinished()
     }
 
@@ -90,7 +88,7 @@ extension RequestOwner {
 
 extension Worker {
     /// Every finished request, once: the hook of metrics, access logs and traces.
-    func finish(_ record: RequestRecord) {
+    func finish(_ record: inout RequestRecord) {
         finishedRequests &+= 1
         requestObserver?(record)
     }

@@ -124,12 +124,33 @@ public struct RequestRecord: Sendable {
 
     public init() {}
 
-    /// Starts the record of a new request (everything else back to empty, without allocating).
+    /// What an owner with no request open reads.
+    static let empty = RequestRecord()
+
+    /// Starts the record of a new request: every field back to empty, field by field (the texts only forget their
+    /// length: rewriting their storage would cost more than the rest of the record).
     mutating func open(_ clientProtocol: ClientProtocol, isTLS: Bool, now: UInt64) {
-        self = RequestRecord()
         self.clientProtocol = clientProtocol
         self.isTLS = isTLS
+        method.clear()
+        authority.clear()
+        path.clear()
+        requestId.clear()
+        revision = nil
+        tag = nil
+        endpoint = nil
+        status = 0
+        grpcStatus = -1
+        gatewayAnswer = nil
+        requestBodyBytes = 0
+        responseBodyBytes = 0
         startNs = now
+        upstreamConnectedNs = 0
+        firstResponseByteNs = 0
+        endNs = 0
+        attempts = 0
+        outcome = .inFlight
+        flags = []
     }
 
     /// Copies what the head says (method, authority, path) into the record.
@@ -142,6 +163,17 @@ public struct RequestRecord: Sendable {
     mutating func noteRoute(revision: Revision, tag: TagRoute?) {
         self.revision = revision
         self.tag = tag?.tag
+    }
+
+    /// The request ended: its outcome, the status the client got (nil: the one recorded as the pod's head was
+    /// relayed), why, and when.
+    mutating func close(_ outcome: Outcome, status: Int?, flags: Flags, isDraining: Bool, now: UInt64) {
+        self.outcome = outcome
+        if let status { self.status = status }
+        self.flags.formUnion(flags)
+        if attempts > 1 { self.flags.insert(.retried) }
+        if outcome == .aborted && isDraining { self.flags.insert(.draining) }
+        endNs = now
     }
 
     /// Total time from start to end in nanoseconds (0 while in flight).
