@@ -20,7 +20,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
     private let fd: Int32
     /// unowned(unsafe): the worker outlives its connections (it closes them before its loop returns).
     private unowned(unsafe) let worker: Worker
-    private var transport: ClientTransport
+    private var transport: Transport
     private let peerIP: [UInt8]
     private var registration: Registration?
     private var phase: Phase
@@ -45,7 +45,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
             }
             session = s
         }
-        let acceptor = ClientAcceptor(fd: fd, transport: ClientTransport(fd: fd, tls: session), peerIP: text, worker: worker)
+        let acceptor = ClientAcceptor(fd: fd, transport: Transport(fd: fd, tls: session), peerIP: text, worker: worker)
         do {
             acceptor.registration = try worker.loop.register(
                 fd: fd, events: Readiness.readable | Readiness.writable | Readiness.readHangup | Readiness.edgeTriggered,
@@ -63,7 +63,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
         }
     }
 
-    private init(fd: Int32, transport: ClientTransport, peerIP: [UInt8], worker: Worker) {
+    private init(fd: Int32, transport: Transport, peerIP: [UInt8], worker: Worker) {
         self.fd = fd
         self.transport = transport
         self.peerIP = peerIP

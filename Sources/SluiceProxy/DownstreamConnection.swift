@@ -54,7 +54,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// The request's X-Request-Id (the client's, or one we made), reused across requests.
     var requestId: [UInt8] = []
     /// Plain TCP or TLS: every client byte goes through it.
-    private var transport: ClientTransport
+    private var transport: Transport
     var isTLS: Bool { transport.isTLS }
     /// The request in flight keeps the connection open afterwards (RFC 9112 §9.3).
     var requestKeepAlive = true
@@ -85,7 +85,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
 
     /// Takes over a client connection whose first bytes are HTTP/1.1 (ClientAcceptor): its transport, its
     /// registration, the bytes read so far and the request-head deadline that started at accept (or handshake).
-    static func adopt(transport: ClientTransport, registration: Registration, peerIP: [UInt8], worker: Worker,
+    static func adopt(transport: Transport, registration: Registration, peerIP: [UInt8], worker: Worker,
                       received: ByteBuffer?, mayBeReadable: Bool, clientFinishedSending: Bool, requestHeadDeadline: Int64) {
         let connection = DownstreamConnection(transport: transport, peerIP: peerIP, worker: worker)
         connection.registration = registration
@@ -98,7 +98,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         connection.advance()
     }
 
-    private init(transport: ClientTransport, peerIP: [UInt8], worker: Worker) {
+    private init(transport: Transport, peerIP: [UInt8], worker: Worker) {
         self.fd = transport.fd
         self.transport = transport
         self.peerIP = peerIP

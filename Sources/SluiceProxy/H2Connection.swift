@@ -42,7 +42,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     private var isInSession = false
     private var isFlushScheduled = false
     /// Plain TCP (h2c) or TLS with ALPN `h2`: every byte goes through it.
-    private var transport: ClientTransport
+    private var transport: Transport
     var isTLS: Bool { transport.isTLS }
     private var needsFlush = false
     private var deadline: Int64 = .max
@@ -54,7 +54,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     /// The hand-over hook: adopts an accepted client connection that speaks HTTP/2 (ClientAcceptor: ALPN `h2`, or
     /// the preface by prior knowledge), its registration and the bytes already read from it (the connection preface,
     /// perhaps more). The worker's connection count moves with it.
-    static func adopt(transport: ClientTransport, registration: Registration, peerIP: [UInt8], worker: Worker,
+    static func adopt(transport: Transport, registration: Registration, peerIP: [UInt8], worker: Worker,
                       received: UnsafeRawBufferPointer) {
         let connection = H2Connection(transport: transport, peerIP: peerIP, worker: worker)
         connection.registration = registration
@@ -64,7 +64,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
         connection.advance()
     }
 
-    private init(transport: ClientTransport, peerIP: [UInt8], worker: Worker) {
+    private init(transport: Transport, peerIP: [UInt8], worker: Worker) {
         self.fd = transport.fd
         self.transport = transport
         self.peerIP = peerIP

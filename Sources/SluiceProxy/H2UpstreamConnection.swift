@@ -39,15 +39,15 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
     /// Reused request-field list (no allocation per request once grown).
     var requestFields: [(UnsafeRawBufferPointer, UnsafeRawBufferPointer)] = []
     private var worker: Worker { pool.worker }
-    /// TLS toward the pod (h2:// endpoints); nil for h2c.
-    private var tls: TLSSession?
+    /// Plain TCP (h2c://), or TLS toward the pod (h2:// endpoints).
+    private var transport: Transport
     /// The connect (and TLS handshake) under way while `state` is `.connecting`.
     private var dial: UpstreamDial?
 
     static func open(pool: ConnectionPool) -> H2UpstreamConnection? {
         guard let address = pool.address, let dial = UpstreamDial.start(address, pool: pool, offer: .h2) else { return nil }
-        let connection = H2UpstreamConnection(fd: dial.fd, pool: pool, state: dial.isOpen ? .open : .connecting)
-        connection.tls = dial.tls
+        let connection = H2UpstreamConnection(transport: Transport(fd: dial.fd, tls: dial.tls), pool: pool,
+                                              state: dial.isOpen ? .open : .connecting)
         connection.dial = dial
         do {
             connection.registration = try pool.worker.loop.register(
@@ -62,8 +62,9 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
         return connection
     }
 
-    private init(fd: Int32, pool: ConnectionPool, state: State) {
-        self.fd = fd
+    private init(transport: Transport, pool: ConnectionPool, state: State) {
+        self.fd = transport.fd
+        self.transport = transport
         self.pool = pool
         self.state = state
         self.everConnected = state == .open
@@ -136,12 +137,12 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
             for stream in streams.values { stream.connected() }
             flush()
             // TLS: the pod's SETTINGS may already sit inside OpenSSL (read with the handshake); no edge announces them.
-            if state == .open, tls != nil { readAll() }
+            if state == .open, transport.isTLS { readAll() }
         case .open:
             if events & Readiness.error != 0 { fail(); return }
             if events & Readiness.writable != 0 { flush() }
             // A TLS read that stopped because OpenSSL had to write first (a KeyUpdate answer) goes on when writable.
-            if state == .open, events & Readiness.writable != 0, let tls, tls.readWantsWritable { readAll() }
+            if state == .open, events & Readiness.writable != 0, transport.readWaitsForWritable { readAll() }
             if state == .open, events & (Readiness.readable | Readiness.readHangup | Readiness.hangup) != 0 { readAll() }
         }
     }
@@ -162,7 +163,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
             let input = worker.buffers.take()
             input.reserve(16 * 1024)
             let want = input.writableBytes
-            let result = tls?.read(into: input, limit: want) ?? input.read(from: fd, limit: want)
+            let result = transport.read(into: input, limit: want)
             switch result {
             case .bytes(let n):
                 isInSession = true
@@ -171,9 +172,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
                 worker.buffers.give(input)
                 if !ok { fail(); return }
                 flush()
-                // TLS: OpenSSL may hold decrypted bytes no edge will announce, so only `.wouldBlock` (or a socket
-                // proven drained) ends the loop.
-                if n < want && (tls?.isDrained ?? true) { return }
+                if transport.isDrained(afterReading: n, of: want) { return }
             case .wouldBlock:
                 worker.buffers.give(input)
                 return
@@ -201,7 +200,7 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
             if !ok { fail(); return }
             var blocked = false
             writing: while !out.isEmpty {
-                switch tls?.write(from: out) ?? out.write(to: fd) {
+                switch transport.write(from: out) {
                 case .bytes: continue
                 case .wouldBlock:
                     blocked = true
@@ -279,12 +278,10 @@ final class H2UpstreamConnection: EventHandler, DeferredTask, H2ClientSessionDel
         state = .closed
         endPending = true
         scheduleTask()
-        tls?.close(clean: clean)
-        tls = nil
         pool.forgetH2(self)
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil
-        Posix.close(fd)
+        transport.close(clean: clean)
         if let out = output { worker.buffers.give(out); output = nil }
         if !streams.isEmpty {
             let all = streams

@@ -49,15 +49,14 @@ final class UpstreamConnection: EventHandler, DeferredTask {
     /// The TCP connect (and TLS handshake) completed (a failure before that is a connect failure: 502, not a
     /// closed connection).
     private(set) var everConnected = false
-    /// TLS toward the pod (https:// endpoints); nil for plain HTTP/1.1.
-    private var tls: TLSSession?
+    /// Plain TCP, or TLS toward the pod (https:// endpoints).
+    private var transport: Transport
     /// The connect (and TLS handshake) under way while `state` is `.connecting`.
     private var dial: UpstreamDial?
 
     static func open(address: SocketAddress, pool: ConnectionPool) -> UpstreamConnection? {
         guard let dial = UpstreamDial.start(address, pool: pool, offer: .http11) else { return nil }
-        let connection = UpstreamConnection(fd: dial.fd, pool: pool, state: dial.isOpen ? .open : .connecting)
-        connection.tls = dial.tls
+        let connection = UpstreamConnection(transport: Transport(fd: dial.fd, tls: dial.tls), pool: pool, state: dial.isOpen ? .open : .connecting)
         connection.dial = dial
         connection.everConnected = dial.isOpen
         do {
@@ -72,8 +71,9 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         return connection
     }
 
-    private init(fd: Int32, pool: ConnectionPool, state: State) {
-        self.fd = fd
+    private init(transport: Transport, pool: ConnectionPool, state: State) {
+        self.fd = transport.fd
+        self.transport = transport
         self.pool = pool
         self.state = state
     }
@@ -133,7 +133,7 @@ final class UpstreamConnection: EventHandler, DeferredTask {
                 return
             }
             // A TLS read that stopped because OpenSSL had to write first (a KeyUpdate answer) goes on when writable.
-            if events & Readiness.writable != 0, let tls, tls.readWantsWritable {
+            if events & Readiness.writable != 0, transport.readWaitsForWritable {
                 mayBeReadable = true
                 delegate?.upstreamReadable(self)
                 if state == .closed || delegate == nil { return }
@@ -158,11 +158,10 @@ final class UpstreamConnection: EventHandler, DeferredTask {
         guard let input else { return .wouldBlock }
         input.reserve(1)
         let room = min(limit, input.writableBytes)
-        let result = tls?.read(into: input, limit: room) ?? input.read(from: fd, limit: room)
+        let result = transport.read(into: input, limit: room)
         switch result {
         case .bytes(let n):
-            // TLS: OpenSSL may hold decrypted bytes no edge will announce, so only `.wouldBlock` ends a read loop.
-            if n < room && tls == nil { mayBeReadable = false }
+            if transport.isDrained(afterReading: n, of: room) { mayBeReadable = false }
         case .wouldBlock:
             mayBeReadable = false
         case .endOfFile:
@@ -178,7 +177,7 @@ final class UpstreamConnection: EventHandler, DeferredTask {
     func flush() {
         guard state == .open, let output else { return }
         while !output.isEmpty {
-            switch tls?.write(from: output) ?? output.write(to: fd) {
+            switch transport.write(from: output) {
             case .bytes:
                 continue
             case .wouldBlock:
@@ -205,12 +204,10 @@ final class UpstreamConnection: EventHandler, DeferredTask {
     func close(clean: Bool = true) {
         guard state != .closed else { return }
         state = .closed
-        tls?.close(clean: clean)
-        tls = nil
         delegate = nil
         if let registration { pool.worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil
-        Posix.close(fd)
+        transport.close(clean: clean)
         releaseBuffers()
         pool.worker.loop.runAfterThisBatch(self)
     }

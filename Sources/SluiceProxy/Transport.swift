@@ -1,14 +1,16 @@
-// Proxy layer: a client connection's transport — plain TCP, or TLS over it — in one place for the HTTP/1.1 and HTTP/2
-// connections: the handshake, reads and writes, the one "socket drained" rule that edge-triggered reading depends on,
-// half-close (our FIN after TLS close_notify) and close. The protocol connections above never touch the fd's bytes.
+// Proxy layer: a connection's transport — plain TCP, or TLS over it — in one place for every connection type (the
+// HTTP/1.1 and HTTP/2 client connections, the HTTP/1.1 and HTTP/2 pod connections): the handshake, reads and
+// writes, the one "socket drained" rule that edge-triggered reading depends on, half-close (our FIN after TLS
+// close_notify) and close. The protocol connections above never touch the fd's bytes.
 import SluiceIO
 import SluiceTLS
 
-struct ClientTransport {
+struct Transport {
     let fd: Int32
-    /// The TLS session on a TLS listener (nil after `shutdownWrite`: what follows is read raw and dropped).
+    /// The TLS session: a TLS listener's client, or an https:// or h2:// pod (nil after `shutdownWrite`: what follows
+    /// is read raw and dropped).
     private(set) var tls: TLSSession?
-    /// The client reached us over TLS (stays true after the session is shut down).
+    /// The connection runs over TLS (stays true after the session is shut down).
     let isTLS: Bool
 
     init(fd: Int32, tls: TLSSession?) {
@@ -50,7 +52,7 @@ struct ClientTransport {
     }
 
     /// Hands the session to another owner (the protocol hand-over); this transport must not be used afterwards.
-    mutating func handOver() -> ClientTransport {
+    mutating func handOver() -> Transport {
         let moved = self
         tls = nil
         return moved
