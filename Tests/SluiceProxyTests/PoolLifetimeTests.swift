@@ -13,7 +13,7 @@ import Glibc
 
 final class PoolLifetimeTests: XCTestCase {
     /// Waits (bounded) until `condition` holds; false when it did not within `seconds`.
-    private func eventually(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    fileprivate func eventually(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try condition() { return true }
@@ -22,14 +22,14 @@ final class PoolLifetimeTests: XCTestCase {
         return try condition()
     }
 
-    private func echo(_ c: H2TestClient, authority: String = serviceHost) throws -> H2TestResponse {
+    fileprivate func echo(_ c: H2TestClient, authority: String = serviceHost) throws -> H2TestResponse {
         let id = c.request("POST", "/inference.GRPCInferenceService/echo", authority: authority, headers: grpcHeaders, body: [0, 0, 0, 0, 1, 7])
         try c.run { c.responses[id]?.isClosed == true }
         return c.responses[id]!
     }
 
     /// Calls until one is answered by the pod named `name`: the worker has installed the table that routes there.
-    private func waitForPod(_ c: H2TestClient, _ name: String, authority: String = serviceHost) throws {
+    fileprivate func waitForPod(_ c: H2TestClient, _ name: String, authority: String = serviceHost) throws {
         let deadline = Date().addingTimeInterval(10)
         while try echo(c, authority: authority).header("x-backend") != name {
             if Date() > deadline { throw H2TestClientError.timeout("the new route table was not installed") }
@@ -57,24 +57,42 @@ final class PoolLifetimeTests: XCTestCase {
         XCTAssertTrue(eventually { gateway.retiredPoolCount == 0 }, "released once its last connection closed")
     }
 
+    /// A gRPC call to a pod whose accept queue is full (so the gateway's connect stays pending), the pod's pool
+    /// retired by a new route table, and the call cancelled by the client once the gateway routes to the new pod.
+    private final class CancelledWhileConnecting {
+        let before = H2EchoBackend(name: "before"), new = H2EchoBackend(name: "new")
+        let pod = FullAcceptQueue()
+        let gateway: Gateway
+        let client: H2TestClient
+
+        init(test: PoolLifetimeTests, connectTimeoutMs: Int) throws {
+            // Revision 1 (the call) on the full pod; revision 2 (the tag host the checks use) on a pod that answers,
+            // so that no check waits on the pending connect.
+            gateway = try grpcGateway(pods: (pod.port, before.port)) { $0.timeouts.upstreamConnectMs = connectTimeoutMs }
+            client = try H2TestClient(port: gateway.port)
+            let c = client, podPort = pod.port
+            let call = c.request("POST", "/inference.GRPCInferenceService/echo", authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 0])
+            XCTAssertTrue(try test.eventually { try c.exchangeOnce(waitMs: 5); return synSent(toPort: podPort) }, "the gateway is connecting")
+            gateway.publish(routes: try grpcRoutes(pods: (new.port, new.port)))
+            try test.waitForPod(c, "new", authority: latestHost)
+            XCTAssertEqual(gateway.retiredPoolCount, 1)
+            c.reset(call)
+            XCTAssertEqual(try test.echo(c, authority: latestHost).header("x-backend"), "new")  // the gateway has read the reset
+        }
+
+        deinit {
+            gateway.shutdown(graceMs: 1000)
+            before.stop()
+            new.stop()
+        }
+    }
+
     /// The call is cancelled while its connection to the retired pod is still connecting; the connect completes
     /// after that, when nothing but the connection itself refers to the pool.
     func testACallCancelledWhileItsRetiredPodIsStillConnectingLeavesNothingBehind() throws {
-        let before = H2EchoBackend(name: "before"), new = H2EchoBackend(name: "new")
-        defer { before.stop(); new.stop() }
-        let pod = FullAcceptQueue(), podPort = pod.port
-        // Revision 1 (the call) on that pod; revision 2 (the tag host the probes use) on a pod that answers, so that
-        // no probe waits on the pending connect.
-        let gateway = try grpcGateway(pods: (podPort, before.port)) { $0.timeouts.upstreamConnectMs = 60_000 }
-        defer { gateway.shutdown(graceMs: 1000) }
-        let c = try H2TestClient(port: gateway.port)
-        let call = c.request("POST", "/inference.GRPCInferenceService/echo", authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 0])
-        XCTAssertTrue(try eventually { try c.exchangeOnce(waitMs: 5); return synSent(toPort: podPort) }, "the gateway is connecting")
-        gateway.publish(routes: try grpcRoutes(pods: (new.port, new.port)))
-        try waitForPod(c, "new", authority: latestHost)
-        XCTAssertEqual(gateway.retiredPoolCount, 1)
-        c.reset(call)
-        XCTAssertEqual(try echo(c, authority: latestHost).header("x-backend"), "new")  // the gateway has read the reset
+        let f = try CancelledWhileConnecting(test: self, connectTimeoutMs: 60_000)
+        defer { withExtendedLifetime(f) {} }  // its pods and gateway stay up until the end
+        let (gateway, c, pod) = (f.gateway, f.client, f.pod)
         // Room in the accept queue: the gateway's connect completes (at its SYN retransmit) with no call left on it.
         XCTAssertTrue(pod.makeRoom())
         let upstream = accept(pod.fd, nil, nil)
@@ -91,23 +109,13 @@ final class PoolLifetimeTests: XCTestCase {
     }
 
     func testAConnectThatNeverCompletesDoesNotKeepARetiredPool() throws {
-        let before = H2EchoBackend(name: "before"), new = H2EchoBackend(name: "new")
-        defer { before.stop(); new.stop() }
-        let pod = FullAcceptQueue(), podPort = pod.port
-        let gateway = try grpcGateway(pods: (podPort, before.port)) { $0.timeouts.upstreamConnectMs = 1_000 }
-        defer { gateway.shutdown(graceMs: 1000) }
-        let c = try H2TestClient(port: gateway.port)
-        let call = c.request("POST", "/inference.GRPCInferenceService/echo", authority: serviceHost, headers: grpcHeaders, body: [0, 0, 0, 0, 0])
-        XCTAssertTrue(try eventually { try c.exchangeOnce(waitMs: 5); return synSent(toPort: podPort) }, "the gateway is connecting")
-        gateway.publish(routes: try grpcRoutes(pods: (new.port, new.port)))
-        try waitForPod(c, "new", authority: latestHost)
-        c.reset(call)
-        XCTAssertEqual(try echo(c, authority: latestHost).header("x-backend"), "new")  // the gateway has read the reset
+        let f = try CancelledWhileConnecting(test: self, connectTimeoutMs: 1_000)
+        defer { withExtendedLifetime(f) {} }  // the listener stays, so the connect is never refused
+        let (gateway, podPort) = (f.gateway, f.pod.port)
         // The pod never takes the connection (the kernel would retry the SYN for minutes): past the connect
         // timeout the gateway gives the abandoned connection up, and the retired pool with it.
         XCTAssertTrue(eventually(seconds: 5) { gateway.retiredPoolCount == 0 })
         XCTAssertFalse(synSent(toPort: podPort), "the connect was abandoned")
-        withExtendedLifetime(pod) {}  // the listener stays, so the connect is never refused
     }
 
     func testAnHTTP11ResponseFromARemovedEndpointArrivesWhole() throws {
