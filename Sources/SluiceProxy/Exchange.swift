@@ -86,7 +86,7 @@ final class Exchange: UpstreamDelegate {
     private(set) var responseStarted = false
     /// A copy of every request byte sent so far, kept while it stays small, so that a request that hit a pooled
     /// connection the pod had just closed can be sent again on a fresh one (the idle-close race).
-    private var replay: ByteBuffer?
+    private var replay = ReplayBuffer()
     private var isPumpingResponse = false
     /// Timeouts and limits, resolved when the request was routed.
     private(set) var policy: RequestPolicy!
@@ -127,7 +127,7 @@ final class Exchange: UpstreamDelegate {
     /// The request is over (its downstream let go of it): what it still refers to is dropped, so that a recycled
     /// exchange keeps no route table, pool or connection alive.
     func clear() {
-        precondition(upstream == nil && replay == nil, "an exchange is recycled with its pod connection or replay buffer")
+        precondition(upstream == nil && replay.bytes == nil, "an exchange is recycled with its pod connection or replay buffer")
         downstream = nil
         attempt = nil
         revision = nil
@@ -188,11 +188,9 @@ final class Exchange: UpstreamDelegate {
             out.append("Transfer-Encoding: chunked\r\n")
         }
         out.append("\r\n")
-        if out.readableBytes <= bufferBytes {
-            let replay = worker.buffers.take()
-            replay.append(out.readable)
-            self.replay = replay
-        }
+        replay = ReplayBuffer()
+        replay.start(worker.buffers)
+        replay.keep(out.readable, limit: bufferBytes, worker.buffers)
         attempt.markOutstanding()
         if upstream.state == .connecting {
             downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
@@ -280,14 +278,10 @@ final class Exchange: UpstreamDelegate {
                 downstream.failExchange(.payloadTooLarge)
                 return
             }
-            if let replay {
+            if replay.bytes != nil {
                 // What this step appended is the tail of `out` (appending may compact, so count from the end).
                 let appended = out.readableBytes - before
-                if replay.readableBytes + appended <= bufferBytes {
-                    replay.append(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]))
-                } else {
-                    dropReplay()
-                }
+                replay.keep(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]), limit: bufferBytes, worker.buffers)
             }
             progressed = true
         }
@@ -306,8 +300,7 @@ final class Exchange: UpstreamDelegate {
     var upstreamPendingBytes: Int { upstream?.output?.readableBytes ?? 0 }
 
     private func dropReplay() {
-        if let replay { worker.buffers.give(replay) }
-        replay = nil
+        replay.giveUp(worker.buffers)
     }
 
     // MARK: Upstream events
@@ -463,7 +456,7 @@ final class Exchange: UpstreamDelegate {
     /// another one); only while no response byte reached the client and the replay buffer holds every byte sent.
     /// Which failures are worth another attempt, and where, is the caller's policy.
     func startNextAttempt(on nextPool: ConnectionPool) -> Bool {
-        guard !responseStarted, let replay, let fresh = nextPool.connect() else { return false }
+        guard !responseStarted, let replay = replay.bytes, let fresh = nextPool.connect() else { return false }
         upstream?.close()
         attempt.end()
         attempt = UpstreamAttempt(pool: nextPool, upstream: fresh)

@@ -42,8 +42,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     private var trailerFields: [(name: ByteSpan, value: ByteSpan)] = []
     /// For one retry of a gRPC call on a fresh connection: the request body sent so far (while it stays within
     /// bufferBytes), and the route it took.
-    private var grpcReplay: ByteBuffer?
-    private var grpcMayRetry = true
+    private var grpcReplay = ReplayBuffer()
     private var grpcRoute: (pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan)?
     /// This request's timeouts and limits, resolved when the stream opened (its Exchange runs under the same).
     private let policy: RequestPolicy
@@ -283,7 +282,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         let held = ungranted + (requestBody?.readableBytes ?? 0) - granted
         ungranted = 0
         granted = 0
-        if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
+        grpcReplay.release(worker.buffers)
         if let b = requestBody { worker.buffers.give(b); requestBody = nil }
         if held > 0 { session.consume(id, held) }
     }
@@ -618,7 +617,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         upstreamConnection.requestFields = list
         grpc = call
         phase = .exchanging
-        if grpcMayRetry && grpcReplay == nil { grpcReplay = worker.buffers.take() }
+        grpcReplay.start(worker.buffers)
         guard upstreamConnection.start(call, hasBody: !requestDone || !(requestBody?.isEmpty ?? true)) else {
             grpc = nil
             call.cancel()
@@ -645,15 +644,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if let body = requestBody, !body.isEmpty {
             let n = min(body.readableBytes, buffer.count)
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
-            if let replay = grpcReplay {
-                if replay.readableBytes + n <= policy.bufferBytes {
-                    replay.append(UnsafeRawBufferPointer(rebasing: body.readable[0..<n]))
-                } else {
-                    worker.buffers.give(replay)  // too large to hold: no retry
-                    grpcReplay = nil
-                    grpcMayRetry = false
-                }
-            }
+            grpcReplay.keep(UnsafeRawBufferPointer(rebasing: body.readable[0..<n]), limit: policy.bufferBytes, worker.buffers)
             body.consume(n)
             if body.isEmpty { worker.buffers.give(body); requestBody = nil }
             let regrant = min(n, granted)
@@ -756,7 +747,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         noteAttempts(of: call)
         finishRequest(.completed)
         grpc = nil
-        if let b = grpcReplay { worker.buffers.give(b); grpcReplay = nil }
+        grpcReplay.release(worker.buffers)
         // What is still buffered for the client stays bounded by this stream's window; the pod's connection
         // window must not wait for a slow client of a finished call.
         call.releaseWindow()
@@ -777,10 +768,8 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     func grpcUpstreamFailed(_ call: H2UpstreamStream, errorCode: UInt32, connectFailed: Bool, mayRetry: Bool) {
         guard grpc === call else { return }
         grpc = nil
-        if mayRetry && grpcMayRetry && !call.responseStarted, let replay = grpcReplay, let route = grpcRoute {
+        if mayRetry && !call.responseStarted, let route = grpcRoute, let replay = grpcReplay.take() {
             // Once, on a fresh connection: what was sent goes again, ahead of what is still held.
-            grpcMayRetry = false
-            grpcReplay = nil
             granted += replay.readableBytes
             if let rest = requestBody { replay.append(rest.readable); worker.buffers.give(rest) }
             if replay.isEmpty { worker.buffers.give(replay); requestBody = nil } else { requestBody = replay }
