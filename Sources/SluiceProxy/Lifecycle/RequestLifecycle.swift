@@ -15,8 +15,9 @@
 //  4. Endpoint       power of two choices on outstanding requests among the revision's endpoints
 //                    (Worker.pickEndpoint).
 //  5. Connect/reuse  an idle pooled connection or a new one (ConnectionPool.acquire, UpstreamDial): the first
-//                    `UpstreamAttempt` of the Exchange. A failed attempt that the pod never answered, with every
-//                    request byte still held in the replay buffer, is followed by another (Exchange.startNextAttempt).
+//                    `UpstreamAttempt` of the Exchange (for gRPC: a call on a multiplexed pod connection). A failed
+//                    attempt that the pod never answered, with every request byte still in its `ReplayBuffer`, is
+//                    followed by another (Exchange.startNextAttempt; H2Stream.grpcUpstreamFailed).
 //  6. Send           the request head re-serialised by one forwarded-headers policy (ForwardedHeaders.swift), then
 //                    the body with backpressure both ways (Exchange.begin / pumpRequestBody; H2Stream.startGRPC).
 //  7. Response head  parsed and relayed in the client's protocol (Exchange.startResponse → writeResponseHead;
