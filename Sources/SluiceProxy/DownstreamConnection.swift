@@ -2,10 +2,8 @@
 // reads requests, routes each to a revision and a pod, streams the body both ways with backpressure, answers in
 // order (pipelining) with keep-alive, and ends by a lingering close after an error answer.
 import SluiceHTTP1
-import SluiceHTTP2
 import SluiceIO
 import SluiceRouting
-import SluiceTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -168,7 +166,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             }
         case .requestBodyIdle:
             if let exchange, !exchange.responseStarted {
-                endExchange()
+                releaseExchange()
                 respondLocally(.requestTimeout, closeAfter: true)
             } else {
                 abort(.streamIdleTimeout)
@@ -383,12 +381,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
 
     /// The exchange ended with a complete response; the connection waits for the next request or closes.
     func exchangeFinished(closeAfter: Bool) {
-        if let exchange {
-            noteAttempts(of: exchange)
-            if !exchange.requestBodyDone { lingerOnClose = true }  // the pod answered before the upload ended
-            worker.exchanges.recycle(exchange, loop: worker.loop)
-        }
-        exchange = nil
+        if let exchange, !exchange.requestBodyDone { lingerOnClose = true }  // the pod answered before the upload ended
+        releaseExchange()
         finishRequest(.completed)
         requestsServed += 1
         if closeAfter || worker.isDraining {
@@ -416,7 +410,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             return
         }
         let bodyDone = exchange.requestBodyDone
-        endExchange()
+        releaseExchange()
         requestsServed += 1
         respondLocally(response, closeAfter: !bodyDone || !requestKeepAlive)
     }
@@ -491,7 +485,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// Drops the connection at once, and whatever exchange it carried (the upstream is closed, never pooled);
     /// `flags` say why, for the request's record.
     func abort(_ flags: RequestRecord.Flags = .downstreamConnectionTermination) {
-        endExchange()
+        releaseExchange()
         finishRequest(.aborted, flags: flags)
         close(clean: false)
     }
@@ -500,19 +494,10 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
 
     func closeAtDrainDeadline() { abort(.draining) }
 
-    /// The exchange in flight ends without a response: its attempts go into the record, its pod connection closes.
-    private func endExchange() {
-        guard let exchange else { return }
-        noteAttempts(of: exchange)
-        exchange.abandonUpstream()
-        self.exchange = nil
-        worker.exchanges.recycle(exchange, loop: worker.loop)
-    }
-
     /// `clean`: the connection ends between responses, so TLS says close_notify; an aborted response must not.
     private func close(clean: Bool) {
         guard phase != .closed else { return }
-        endExchange()
+        releaseExchange()
         finishRequest(.aborted, flags: .downstreamConnectionTermination)
         phase = .closed
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }

@@ -92,7 +92,7 @@ final class Exchange: UpstreamDelegate {
     private(set) var policy: RequestPolicy!
     private var bufferBytes: Int { policy.bufferBytes }
 
-    /// An exchange for `worker`'s requests; `start` readies it for each one (Worker.takeExchange).
+    /// An exchange for `worker`'s requests; `start` readies it for each one (ExchangeRecycler.take).
     init(worker: Worker) {
         self.worker = worker
     }

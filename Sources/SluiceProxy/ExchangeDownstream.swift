@@ -17,6 +17,8 @@ enum RequestBodyPull {
 
 protocol ExchangeDownstream: AnyObject {
     var worker: Worker { get }
+    /// The request's exchange toward an HTTP/1.1 pod, while it runs.
+    var exchange: Exchange? { get set }
     /// The client's address as text, for X-Forwarded-For.
     var peerIP: [UInt8] { get }
     /// The client reached us over TLS (X-Forwarded-Proto: https).
@@ -74,5 +76,17 @@ extension ExchangeDownstream {
             deadline = worker.loop.now + Int64(milliseconds)
             deadlineKind = kind
         }
+    }
+}
+
+extension ExchangeDownstream where Self: RequestOwner {
+    /// The exchange is over (finished, failed or abandoned): its attempts go into the record, its pod connection
+    /// closes unless the exchange pooled it already, and the worker recycles it at the end of the tick.
+    func releaseExchange() {
+        guard let exchange else { return }
+        noteAttempts(of: exchange)
+        exchange.abandonUpstream()
+        self.exchange = nil
+        worker.exchanges.recycle(exchange, loop: worker.loop)
     }
 }

@@ -34,7 +34,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     var requestId: [UInt8] = []
     var responseParser: ResponseParser
     var responseDecoder = ChunkedDecoder()
-    private var exchange: Exchange?
+    var exchange: Exchange?
     /// A gRPC call relayed to an h2c pod (instead of `exchange`).
     private var grpc: H2UpstreamStream?
     /// Response trailers from the pod, held until the last DATA is out: field bytes and (name, value) spans.
@@ -384,16 +384,6 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     // MARK: Outcomes
 
-    /// The exchange toward the HTTP/1.1 pod is over (finished, failed or abandoned): its pod connection is closed
-    /// unless the exchange pooled it already, and the worker recycles it at the end of the tick.
-    private func releaseExchange() {
-        guard let exchange else { return }
-        noteAttempts(of: exchange)
-        exchange.abandonUpstream()
-        self.exchange = nil
-        worker.exchanges.recycle(exchange, loop: worker.loop)
-    }
-
     func exchangeFinished(closeAfter: Bool) {
         releaseExchange()
         finishRequest(.completed)
@@ -421,9 +411,8 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     }
 
     func abortExchange(_ flags: RequestRecord.Flags) {
-        if let exchange { noteAttempts(of: exchange) }
-        finishRequest(.aborted, flags: flags)
         releaseExchange()
+        finishRequest(.aborted, flags: flags)
         grpc?.cancel()
         grpc = nil
         phase = .responded
@@ -526,10 +515,9 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if case .closed = phase { return }
         phase = .closed
         isReset = true
-        if let exchange { noteAttempts(of: exchange) }
+        releaseExchange()
         // The client reset the stream, or the connection went away, before the response was complete.
         finishRequest(.aborted, flags: .downstreamConnectionTermination)
-        releaseExchange()
         if let grpc {
             grpc.cancel()  // the client's RST_STREAM resets the pod's stream at once
             self.grpc = nil

@@ -23,8 +23,6 @@ final class Worker {
     private var drainDeadline: Int64 = 0
     /// The TLS generation for new connections (nil: plain listener); reads the shared slot only after a reload.
     var tls: TLSContextSlot.Reader?
-    /// Requests finished on this worker (RequestLifecycle's finish).
-    var finishedRequests = 0
     /// Told of every finished request, on this thread (nil: nobody listens).
     let requestObserver: RequestObserver?
     /// Record storage for HTTP/1.1 requests in flight, recycled (RequestLifecycle.swift).

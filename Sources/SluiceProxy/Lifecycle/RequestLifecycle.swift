@@ -90,7 +90,6 @@ extension RequestOwner {
 extension Worker {
     /// Every finished request, once: the hook of metrics, access logs and traces.
     func finish(_ record: inout RequestRecord) {
-        finishedRequests &+= 1
         requestObserver?(record)
     }
 
