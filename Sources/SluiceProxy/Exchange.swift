@@ -508,8 +508,10 @@ final class Exchange: UpstreamDelegate {
         downstream.exchangeFinished(closeAfter: closeAfterResponse || !requestBodyDone)
     }
 
-    /// Ends the exchange without a response: the upstream connection is closed, never pooled.
+    /// Ends the exchange without a response: the upstream connection is closed, never pooled. Nothing to do once
+    /// the exchange is over (finished, or abandoned already): its downstream releases every exchange through here.
     func abandonUpstream() {
+        if case .done = response, upstream == nil { return }
         attempt.end()
         dropReplay()
         upstream?.close()
