@@ -85,5 +85,8 @@ public struct ProxySettings: Hashable, Sendable {
     /// How long a shutdown (SIGTERM) lets in-flight requests finish before the rest are cut; 30 s as Kubernetes'
     /// default terminationGracePeriodSeconds, since inference requests and LLM streams run long.
     public var shutdownTimeoutMs = 30_000
+    public var metrics = MetricsSettings()
+    public var accessLog = AccessLogSettings()
+    public var tracing = TracingSettings()
     public init() {}
 }
