@@ -95,6 +95,12 @@ public struct RequestRecord: Sendable {
     public internal(set) var authority = InlineText<96>()
     public internal(set) var path = InlineText<160>()
     public internal(set) var requestId = InlineText<40>()
+    /// The client's `User-Agent`, cut at 128 bytes.
+    public internal(set) var userAgent = InlineText<128>()
+    /// The client's IP address as text (the connection's peer).
+    public internal(set) var clientAddress = InlineText<46>()
+    /// W3C Trace Context of the request (continued from `traceparent`, or started by the gateway).
+    public internal(set) var trace = TraceContext()
     /// The route: nil until routed (and for requests refused before a revision was picked).
     public internal(set) var revision: Revision?
     /// The tag the request was routed by (`latest`, `prev`), if any.
@@ -136,6 +142,9 @@ public struct RequestRecord: Sendable {
         authority.clear()
         path.clear()
         requestId.clear()
+        userAgent.clear()
+        clientAddress.clear()
+        trace = TraceContext()
         revision = nil
         tag = nil
         endpoint = nil
