@@ -70,11 +70,13 @@ extension DownstreamConnection {
         out.append(UnsafeRawBufferPointer(start: base + 9, count: end - 9))
         out.append("\r\n")
         var hasRequestId = false
+        let sendsTraceResponse = worker.settings.tracing.responseHeader
         var contentLength: ByteSpan? = nil
         for field in head.headers {
             if field.kind == .contentLength { contentLength = field.value }
             if field.dropOnForward { continue }
             if field.kind == .xRequestId { hasRequestId = true }
+            if sendsTraceResponse && H2Stream.isTraceResponse(bytes(field.name)) { continue }  // ours replaces the pod's
             out.append(bytes(field.name))
             out.append(": ")
             out.append(bytes(field.value))
@@ -112,6 +114,12 @@ extension DownstreamConnection {
             out.append("\r\n")
         }
         if exchange.policy.revisionHeader { out.append(exchange.revision.responseHeader) }
+        if sendsTraceResponse {
+            // W3C Trace Context Level 2 `traceresponse`: the trace and the gateway's span, for the caller's logs.
+            out.append("traceresponse: ")
+            trace.withTraceparent { out.append($0) }
+            out.append("\r\n")
+        }
         out.append("\r\n")
         record.status = head.status
     }

@@ -75,6 +75,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         }
     }
     var isRequestOpen = false
+    /// The request's trace context, read without copying the whole record out of its box.
+    var trace: TraceContext { recordBox?.record.trace ?? TraceContext() }
 
     func recordFinished() {
         if let recordBox { worker.giveRecordBox(recordBox) }
@@ -290,6 +292,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             return UnsafeRawBufferPointer(start: base + span.start, count: span.count)
         }
         record.noteHead(method: bytes(head.method), authority: bytes(head.host), path: bytes(head.target))
+        ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, random: &worker.random, sampleRate: settings.tracing.sampleRate)
         let hasBody: Bool
         switch head.framing {
         case .none: hasBody = false
@@ -333,7 +336,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             // connection and give `input` back to the worker's pool (bug: consuming it afterwards corrupted a buffer
             // that another connection then owned). The head's bytes stay in place until the next read into `input`.
             input.consume(head.headLength)
-            exchange.begin(head: head, headBytes: base)
+            exchange.begin(head: head, headBytes: base, trace: trace)
             // Nothing reads `head` after the reset: a live copy would share its field array and make the reset
             // allocate a new one (copy on write) for every request.
             let expectsContinue = head.expectsContinue

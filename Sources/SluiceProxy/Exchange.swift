@@ -142,8 +142,9 @@ final class Exchange: UpstreamDelegate {
     // MARK: Request
 
     /// Serialises the request head for the pod (never the client's bytes: RFC 9112 §6.3, hardening.md §1.7),
-    /// then starts sending. `base` is where the head's spans point.
-    func begin(head: RequestHead, headBytes base: UnsafeRawPointer) {
+    /// then starts sending. `base` is where the head's spans point; `trace` is the request's context (its
+    /// `traceparent` is ours: the caller's trace, our span id).
+    func begin(head: RequestHead, headBytes base: UnsafeRawPointer, trace: TraceContext) {
         let upstream = self.upstream!
         upstream.attach(self)
         let out = upstream.output!
@@ -164,8 +165,13 @@ final class Exchange: UpstreamDelegate {
                 out.append(": ")
                 out.append(bytes(field.value))
                 out.append("\r\n")
-            case .drop, .joinForwardedFor, .requestId:
-                continue  // the last two are written once, below
+            case .tracestate where trace.isContinued:
+                out.append(bytes(field.name))
+                out.append(": ")
+                out.append(bytes(field.value))
+                out.append("\r\n")
+            case .drop, .joinForwardedFor, .requestId, .traceparent, .tracestate:
+                continue  // the three middle ones are written once, below
             }
         }
         out.append("X-Forwarded-For: ")
@@ -175,6 +181,7 @@ final class Exchange: UpstreamDelegate {
         out.append("\r\nX-Request-Id: ")
         out.append(downstream.requestId)
         out.append("\r\n")
+        ForwardedHeaders.appendTraceparent(trace, into: out)
         if let tag { out.append(tag.upstreamHeader) }
         out.append(revision.upstreamHeaders)
         switch head.framing {

@@ -26,8 +26,13 @@ final class WorkerHandle: Sendable {
     /// Retired upstream pools the worker still keeps for their open connections (for tests; see RetiredPools).
     let retiredPools = Atomic<Int>(0)
     let waker = Mutex<Waker?>(nil)
+    /// The worker's span export queue (nil: no OTLP endpoint at start).
+    let spans: SpanQueue?
 
-    init(index: Int) { self.index = index }
+    init(index: Int, spans: SpanQueue? = nil) {
+        self.index = index
+        self.spans = spans
+    }
 
     func send(_ message: WorkerMessage) {
         mailbox.withLock { $0.append(message) }
@@ -80,7 +85,11 @@ public final class Gateway: Sendable {
         port = boundPort
         current = Mutex((routes, settings))
         self.tls = tls
-        handles = (0..<workerCount).map { WorkerHandle(index: $0) }
+        // Span queues exist when spans are exported at start (`tracing.otlpEndpoint`); each is allocated whole here.
+        let exportsSpans = settings.tracing.otlpEndpoint != nil
+        handles = (0..<workerCount).map {
+            WorkerHandle(index: $0, spans: exportsSpans ? SpanQueue(capacity: max(1, settings.tracing.exportQueueSpans)) : nil)
+        }
         for (handle, fd) in zip(handles, fds) {
             let started = Atomic<Bool>(false)
             spawnThread(name: "sluice-w\(handle.index)") {
@@ -174,6 +183,32 @@ public final class Gateway: Sendable {
 
     /// Downstream connections open right now, over all workers.
     public var activeConnections: Int { handles.reduce(0) { $0 + $1.activeConnections.load(ordering: .relaxed) } }
+
+    /// Serialises `drainSpans` callers: each queue has one consumer at a time (never taken on the request path).
+    private let spanConsumer = Mutex<Void>(())
+
+    /// True when the workers queue sampled spans for export (`tracing.otlpEndpoint` was set at start).
+    public var exportsSpans: Bool { handles.first?.spans != nil }
+
+    /// Takes up to `limit` finished spans from the workers' queues (oldest first within each worker) and appends
+    /// them to `out`; returns how many. For the span exporter: the workers never wait for it.
+    @discardableResult
+    public func drainSpans(into out: inout [FinishedSpan], limit: Int) -> Int {
+        spanConsumer.withLock { _ in
+            var taken = 0
+            for handle in handles {
+                guard let queue = handle.spans, taken < limit else { continue }
+                taken += queue.drain(into: &out, limit: limit - taken)
+            }
+            return taken
+        }
+    }
+
+    /// Spans waiting in the workers' queues right now.
+    public var pendingSpans: Int { handles.reduce(0) { $0 + ($1.spans?.pending ?? 0) } }
+
+    /// Spans dropped because a worker's queue was full (the exporter fell behind), over all workers.
+    public var droppedSpans: Int { handles.reduce(0) { $0 + ($1.spans?.dropped ?? 0) } }
 
     /// Retired upstream pools still kept for their connections, over all workers (tests read it).
     var retiredPoolCount: Int { handles.reduce(0) { $0 + $1.retiredPools.load(ordering: .relaxed) } }

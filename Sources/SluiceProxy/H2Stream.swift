@@ -157,6 +157,8 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if isGRPC { record.clientProtocol = .grpc }
         record.noteHead(method: bytes.bytes(method), authority: (authority ?? hostField).map { bytes.bytes($0) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
                         path: bytes.bytes(path))
+        ForwardedHeaders.noteHead(&record, fields: fields, base: bytes.baseAddress!, random: &worker.random,
+                                  sampleRate: worker.settings.tracing.sampleRate)
         // RFC 9113 §8.3.1: `:authority` replaces Host; a Host field that differs makes the request malformed.
         if let authority, let hostField, !bytes.span(authority, equalsIgnoringCase: hostField) { isMalformed = true }
         guard !isMalformed, let host = authority ?? hostField, method.count > 0 else {
@@ -200,7 +202,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
                            head: head, policy: policy, closeAfterResponse: false)
             self.exchange = exchange
             phase = .exchanging
-            exchange.begin(head: head, headBytes: bytes.baseAddress!)
+            exchange.begin(head: head, headBytes: bytes.baseAddress!, trace: record.trace)
             record.requestId.set(requestId)
             if self.exchange === exchange, !exchange.requestBodyDone { exchange.pumpRequestBody() }
         }
@@ -306,6 +308,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             if field.kind == .contentLength { podContentLength = field.value }
             if field.dropOnForward { continue }
             if field.kind == .xRequestId { hasRequestId = true }
+            if sendsTraceResponse && Self.isTraceResponse(UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count)) { continue }
             session.addHeader(name: UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count),
                               value: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
         }
@@ -322,6 +325,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             break  // DATA frames carry the body; END_STREAM ends it (RFC 9113 §8.1)
         }
         if !hasRequestId { requestId.withUnsafeBytes { session.addHeader(name: "x-request-id", value: $0) } }
+        addTraceResponse()
         if exchange.policy.revisionHeader {
             // `Sluice-Revision: <name>\r\n`, pre-rendered by the route table: the value sits between ": " and CRLF.
             exchange.revision.responseHeader.withUnsafeBytes { line in
@@ -333,6 +337,20 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if case .done = exchange.response { hasBody = false; responseDone = true }
         hasPendingBodyEnd = hasBody
         session.submitResponse(id, status: head.status, hasBody: hasBody)
+    }
+
+    /// `tracing.responseHeader`: the response carries our `traceresponse` (the pod's own is replaced).
+    private var sendsTraceResponse: Bool { worker.settings.tracing.responseHeader }
+
+    static func isTraceResponse(_ name: UnsafeRawBufferPointer) -> Bool {
+        name.count == 13 && equalsIgnoringCase(name, "traceresponse")
+    }
+
+    /// W3C Trace Context Level 2 `traceresponse: 00-<trace id>-<our span id>-<flags>`, when asked for.
+    private func addTraceResponse() {
+        guard sendsTraceResponse else { return }
+        let session = self.session
+        record.trace.withTraceparent { session.addHeader(name: "traceresponse", value: $0) }
     }
 
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer) {
@@ -578,6 +596,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         add("x-forwarded-for") { ForwardedHeaders.appendForwardedFor(fields: self.fields, base: self.headBytes.readable.baseAddress!, peerIP: self.peerIP, into: $0) }
         add("x-forwarded-proto") { $0.append(ForwardedHeaders.forwardedProto(isTLS: self.isTLS)) }
         add("x-request-id") { $0.append(self.requestId) }
+        add("traceparent") { out in self.record.trace.withTraceparent { out.append($0) } }
         if let tag { addLines(tag.upstreamHeader) }
         addLines(revision.upstreamHeaders)
         // The field list: pseudo-headers, the client's forwarded fields, ours.
@@ -597,8 +616,10 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             switch ForwardedHeaders.action(field, name: bytes.bytes(field.name)) {
             case .forward:
                 list.append((bytes.bytes(field.name), bytes.bytes(field.value)))
-            case .drop, .joinForwardedFor, .requestId:
-                continue  // the last two are among ours, added once
+            case .tracestate where record.trace.isContinued:
+                list.append((bytes.bytes(field.name), bytes.bytes(field.value)))
+            case .drop, .joinForwardedFor, .requestId, .traceparent, .tracestate:
+                continue  // the three middle ones are among ours, added once
             }
         }
         for (n, v) in added { list.append((s.bytes(n), s.bytes(v))) }
@@ -652,7 +673,10 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         let session = self.session
         session.beginHeaders()
         let base = call.fieldBytes.readable
-        for (name, value) in call.fields { session.addHeader(name: base.bytes(name), value: base.bytes(value)) }
+        for (name, value) in call.fields where !(sendsTraceResponse && Self.isTraceResponse(base.bytes(name))) {
+            session.addHeader(name: base.bytes(name), value: base.bytes(value))
+        }
+        addTraceResponse()
         if policy.revisionHeader {
             call.revision.responseHeader.withUnsafeBytes { line in
                 session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))

@@ -29,11 +29,17 @@ final class Worker {
     var recordBoxes: [RequestRecordBox] = []
     /// Exchanges for requests to HTTP/1.1 pods, recycled at the end of the tick their request ended in.
     let exchanges = ExchangeRecycler()
+    /// Sampled requests' spans for the exporter (nil: spans are not exported); see SpanQueue.swift.
+    let spans: SpanQueue?
+    /// Wall clock minus monotonic clock (ns) at start: turns the records' timestamps into Unix time for spans.
+    let unixOffsetNs: Int64
 
     init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
          requestObserver: RequestObserver? = nil) throws {
         self.handle = handle
         self.requestObserver = requestObserver
+        self.spans = handle.spans
+        self.unixOffsetNs = Worker.unixOffsetNow()
         self.loop = try EventLoop()
         self.routes = routes
         self.settings = settings

@@ -1,5 +1,6 @@
 // Proxy layer: the one forwarded-headers policy — what happens to each client field on its way to the pod, and the
-// fields Sluice adds (X-Forwarded-For, X-Forwarded-Proto, X-Request-Id, the tag and revision headers). The HTTP/1.1
+// fields Sluice adds (X-Forwarded-For, X-Forwarded-Proto, X-Request-Id, traceparent, the tag and revision headers),
+// and what the head tells the request record (trace context, user agent). The HTTP/1.1
 // serializer (Exchange.begin) and the HTTP/2 one (H2Stream.startGRPC) both follow it; switches are exhaustive over
 // HeaderKind, so a new kind of header cannot be forwarded by accident.
 import SluiceHTTP1
@@ -17,6 +18,11 @@ enum ForwardedHeaders {
         case joinForwardedFor
         /// The client's X-Request-Id: kept as the request id (when short enough), and sent once as ours.
         case requestId
+        /// The client's `traceparent`: ours replaces it (the same trace, our span id as the parent).
+        case traceparent
+        /// The client's `tracestate`: passed on unchanged when its `traceparent` was continued, dropped when the
+        /// trace was restarted (it belonged to a trace the pod will never see). B3 headers are plain `.forward`.
+        case tracestate
     }
 
     static func action(_ field: HeaderField, name: UnsafeRawBufferPointer) -> Action {
@@ -29,6 +35,11 @@ enum ForwardedHeaders {
         case .xForwardedProto, .knativeServingTag:
             return .drop  // ours replace them: a client must not choose its scheme or its tag header toward the pod
         case .other:
+            switch name.count {
+            case 10: if equalsIgnoringCase(name, "tracestate") { return .tracestate }
+            case 11: if equalsIgnoringCase(name, "traceparent") { return .traceparent }
+            default: break
+            }
             return isInjectedHeader(name) ? .drop : .forward
         case .host, .contentLength, .transferEncoding, .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .expect:
             return .drop  // hop-by-hop or re-framed (RFC 9110 §7.6.1, RFC 9112 §6.3)
@@ -58,6 +69,40 @@ enum ForwardedHeaders {
             return
         }
         generateRequestId(into: &requestId, random: &random)
+    }
+
+    /// Reads what the record keeps from the head — the client's `User-Agent` and its trace context — in one pass
+    /// over the fields: exactly one valid `traceparent` is continued (our own span id made), none or an invalid
+    /// or repeated one starts a new trace, sampled with probability `sampleRate`. Allocates nothing.
+    static func noteHead(_ record: inout RequestRecord, fields: [HeaderField], base: UnsafeRawPointer, random: inout FastRandom,
+                         sampleRate: Double) {
+        var traceparent: ByteSpan? = nil
+        var traceparents = 0
+        var sawUserAgent = false
+        for field in fields where field.kind == .other && !field.dropOnForward {
+            let name = UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count)
+            if !sawUserAgent && name.count == 10 && equalsIgnoringCase(name, "user-agent") {
+                record.userAgent.set(UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
+                sawUserAgent = true
+            } else if name.count == 11 && equalsIgnoringCase(name, "traceparent") {
+                traceparent = field.value
+                traceparents += 1
+            }
+        }
+        if traceparents == 1, let span = traceparent,
+           let continued = TraceContext.parse(traceparent: UnsafeRawBufferPointer(start: base + span.start, count: span.count)) {
+            record.trace = continued
+            record.trace.makeSpanId(random: &random)
+        } else {
+            record.trace.start(random: &random, sampleRate: sampleRate)
+        }
+    }
+
+    /// `traceparent: <value>\r\n` toward an HTTP/1.1 pod.
+    static func appendTraceparent(_ trace: TraceContext, into out: ByteBuffer) {
+        out.append("traceparent: ")
+        trace.withTraceparent { out.append($0) }
+        out.append("\r\n")
     }
 
     /// X-Forwarded-For's value: the client's own list, then the client's address.

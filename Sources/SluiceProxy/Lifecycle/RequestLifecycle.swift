@@ -90,6 +90,7 @@ extension RequestOwner {
 extension Worker {
     /// Every finished request, once: the hook of metrics, access logs and traces.
     func finish(_ record: inout RequestRecord) {
+        traceFinished(&record)  // first: gives every record its trace id (Telemetry/SpanQueue.swift)
         requestObserver?(record)
     }
 
