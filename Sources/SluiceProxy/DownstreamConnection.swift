@@ -292,7 +292,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             return UnsafeRawBufferPointer(start: base + span.start, count: span.count)
         }
         record.noteHead(method: bytes(head.method), authority: bytes(head.host), path: bytes(head.target))
-        ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, random: &worker.random, sampleRate: settings.tracing.sampleRate)
+        ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, peerIP: peerIP, random: &worker.random, sampleRate: settings.tracing.sampleRate)
         let hasBody: Bool
         switch head.framing {
         case .none: hasBody = false

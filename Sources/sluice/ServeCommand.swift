@@ -59,6 +59,7 @@ struct ServeCommand: ParsableCommand {
         let gateway = try Gateway(settings: loaded.proxy, routes: plane.routes)
         gatewayBox.withLock { $0 = gateway }
         let reloader = Reloader(plane: plane, gateway: gateway, config: loaded)
+        let spanExporter = try startSpanExporter(loaded.proxy.tracing, gateway: gateway)
         plane.start()
         let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway)
         if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
@@ -87,6 +88,7 @@ struct ServeCommand: ParsableCommand {
                 let graceMs = gateway.settings.shutdownTimeoutMs
                 log("shutting down: draining connections (up to \(graceMs) ms)")
                 gateway.shutdown()
+                spanExporter?.stop()  // after the drain: the last requests' spans go out too
                 adminServer.stop()
                 plane.stop()
                 return
@@ -108,6 +110,17 @@ struct ServeCommand: ParsableCommand {
         if let stateDir { loaded.control.stateDir = stateDir }
         if let manifests { loaded.control.manifestsDir = manifests }
         return loaded
+    }
+
+    /// OTLP span export, when `tracing.otlpEndpoint` is set (read at start, like the queues it drains).
+    private func startSpanExporter(_ tracing: TracingSettings, gateway: Gateway) throws -> OTLPExporter? {
+        guard let endpoint = tracing.otlpEndpoint else { return nil }
+        let exporter: OTLPExporter
+        do { exporter = try OTLPExporter(gateway: gateway, endpoint: endpoint, encoding: tracing.otlpEncoding) } catch {
+            throw ValidationError(error.description)
+        }
+        exporter.start()
+        return exporter
     }
 
     private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway) throws -> BlockingServer {
