@@ -76,7 +76,7 @@ extension DownstreamConnection {
             if field.kind == .contentLength { contentLength = field.value }
             if field.dropOnForward { continue }
             if field.kind == .xRequestId { hasRequestId = true }
-            if sendsTraceResponse && H2Stream.isTraceResponse(bytes(field.name)) { continue }  // ours replaces the pod's
+            if sendsTraceResponse && ForwardedHeaders.isTraceResponse(bytes(field.name)) { continue }  // ours replaces the pod's
             out.append(bytes(field.name))
             out.append(": ")
             out.append(bytes(field.value))

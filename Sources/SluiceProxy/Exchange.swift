@@ -171,7 +171,7 @@ final class Exchange: UpstreamDelegate {
                 out.append(bytes(field.value))
                 out.append("\r\n")
             case .drop, .joinForwardedFor, .requestId, .traceparent, .tracestate:
-                continue  // the three middle ones are written once, below
+                continue  // X-Forwarded-For, X-Request-Id and traceparent are ours, written once below; a restarted trace's tracestate goes
             }
         }
         out.append("X-Forwarded-For: ")

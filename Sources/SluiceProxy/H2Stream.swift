@@ -308,7 +308,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             if field.kind == .contentLength { podContentLength = field.value }
             if field.dropOnForward { continue }
             if field.kind == .xRequestId { hasRequestId = true }
-            if sendsTraceResponse && Self.isTraceResponse(UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count)) { continue }
+            if sendsTraceResponse && ForwardedHeaders.isTraceResponse(UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count)) { continue }
             session.addHeader(name: UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count),
                               value: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
         }
@@ -341,10 +341,6 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
 
     /// `tracing.responseHeader`: the response carries our `traceresponse` (the pod's own is replaced).
     private var sendsTraceResponse: Bool { worker.settings.tracing.responseHeader }
-
-    static func isTraceResponse(_ name: UnsafeRawBufferPointer) -> Bool {
-        name.count == 13 && equalsIgnoringCase(name, "traceresponse")
-    }
 
     /// W3C Trace Context Level 2 `traceresponse: 00-<trace id>-<our span id>-<flags>`, when asked for.
     private func addTraceResponse() {
@@ -619,7 +615,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             case .tracestate where record.trace.isContinued:
                 list.append((bytes.bytes(field.name), bytes.bytes(field.value)))
             case .drop, .joinForwardedFor, .requestId, .traceparent, .tracestate:
-                continue  // the three middle ones are among ours, added once
+                continue  // x-forwarded-for, x-request-id and traceparent are among ours, added once; a restarted trace's tracestate goes
             }
         }
         for (n, v) in added { list.append((s.bytes(n), s.bytes(v))) }
@@ -673,7 +669,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         let session = self.session
         session.beginHeaders()
         let base = call.fieldBytes.readable
-        for (name, value) in call.fields where !(sendsTraceResponse && Self.isTraceResponse(base.bytes(name))) {
+        for (name, value) in call.fields where !(sendsTraceResponse && ForwardedHeaders.isTraceResponse(base.bytes(name))) {
             session.addHeader(name: base.bytes(name), value: base.bytes(value))
         }
         addTraceResponse()

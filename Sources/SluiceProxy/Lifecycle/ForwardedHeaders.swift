@@ -106,6 +106,12 @@ enum ForwardedHeaders {
         out.append("\r\n")
     }
 
+    /// A pod's `traceresponse`, replaced by ours when `tracing.responseHeader` is on (the one response field this
+    /// policy touches: the client should see the gateway's span, the one its own span is the parent of).
+    static func isTraceResponse(_ name: UnsafeRawBufferPointer) -> Bool {
+        name.count == 13 && equalsIgnoringCase(name, "traceresponse")
+    }
+
     /// X-Forwarded-For's value: the client's own list, then the client's address.
     static func appendForwardedFor(fields: [HeaderField], base: UnsafeRawPointer, peerIP: [UInt8], into out: ByteBuffer) {
         for field in fields where field.kind == .xForwardedFor && !field.dropOnForward {
