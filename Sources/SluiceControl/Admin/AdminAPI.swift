@@ -123,6 +123,14 @@ extension JSONValue {
         return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
     }
 
+    /// One line of JSON with sorted keys, for fields of an event line.
+    public var compactJSONText: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // As above: encoding a JSONValue cannot fail.
+        return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
     /// Swift values Yams can represent (integers stay integers, unlike Foundation's NSNumber), for `-o yaml`.
     public var plainValue: Any {
         switch self {
