@@ -11,9 +11,12 @@ public struct ReloadError: Error, CustomStringConvertible, Sendable {
     public var description: String
     /// The configuration field at fault (`services[0].traffic`, `tls.certificates`), when one is.
     public var field: String?
-    public init(description: String, field: String? = nil) {
+    /// Why, without the file and field (`percents add up to 110, must be 100`).
+    public var reason: String
+    public init(description: String, field: String? = nil, reason: String? = nil) {
         self.description = description
         self.field = field
+        self.reason = reason ?? description
     }
 }
 
@@ -48,7 +51,8 @@ public final class Reloader: Sendable {
         do {
             next = try load()
         } catch {
-            refused(ReloadError(description: error.description, field: error.path.isEmpty ? nil : error.path), file: error.file)
+            refused(ReloadError(description: error.description, field: error.path.isEmpty ? nil : error.path, reason: error.reason),
+                    file: error.file)
             return false
         }
         do {
@@ -95,6 +99,7 @@ public final class Reloader: Sendable {
         outcomes.withLock { $0.config.refused += 1 }
         var fields: [(String, JSONValue)] = [("file", .string(file))]
         if let field = error.field { fields.append(("field", .string(field))) }
+        fields.append(("error", .string(error.reason)))
         events.record(Event("config.reload_refused", reason: "ReloadRefused", level: .warning,
                             message: "reload refused: \(error.description); the running configuration stays", fields: fields))
     }

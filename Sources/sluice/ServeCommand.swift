@@ -35,6 +35,18 @@ struct ServeCommand: ParsableCommand {
     var manifests: String?
 
     func run() throws {
+        let events = EventLog()
+        do {
+            try serve(events: events)
+        } catch {
+            // Even a failed start is an event line, so that a log pipeline sees why the gateway is not there.
+            events.record(Event("gateway.start_failed", reason: "StartFailed", level: .error, message: "\(error)"))
+            throw ExitCode.failure
+        }
+    }
+
+    /// Starts everything, then serves until SIGTERM or SIGINT; throws only while starting.
+    private func serve(events: EventLog) throws {
         // Every thread started from here on inherits this mask, so the signals reach only sigwait below.
         var signals = sigset_t()
         sigemptyset(&signals)
@@ -50,7 +62,6 @@ struct ServeCommand: ParsableCommand {
             return loaded
         }
         let loaded = try load()
-        let events = EventLog()
         let store: StateStore
         let plane: ControlPlane
         let gatewayBox = Mutex<Gateway?>(nil)

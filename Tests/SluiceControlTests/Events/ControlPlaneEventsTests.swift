@@ -155,6 +155,7 @@ final class ControlPlaneEventsTests: XCTestCase {
         XCTAssertEqual(refused["level"] as? String, "warning")
         XCTAssertEqual(refused["field"] as? String, "services[0].traffic")
         XCTAssertEqual(refused["file"] as? String, "sluice.yaml")
+        XCTAssertEqual(refused["error"] as? String, "percents add up to 110, must be 100")
         let message = try XCTUnwrap(refused["message"] as? String)
         XCTAssertTrue(message.contains("110") && message.hasSuffix("the running configuration stays"), message)
         XCTAssertTrue(s.gateway.routes === routes, "the running routes stay")
