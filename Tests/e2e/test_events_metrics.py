@@ -114,7 +114,7 @@ def test_events_metrics_and_describe(tmp_path):
         r = cli("describe", "isvc", MODEL_NAME, "-n", NAMESPACE)
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(f"Name:         {MODEL_NAME}\nNamespace:    {NAMESPACE}\n"), r.stdout
-        section = r.stdout[r.stdout.index("\nEvents:\n"):].splitlines()[1:]
+        section = r.stdout[r.stdout.index("\nEvents:\n") + 1:].splitlines()[1:]
         assert section[0].split() == ["Type", "Reason", "Age", "From", "Message"], r.stdout
         assert [line.split()[1] for line in section[2:]] == ["Created", "EndpointUnhealthy", "RevisionNotReady",
                                                             "EndpointHealthy", "RevisionReady"], r.stdout

@@ -40,7 +40,9 @@ public enum IsvcDescription {
     public static func eventsSection(_ events: [StoredEvent], now: Date) -> String {
         guard !events.isEmpty else { return "Events:  <none>\n" }
         var rows = [["Type", "Reason", "Age", "From", "Message"], ["----", "------", "----", "----", "-------"]]
-        for event in events.sorted(by: { $0.lastTimestamp < $1.lastTimestamp }) {
+        // By last occurrence as kubectl sorts; the given order breaks ties (timestamps are whole seconds).
+        let ordered = events.enumerated().sorted { ($0.element.lastTimestamp, $0.offset) < ($1.element.lastTimestamp, $1.offset) }
+        for event in ordered.map(\.element) {
             let age = event.count > 1
                 ? "\(KubectlText.age(from: event.lastTimestamp, to: now)) (x\(event.count) over \(KubectlText.age(from: event.firstTimestamp, to: now)))"
                 : KubectlText.age(from: event.firstTimestamp, to: now)
