@@ -2,7 +2,7 @@
 // (repeats folded as Kubernetes does, at most 50 kept, dropped with the service) and its core/v1 Event objects.
 import Foundation
 import SluiceControl
-import SluiceProxy
+@testable import SluiceProxy
 import XCTest
 
 final class EventLogTests: XCTestCase {
@@ -27,6 +27,36 @@ final class EventLogTests: XCTestCase {
         let time = try XCTUnwrap((object["time"] as? String).flatMap(formatter.date(from:)), "RFC 3339 with a fraction: \(object["time"] ?? "")")
         XCTAssertEqual(time.timeIntervalSince(before), 0, accuracy: 5)
         XCTAssertTrue((object["time"] as? String)?.hasSuffix("Z") == true, "UTC")
+    }
+
+    /// The data plane's operator lines (a paused listener, a pod's failed TLS handshake) are event lines on fd 2 too.
+    func testTheDataPlaneLogLineIsAJSONEventOnStderr() throws {
+        var fds: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        let saved = dup(2)
+        XCTAssertGreaterThanOrEqual(saved, 0)
+        XCTAssertEqual(dup2(fds[1], 2), 2)
+        close(fds[1])
+        logLine("upstream 127.0.0.1:8443: TLS handshake failed: certificate verify failed", event: "upstream.tls.handshake_failed",
+                fields: ["endpoint": "127.0.0.1:8443"])
+        XCTAssertEqual(dup2(saved, 2), 2)  // restores stderr and drops the pipe's last write end
+        close(saved)
+        var captured: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            captured += buffer[0..<n]
+        }
+        // Another thread of the test process may have written in the meantime: find this line by its event.
+        let line = try XCTUnwrap(String(decoding: captured, as: UTF8.self).split(separator: "\n")
+            .first { $0.contains("upstream.tls.handshake_failed") })
+        let object = try XCTUnwrap((try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], String(line))
+        XCTAssertEqual(object["level"] as? String, "warning")
+        XCTAssertEqual(object["endpoint"] as? String, "127.0.0.1:8443")
+        XCTAssertEqual(object["message"] as? String, "upstream 127.0.0.1:8443: TLS handshake failed: certificate verify failed")
+        XCTAssertTrue(line.hasPrefix(#"{"time":"20"#), String(line))
     }
 
     func testRepeatsFoldIntoOneEventWithCountAndFirstAndLastTime() throws {
