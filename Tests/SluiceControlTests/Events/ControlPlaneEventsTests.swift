@@ -162,13 +162,22 @@ final class ControlPlaneEventsTests: XCTestCase {
         XCTAssertEqual(counts()[#"sluice_config_reloads_total{result="refused"}"#], 1)
         XCTAssertEqual(counts()[#"sluice_config_reloads_total{result="ok"}"#], 0)
 
-        // A good file that also moves the metrics listener: applied, with that setting left for a restart.
+        // A good file that also moves the metrics listener, the access log and the span exporter: applied, with
+        // those left for a restart; the access log's sampling applies at once.
         var next = s.config
         next.proxy.metrics.listen = SocketAddressSpec(host: "127.0.0.1", port: 9)
+        next.proxy.accessLog.destination = .file(NSTemporaryDirectory() + "access.log")
+        next.proxy.accessLog.sampleRate = 0.5
+        next.proxy.tracing.otlpEndpoint = "http://127.0.0.1:4318/v1/traces"
+        next.proxy.tracing.otlpEncoding = .protobuf
         next.file = "sluice.yaml"
         XCTAssertTrue(reloader.reload { () throws(ConfigError) in next })
         let reloaded = try s.lines.waitFor("config.reloaded")
-        XCTAssertEqual(reloaded["needsRestart"] as? [String], ["metrics.listen"])
+        XCTAssertEqual(reloaded["needsRestart"] as? [String], ["metrics.listen", "accessLog.path", "tracing.otlp"])
+        XCTAssertEqual(reloader.config.proxy.accessLog.destination, .off)
+        XCTAssertEqual(reloader.config.proxy.accessLog.sampleRate, 0.5)
+        XCTAssertNil(reloader.config.proxy.tracing.otlpEndpoint)
+        XCTAssertEqual(reloader.config.proxy.tracing.otlpEncoding, .json)
         XCTAssertTrue((reloaded["message"] as? String)?.contains("sluice.yaml applied") == true, "\(reloaded)")
         XCTAssertNil(reloader.config.proxy.metrics.listen, "the running listener stays until a restart")
         XCTAssertEqual(counts()[#"sluice_config_reloads_total{result="ok"}"#], 1)
