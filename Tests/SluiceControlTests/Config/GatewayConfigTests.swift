@@ -84,6 +84,8 @@ final class GatewayConfigTests: XCTestCase {
         XCTAssertNil(defaults.proxy.metrics.listen)
         XCTAssertEqual(defaults.proxy.accessLog.destination, .off)
         XCTAssertEqual(try parse("accessLog: {path: \"off\"}\n" + Self.minimalService).proxy.accessLog.destination, .off)
+        XCTAssertEqual(try parse("accessLog: {path: off}\n" + Self.minimalService).proxy.accessLog.destination, .off,
+                       "YAML 1.1's boolean spelling is still the word off here")
         // A URL without a port is port 80, without a path OTLP's /v1/traces; kept canonical.
         XCTAssertEqual(try parse("tracing: {otlp: {endpoint: \"http://10.0.0.7\"}}\n" + Self.minimalService).proxy.tracing.otlpEndpoint,
                        "http://10.0.0.7:80/v1/traces")
@@ -94,6 +96,9 @@ final class GatewayConfigTests: XCTestCase {
     func testTelemetryRefusalsNameTheField() {
         XCTAssertEqual(message(top: "metrics: {listen: localhost:9091}"),
                        "config/sluice.yaml: metrics.listen: localhost is not an IPv4 literal (host names are not resolved)")
+        XCTAssertEqual(message(top: "admin: 127.0.0.1:15000\nmetrics: {listen: 127.0.0.1:15000}"),
+                       "config/sluice.yaml: metrics.listen: 127.0.0.1:15000 is already the admin address")
+        XCTAssertEqual(message(top: "metrics: {listen: 127.0.0.1:8080}"), "config/sluice.yaml: metrics.listen: 127.0.0.1:8080 is already the listen address")
         XCTAssertEqual(message(top: "metrics: {istio: sometimes}"), "config/sluice.yaml: metrics.istio: expected true or false, got \"sometimes\"")
         XCTAssertEqual(message(top: "metrics: {port: 9091}"), "config/sluice.yaml: metrics.port: unknown key, expected one of listen, istio")
         XCTAssertEqual(message(top: "accessLog: {sample: 1.5}"), "config/sluice.yaml: accessLog.sample: 1.5 is outside 0.0...1.0")
