@@ -163,3 +163,18 @@ def test_events_metrics_and_describe(tmp_path):
     finally:
         _kill(proc)
         _kill(demo)
+
+
+def test_a_failed_start_is_an_event_line(tmp_path):
+    binary = sluice_binary()
+    listen, admin = free_port(), free_port()
+    config = tmp_path / "sluice.yaml"
+    config.write_text(control_config(listen, admin, tmp_path / "state", {}).replace("period: 200ms", "period: 0s"))
+    result = subprocess.run([binary, "serve", "--config", str(config)], capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    event = json.loads(lines[0])
+    assert (event["event"], event["level"], event["reason"]) == ("gateway.start_failed", "error", "StartFailed"), event
+    assert event["message"] == f"{config}: readiness.period: must be greater than 0", event
