@@ -169,7 +169,8 @@ def test_a_failed_start_is_an_event_line(tmp_path):
     binary = sluice_binary()
     listen, admin = free_port(), free_port()
     config = tmp_path / "sluice.yaml"
-    config.write_text(control_config(listen, admin, tmp_path / "state", {}).replace("period: 200ms", "period: 0s"))
+    config.write_text(control_config(listen, admin, tmp_path / "state", {STORAGE_URI_MODEL_1: [f"{LOOPBACK}:9"]})
+                      .replace("period: 200ms", "period: 0s"))
     result = subprocess.run([binary, "serve", "--config", str(config)], capture_output=True, text=True, timeout=30,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 1, result
