@@ -1,7 +1,8 @@
 """Events, /metrics and `sluice describe` of a real `sluice serve` (SLUICE_BIN, a release build) over `sluice demo`
 predictors: every stderr line is a JSON event with a timestamp; an apply, a pod that stops and comes back, a refused
 reload and the drain are events in order; /metrics answers on the admin and the metrics-only listener with the format
-Accept asks for; the process start time is this test's; `sluice describe` shows the service's Events as kubectl does.
+Accept asks for; the process start time is this test's; `sluice describe` shows the service's Events as kubectl does;
+a failed start and a manifest directory's applies and refusals are event lines too.
 
 Cheap on purpose (no KServe, no model training): run it alone with
 `SLUICE_BIN=$(swift build -c release --show-bin-path)/sluice python -m pytest -q Tests/e2e/test_events_metrics.py`.
@@ -179,3 +180,28 @@ def test_a_failed_start_is_an_event_line(tmp_path):
     event = json.loads(lines[0])
     assert (event["event"], event["level"], event["reason"]) == ("gateway.start_failed", "error", "StartFailed"), event
     assert event["message"] == f"{config}: readiness.period: must be greater than 0", event
+
+
+def test_manifest_directory_applies_and_refusals_are_events(tmp_path):
+    binary = sluice_binary()
+    listen, admin, pod = free_port(), free_port(), free_port()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "1-create.yaml").write_text((MANIFESTS_DIR / "1-create.yaml").read_text())
+    config = tmp_path / "sluice.yaml"
+    config.write_text(control_config(listen, admin, tmp_path / "state", {STORAGE_URI_MODEL_1: [f"{LOOPBACK}:{pod}"]}))
+    logs = tmp_path / "sluice"
+    proc = spawn([binary, "serve", "--config", str(config), "--manifests", str(manifests), "--workers", "1"], logs)
+    try:
+        wait_until(lambda: named(logs, "gateway.started"), 15, "sluice up", proc=proc, logs=logs)
+        applied = named(logs, "isvc.applied")
+        assert len(applied) == 1 and applied[0]["source"] == str(manifests / "1-create.yaml"), applied
+        assert (applied[0]["namespace"], applied[0]["result"]) == ("default", "created")
+        # A broken manifest written later is refused with its file named; what runs stays.
+        (manifests / "2-broken.yaml").write_text("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {}\n")
+        wait_until(lambda: named(logs, "manifests.refused"), 10, "refusal event", proc=proc, logs=logs)
+        refused = named(logs, "manifests.refused")[0]
+        assert refused["source"] == str(manifests / "2-broken.yaml") and refused["level"] == "warning", refused
+        assert len(named(logs, "isvc.applied")) == 1, "re-applying the unchanged manifest is not an event"
+    finally:
+        _kill(proc)
