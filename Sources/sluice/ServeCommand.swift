@@ -102,7 +102,7 @@ struct ServeCommand: ParsableCommand {
                 // One generation: the file, its certificates and the routes all validate, then all apply, or none;
                 // the reloader records which, with the field and reason of a refusal.
                 reloader.reload(from: load)
-            default:
+            case SIGINT, SIGTERM:
                 // readyz false → stop accepting → finish in flight → stop; the admin API answers /readyz
                 // (503) until the workers are done.
                 let graceMs = gateway.settings.shutdownTimeoutMs
@@ -119,6 +119,9 @@ struct ServeCommand: ParsableCommand {
                 adminServer.stop()
                 plane.stop()
                 return
+            default:
+                // A signal added to the mask without a case here is ignored rather than taken for a shutdown.
+                continue
             }
         }
     }
