@@ -1,5 +1,6 @@
 // Control layer: active readiness probes of every revision's endpoints (GET /v1/models/{name} or a V2 health path),
-// with success/failure thresholds; only endpoints that pass get traffic, so no request lands on a starting pod.
+// with success/failure thresholds; only endpoints that pass get traffic, so no request lands on a starting pod. It
+// tells which endpoints stopped or resumed passing (for their events) and counts probes by result (for /metrics).
 import Dispatch
 import Foundation
 import SluiceBlockingHTTP
