@@ -3,14 +3,20 @@
 SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 APT_PACKAGES := libssl-dev libnghttp2-dev pkg-config python3 python3-venv curl
+# What only the tests need: the real Prometheus the metrics test scrapes the gateway with.
+TEST_APT_PACKAGES := prometheus
 VENV := .venv
 CONFIG ?= config/sluice.yaml
 
-.PHONY: deps venv build build-debug run test test-unit test-asan test-tsan test-alloc test-e2e bench clean
+.PHONY: deps deps-test venv build build-debug run test test-unit test-asan test-tsan test-alloc test-e2e bench clean
+
+# Installs the Debian packages of $(1) that are missing (the package's service is not started: policy-rc.d or no
+# systemd on these machines; the tests start their own on loopback).
+apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@$(call apt_install,$(APT_PACKAGES))
 	@test -x "$(SWIFT)" || { echo "Swift 6 toolchain not found (looked for swift on PATH and /opt/swift/usr/bin/swift)"; exit 1; }
 
 $(VENV)/.ready: Tests/e2e/requirements.txt
@@ -24,6 +30,9 @@ $(VENV)/.ready: Tests/e2e/requirements.txt
 	python3 -m venv .venv-sslyze
 	.venv-sslyze/bin/pip install -q -r Tests/e2e/requirements-sslyze.txt
 	touch $@
+
+deps-test: deps
+	@$(call apt_install,$(TEST_APT_PACKAGES))
 
 venv: deps $(VENV)/.ready .venv-sslyze/.ready
 
@@ -96,7 +105,7 @@ test-tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	$(TSAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-tsan --skip '$(TSAN_SKIP)'
 
-test-e2e: venv build
+test-e2e: venv deps-test build
 	SLUICE_BIN=$$($(SWIFT) build -c release --show-bin-path)/sluice $(VENV)/bin/python -m pytest -q Tests/e2e
 
 bench: build

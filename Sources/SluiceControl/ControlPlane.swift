@@ -1,5 +1,6 @@
 // Control layer: the running control plane — applies manifests to the rollout state, persists it before answering,
-// turns probe results into readiness, and hands every resulting route table to the data plane.
+// turns probe results into readiness, hands every resulting route table to the data plane, and records an event for
+// each of those steps (apply, readiness, endpoint health, route table generation).
 import Foundation
 import SluiceProxy
 import SluiceRouting
@@ -17,16 +18,33 @@ public final class ControlPlane: Sendable {
         var state: RolloutState
         var config: GatewayConfig
         var lastPublished: RouteTable?
+        /// The number of the table in force: 1 for the first, one more for each table handed to the data plane.
+        var generation = 1
+        /// Tables handed over, by what caused them (`Cause`).
+        var publications: [Cause: UInt64] = [:]
+        /// Applied InferenceServices by kubectl's result word, and `refused` requests.
+        var applied: [String: UInt64] = [:]
+    }
+
+    /// Why a new route table was built; `sluice_route_table_publications_total`'s label.
+    enum Cause: String, CaseIterable {
+        case apply
+        case delete
+        case probe
+        case reload
     }
 
     private let core: Mutex<Core>
     private let store: StateStore?
     private let prober: ReadinessProber
     private let publish: @Sendable (RouteTable) -> Void
+    /// Where the plane's events go (and the reloader's, and `serve`'s): stderr lines plus the per-service history.
+    public let events: EventLog
 
     /// Loads the saved state (refusing a corrupt or newer-format file rather than overwriting it), computes the
     /// first route table and starts probing. `publish` receives every new table (the gateway's hand-over).
-    public init(config: GatewayConfig, store: StateStore?, publish: @escaping @Sendable (RouteTable) -> Void) throws(ControlError) {
+    public init(config: GatewayConfig, store: StateStore?, events: EventLog = EventLog(),
+                publish: @escaping @Sendable (RouteTable) -> Void) throws(ControlError) {
         var state = RolloutState(componentSuffix: config.hostRules.componentSuffix)
         if let store {
             do {
@@ -49,9 +67,10 @@ public final class ControlPlane: Sendable {
         }
         self.store = store
         self.publish = publish
+        self.events = events
         self.core = Mutex(Core(state: state, config: config, lastPublished: nil))
         let holder = WeakHolder()
-        self.prober = ReadinessProber(settings: config.control.readiness) { holder.plane?.probesChanged() }
+        self.prober = ReadinessProber(settings: config.control.readiness) { holder.plane?.probesChanged($0) }
         holder.plane = self
         try core.withLock { core throws(ControlError) in
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(core.config))
@@ -77,26 +96,54 @@ public final class ControlPlane: Sendable {
     /// body must then be that one resource, checked before anything is applied, as the Kubernetes API server does.
     public func apply(_ text: String, defaultNamespace: String, source: String = "STDIN",
                       resourceName: String? = nil) throws(ControlError) -> [(InferenceService, ApplyResult)] {
-        let services: [InferenceService]
-        do {
-            let suffix = core.withLock { $0.config.hostRules.componentSuffix }
-            services = try ManifestDecoder.decode(text, defaultNamespace: defaultNamespace, source: source, componentSuffix: suffix)
-        } catch {
-            throw ControlError(status: error.isValidationError ? 422 : 400, reason: error.isValidationError ? "Invalid" : "BadRequest",
-                               description: error.description)
-        }
-        if let resourceName { try Self.check(services, name: resourceName, namespace: defaultNamespace) }
-        return try change { core in
-            let now = Date()
-            return services.map { isvc in
-                (isvc, core.state.apply(isvc, now: now, resolveEndpoints: Self.resolver(core.config)))
+        let results: [(InferenceService, ApplyResult)]
+        do throws(ControlError) {
+            let services: [InferenceService]
+            do {
+                let suffix = core.withLock { $0.config.hostRules.componentSuffix }
+                services = try ManifestDecoder.decode(text, defaultNamespace: defaultNamespace, source: source, componentSuffix: suffix)
+            } catch {
+                throw ControlError(status: error.isValidationError ? 422 : 400, reason: error.isValidationError ? "Invalid" : "BadRequest",
+                                   description: error.description)
             }
+            if let resourceName { try Self.check(services, name: resourceName, namespace: defaultNamespace) }
+            results = try change(.apply) { core in
+                let now = Date()
+                return services.map { isvc in
+                    (isvc, core.state.apply(isvc, now: now, resolveEndpoints: Self.resolver(core.config)))
+                }
+            } events: { old, new, results in
+                results.compactMap { isvc, result in Self.appliedEvent(isvc, result, old: old.state, new: new.state, source: source) }
+            }
+        } catch {
+            core.withLock { $0.applied["refused", default: 0] += 1 }
+            events.record(Event("manifests.refused", reason: "ApplyRefused", level: .warning,
+                                message: "\(source): refused, nothing applied: \(error.description)",
+                                fields: [("source", .string(source)), ("status", .int(error.status))]))
+            throw error
         }
+        core.withLock { core in
+            for (_, result) in results { core.applied[result.rawValue, default: 0] += 1 }
+        }
+        return results
     }
 
     /// `kubectl delete isvc`; false when there was no such service.
     public func delete(namespace: String, name: String) throws(ControlError) -> Bool {
-        try change { core in core.state.delete(namespace: namespace, name: name) }
+        let deleted = try change(.delete) { core in core.state.delete(namespace: namespace, name: name) }
+        if deleted {
+            // Logged, not kept: the deleted service's history goes with it (memory stays bounded by live services).
+            events.forget(namespace: namespace, name: name)
+            events.record(Event("isvc.deleted", reason: "Deleted", message: "InferenceService \(namespace)/\(name) and its revisions deleted",
+                                fields: [("namespace", .string(namespace)), ("inferenceservice", .string(name))]))
+        }
+        return deleted
+    }
+
+    /// The service's kept events, least recent first; nil when there is no such InferenceService.
+    public func events(namespace: String, name: String) -> [StoredEvent]? {
+        guard core.withLock({ $0.state.record(namespace: namespace, name: name) }) != nil else { return nil }
+        return events.events(namespace: namespace, name: name)
     }
 
     public func resource(namespace: String, name: String) -> JSONValue? {
@@ -117,12 +164,21 @@ public final class ControlPlane: Sendable {
     /// with the rest of the generation (certificates, settings) and no probe-driven table can come in between.
     /// Throws, with nothing applied or installed, when the routes are invalid or the state cannot be saved.
     public func reconfigure(_ config: GatewayConfig, install: ((RouteTable) -> Void)? = nil) throws(ControlError) {
-        _ = try change(install: install) { core in
+        _ = try change(.reload, install: install) { core in
             core.config = config
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(config))
             return ()
         }
     }
+
+    /// What /metrics reports of the plane, read in one lock.
+    var telemetry: (generation: Int, publications: [Cause: UInt64], applied: [String: UInt64], records: [ServiceRecord]) {
+        core.withLock { ($0.generation, $0.publications, $0.applied, $0.state.records()) }
+    }
+
+    /// The prober's verdict and counts, for /metrics.
+    var probeCounts: [ProbeCounts] { prober.counts() }
+    func probeResult(_ target: ProbeTarget) -> ProbeResult { prober.result(for: target) }
 
     // MARK: Internals
 
@@ -141,8 +197,10 @@ public final class ControlPlane: Sendable {
     }
 
     /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes
-    /// (through `install` when given, else the plane's hand-over).
-    private func change<T>(install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) -> T) throws(ControlError) -> T {
+    /// (through `install` when given, else the plane's hand-over). Once it is kept, records what `events` says
+    /// happened, then each revision's readiness change, then the new table's generation, in that order.
+    private func change<T>(_ cause: Cause, install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) -> T,
+                           events describe: (_ old: Core, _ new: Core, T) -> [Event] = { _, _, _ in [] }) throws(ControlError) -> T {
         let (result, state) = try core.withLock { core throws(ControlError) -> (T, RolloutState) in
             var next = core
             let result = body(&next)
@@ -151,9 +209,18 @@ public final class ControlPlane: Sendable {
             let table = try routeTable(for: next)
             if next.state != core.state { try save(next.state) }
             next.lastPublished = table
+            next.generation += 1
+            next.publications[cause, default: 0] += 1
+            let happened = describe(core, next, result) + Self.readinessEvents(old: core.state, new: next.state)
             core = next
-            // Published under the lock so that two changes reach the workers in the order they were made.
+            // Published under the lock so that two changes reach the workers in the order they were made; the
+            // events are recorded under it too, so their lines come in that order.
             if let install { install(table) } else { publish(table) }
+            for event in happened { events.record(event) }
+            events.record(Event("routes.published", reason: "RoutesPublished",
+                                message: "route table \(next.generation) handed to the workers (\(cause.rawValue)): \(table.services.count) services",
+                                fields: [("generation", .int(next.generation)), ("cause", .string(cause.rawValue)),
+                                         ("services", .int(table.services.count))]))
             return (result, next.state)
         }
         updateProbeTargets(state)
@@ -210,12 +277,15 @@ public final class ControlPlane: Sendable {
         prober.setTargets(targets)
     }
 
-    /// After a probe round flipped some endpoint.
-    private func probesChanged() {
+    /// After a probe round flipped some endpoint: its events, then the routes without (or with) it.
+    private func probesChanged(_ transitions: [ProbeTransition]) {
         do {
-            _ = try change { _ in () }
+            _ = try change(.probe, { _ in () }) { old, _, _ in Self.endpointEvents(transitions, state: old.state) }
         } catch {
-            FileHandle.standardError.write(Data("sluice: applying probe results: \(error)\n".utf8))
+            let state = core.withLock { $0.state }
+            for event in Self.endpointEvents(transitions, state: state) { events.record(event) }
+            events.record(Event("probe.apply_failed", reason: "ProbeApplyFailed", level: .error,
+                                message: "applying probe results: \(error.description); the running routes stay"))
         }
     }
 

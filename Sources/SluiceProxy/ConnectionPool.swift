@@ -46,7 +46,7 @@ final class ConnectionPool {
     func tlsFailed(_ reason: String) {
         guard lastTLSFailure != reason else { return }
         lastTLSFailure = reason
-        logLine("upstream \(endpoint): TLS handshake failed: \(reason)")
+        logLine("upstream \(endpoint): TLS handshake failed: \(reason)", event: "upstream.tls.handshake_failed", fields: ["endpoint": "\(endpoint)"])
     }
 
     init(endpoint: Endpoint, worker: Worker) {

@@ -136,7 +136,7 @@ final class Worker {
             return context
         } catch {
             let text = "upstreamTLS.caFile: \(error)"
-            if upstreamTLSFailure != text { logLine(text) }
+            if upstreamTLSFailure != text { logLine(text, event: "upstream.tls.config_failed", level: .error) }
             upstreamTLSFailure = text
             return nil
         }
@@ -218,7 +218,7 @@ final class Listener: EventHandler {
                 if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
                     // Out of descriptors or memory: the level-triggered listener would wake the loop again at once
                     // and spin, so it is paused until the next sweep (≤ 100 ms), as nginx's accept_mutex delay does.
-                    if !isPaused { logLine("accept: \(e == EMFILE || e == ENFILE ? "out of file descriptors" : "out of memory") (errno \(e)); pausing accepts") }
+                    if !isPaused { logLine("accept: \(e == EMFILE || e == ENFILE ? "out of file descriptors" : "out of memory") (errno \(e)); pausing accepts", event: "accept.paused") }
                     pause()
                 }
                 return
@@ -249,9 +249,14 @@ final class Listener: EventHandler {
     }
 }
 
-/// One line to stderr; used for events an operator must see (never per request).
-func logLine(_ message: String) {
-    Posix.writeStderr("sluice: " + message + "\n")
+/// One event line to stderr (JSON with an RFC 3339 timestamp, as the control plane's), for what an operator must
+/// see, never per request: `event` is its stable name, `fields` what a query filters on, `message` the sentence.
+func logLine(_ message: String, event: String = "gateway.warning", level: EventLevel = .warning,
+             fields: KeyValuePairs<String, String> = [:]) {
+    var line = EventLine(level: level, event: event)
+    for (name, value) in fields { line.field(name, value) }
+    line.field("message", message)
+    line.write()
 }
 
 /// A client connection the worker closes when the drain deadline passes.

@@ -1,4 +1,4 @@
-// `sluice apply | get | delete | rollout status`: kubectl's workflow for InferenceServices, over the admin API.
+// `sluice apply | get | describe | delete | rollout status`: kubectl's workflow for InferenceServices, over the admin API.
 import ArgumentParser
 import Foundation
 import SluiceBlockingHTTP
@@ -144,6 +144,27 @@ struct GetCommand: ParsableCommand {
             print(IsvcTable.render(items, allNamespaces: allNamespaces, now: Date()))
         case let other?:
             throw CLIFailure("unable to match a printer suitable for the output format \"\(other)\", allowed formats are: json,wide,yaml")
+        }
+    }
+}
+
+struct DescribeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "describe", abstract: "Show an InferenceService: its status, revisions and events.")
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "isvc") var kind: String
+    @Argument(help: "The InferenceService's name.") var name: String
+
+    func run() throws {
+        try runAdmin {
+            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            let base = "/namespaces/\(admin.namespace)/inferenceservices/\(name)"
+            let (_, resource) = try admin.call("GET", base)
+            guard let resource else { throw CLIFailure("the server sent no JSON") }
+            let (_, revisions) = try admin.call("GET", base + "/revisions")
+            let (_, events) = try admin.call("GET", base + "/events")
+            print(IsvcDescription.render(resource, revisions: (revisions?.arrayValue ?? []).compactMap(RevisionRow.init(json:)),
+                                         events: (events?["items"]?.arrayValue ?? []).compactMap(StoredEvent.init(json:)), now: Date()),
+                  terminator: "")
         }
     }
 }

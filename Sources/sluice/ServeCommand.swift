@@ -1,6 +1,6 @@
-// `sluice serve`: loads the configuration and the saved rollout state, starts the data plane, the admin API and the
-// readiness prober, applies a manifest directory, reloads the configuration on SIGHUP (through `Reloader`) and
-// drains on SIGTERM or SIGINT.
+// `sluice serve`: loads the configuration and the saved rollout state, starts the data plane, the admin API (and the
+// metrics-only listener) and the readiness prober, applies a manifest directory, reloads the configuration on SIGHUP
+// (through `Reloader`) and drains on SIGTERM or SIGINT; each step is an event line on stderr.
 import ArgumentParser
 import Foundation
 import SluiceBlockingHTTP
@@ -35,6 +35,18 @@ struct ServeCommand: ParsableCommand {
     var manifests: String?
 
     func run() throws {
+        let events = EventLog()
+        do {
+            try serve(events: events)
+        } catch {
+            // Even a failed start is an event line, so that a log pipeline sees why the gateway is not there.
+            events.record(Event("gateway.start_failed", reason: "StartFailed", level: .error, message: "\(error)"))
+            throw ExitCode.failure
+        }
+    }
+
+    /// Starts everything, then serves until SIGTERM or SIGINT; throws only while starting.
+    private func serve(events: EventLog) throws {
         // Every thread started from here on inherits this mask, so the signals reach only sigwait below.
         var signals = sigset_t()
         sigemptyset(&signals)
@@ -42,13 +54,20 @@ struct ServeCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         raiseFileLimit()
 
-        let loaded = try loadConfig()
+        let overrides = try overridesFromOptions()
+        let file = config
+        let load = { () throws(ConfigError) -> GatewayConfig in
+            var loaded = try GatewayConfig.load(file: file)
+            overrides(&loaded)
+            return loaded
+        }
+        let loaded = try load()
         let store: StateStore
         let plane: ControlPlane
         let gatewayBox = Mutex<Gateway?>(nil)
         do {
             store = try StateStore(directory: loaded.control.stateDir)
-            plane = try ControlPlane(config: loaded, store: store) { routes in
+            plane = try ControlPlane(config: loaded, store: store, events: events) { routes in
                 gatewayBox.withLock { $0 }?.publish(routes: routes)
             }
         } catch let error as StateStoreError {
@@ -60,56 +79,73 @@ struct ServeCommand: ParsableCommand {
         gatewayBox.withLock { $0 = gateway }
         let reloader = Reloader(plane: plane, gateway: gateway, config: loaded)
         let spanExporter = try startSpanExporter(loaded.proxy.tracing, gateway: gateway)
+        // Every /metrics family, in order. The data plane's workers add theirs here.
+        let metrics = MetricsEndpoint(writers: [
+            ProcessMetrics.write,
+            { ProcessMetrics.writeBuildInfo(version: Sluice.version, into: &$0) },
+            plane.writeMetrics,
+            reloader.writeMetrics,
+            events.writeMetrics,
+        ])
         plane.start()
-        let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway)
+        let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway, metrics: metrics)
+        let metricsServer = try startMetricsListener(loaded, metrics: metrics)
         if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
         if let tls = loaded.proxy.tls { try watchCertificates(tls, reloader: reloader) }
-        print("sluice \(Sluice.version): listening on \(loaded.proxy.listen.host):\(gateway.port) with \(gateway.workerCount) workers; admin on \(loaded.proxy.admin); state in \(loaded.control.stateDir); \(plane.routes.services.count) services")
-        fflush(nil)
+        events.record(startedEvent(loaded, gateway: gateway, services: plane.routes.services.count,
+                                   metricsPort: metricsServer?.port))
 
         while true {
             var received: Int32 = 0
             sigwait(&signals, &received)
             switch received {
             case SIGHUP:
-                // One generation: the file, its certificates and the routes all validate, then all apply, or none.
-                do {
-                    let needsRestart = try reloader.reload(try loadConfig())
-                    if !needsRestart.isEmpty {
-                        log("reload: these settings need a restart and keep their running values: \(needsRestart.joined(separator: ", "))")
-                    }
-                    log("reload: \(config) applied (\(plane.routes.services.count) services)")
-                } catch {
-                    log("reload: \(error); the running configuration stays")
-                }
-            default:
+                // One generation: the file, its certificates and the routes all validate, then all apply, or none;
+                // the reloader records which, with the field and reason of a refusal.
+                reloader.reload(from: load)
+            case SIGINT, SIGTERM:
                 // readyz false → stop accepting → finish in flight → stop; the admin API answers /readyz
                 // (503) until the workers are done.
                 let graceMs = gateway.settings.shutdownTimeoutMs
-                log("shutting down: draining connections (up to \(graceMs) ms)")
+                let started = Date()
+                events.record(Event("drain.started", reason: "DrainStarted",
+                                    message: "shutting down: draining connections (up to \(graceMs) ms)",
+                                    fields: [("signal", .string(received == SIGINT ? "SIGINT" : "SIGTERM")),
+                                             ("connections", .int(gateway.activeConnections)), ("shutdownTimeoutMs", .int(graceMs))]))
                 gateway.shutdown()
+                let elapsedMs = Int(Date().timeIntervalSince(started) * 1000)
+                events.record(Event("drain.finished", reason: "DrainFinished", message: "drained in \(elapsedMs) ms; stopping",
+                                    fields: [("durationMs", .int(elapsedMs)), ("connections", .int(gateway.activeConnections))]))
                 spanExporter?.stop()  // after the drain: the last requests' spans go out too
+                metricsServer?.stop()
                 adminServer.stop()
                 plane.stop()
                 return
+            default:
+                // A signal added to the mask without a case here is ignored rather than taken for a shutdown.
+                continue
             }
         }
     }
 
-    private func loadConfig() throws -> GatewayConfig {
-        var loaded = try GatewayConfig.load(file: config)
-        if let workers { loaded.proxy.workers = workers }
-        if let listen {
-            guard let address = parseAddress(listen) else { throw ValidationError("--listen: expected IP:port, got \(listen)") }
-            loaded.proxy.listen = address
+    /// The command-line settings that override the file's, checked once; applied to every load (start and SIGHUP).
+    private func overridesFromOptions() throws -> @Sendable (inout GatewayConfig) -> Void {
+        let listenAddress = try listen.map { text in
+            guard let address = parseAddress(text) else { throw ValidationError("--listen: expected IP:port, got \(text)") }
+            return address
         }
-        if let admin {
-            guard let address = parseAddress(admin) else { throw ValidationError("--admin: expected IP:port, got \(admin)") }
-            loaded.proxy.admin = address
+        let adminAddress = try admin.map { text in
+            guard let address = parseAddress(text) else { throw ValidationError("--admin: expected IP:port, got \(text)") }
+            return address
         }
-        if let stateDir { loaded.control.stateDir = stateDir }
-        if let manifests { loaded.control.manifestsDir = manifests }
-        return loaded
+        let (workers, stateDir, manifests) = (self.workers, self.stateDir, self.manifests)
+        return { loaded in
+            if let workers { loaded.proxy.workers = workers }
+            if let listenAddress { loaded.proxy.listen = listenAddress }
+            if let adminAddress { loaded.proxy.admin = adminAddress }
+            if let stateDir { loaded.control.stateDir = stateDir }
+            if let manifests { loaded.control.manifestsDir = manifests }
+        }
     }
 
     /// OTLP span export, when `tracing.otlpEndpoint` is set (read at start, like the queues it drains).
@@ -123,14 +159,44 @@ struct ServeCommand: ParsableCommand {
         return exporter
     }
 
-    private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway) throws -> BlockingServer {
+    /// `gateway.started`: versions, listeners and workers, what an operator checks first.
+    private func startedEvent(_ config: GatewayConfig, gateway: Gateway, services: Int, metricsPort: UInt16?) -> Event {
+        let listen = SocketAddressSpec(host: config.proxy.listen.host, port: gateway.port)
+        var listeners: [String: JSONValue] = ["proxy": .string(listen.description), "admin": .string(config.proxy.admin.description)]
+        if let metricsPort, let metricsListen = config.proxy.metrics.listen {
+            listeners["metrics"] = .string(SocketAddressSpec(host: metricsListen.host, port: metricsPort).description)
+        }
+        let versions = JSONValue.object(["sluice": .string(Sluice.version)].merging(
+            VersionCommand.libraryVersions.map { ($0.0, JSONValue.string($0.1)) }) { first, _ in first })
+        return Event("gateway.started", reason: "Started",
+                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin); state in \(config.control.stateDir); \(services) services",
+                     fields: [("version", .string(Sluice.version)), ("versions", versions), ("listeners", .object(listeners)),
+                              ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)),
+                              ("stateDir", .string(config.control.stateDir)), ("services", .int(services)),
+                              ("pid", .int(Int(getpid())))])
+    }
+
+    private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway, metrics: MetricsEndpoint) throws -> BlockingServer {
         var token: String? = nil
         if let file = config.control.adminTokenFile {
             token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             guard token?.isEmpty == false else { throw ValidationError("adminTokenFile \(file) is empty") }
         }
-        let api = AdminAPI(plane: plane, token: token, gateway: gateway)
+        let api = AdminAPI(plane: plane, token: token, gateway: gateway, metrics: metrics)
         let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
+        server.start()
+        return server
+    }
+
+    /// `metrics.listen`: GET /metrics without a token, for Prometheus to scrape a port of its own.
+    private func startMetricsListener(_ config: GatewayConfig, metrics: MetricsEndpoint) throws -> BlockingServer? {
+        guard let address = config.proxy.metrics.listen else { return nil }
+        let server: BlockingServer
+        do {
+            server = try BlockingServer(host: address.host, port: address.port, handler: metrics.handleMetricsOnly)
+        } catch {
+            throw ValidationError("metrics.listen \(address): \(error)")
+        }
         server.start()
         return server
     }
@@ -143,14 +209,8 @@ struct ServeCommand: ParsableCommand {
         for directory in directories {
             let watcher: DirectoryWatcher
             do { watcher = try DirectoryWatcher(directory: directory) } catch { throw ValidationError("\(error)") }
-            watcher.start {
-                do {
-                    try reloader.reloadCertificates()
-                    log("tls: certificates in \(directory) changed; reloaded")
-                } catch {
-                    log("tls: \(error); the running certificates stay")
-                }
-            }
+            // The reloader records the outcome (tls.reloaded or tls.reload_refused with the file and reason).
+            watcher.start { try? reloader.reloadCertificates() }
         }
     }
 
@@ -161,14 +221,16 @@ struct ServeCommand: ParsableCommand {
                 .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.sorted()
             for file in files {
                 let path = directory + "/" + file
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+                let text: String
                 do {
-                    for (isvc, result) in try plane.apply(text, defaultNamespace: "default", source: path) where result != .unchanged {
-                        log("manifests: \(path): inferenceservice.serving.kserve.io/\(isvc.name) \(result)")
-                    }
+                    text = try String(contentsOfFile: path, encoding: .utf8)
                 } catch {
-                    log("manifests: \(path): \(error.description)")
+                    plane.events.record(Event("manifests.unreadable", reason: "ManifestUnreadable", level: .warning,
+                                              message: "\(path): cannot read: \(error.localizedDescription)", fields: [("source", .string(path))]))
+                    continue
                 }
+                // The plane records each applied service (isvc.applied, with source) and each refusal.
+                _ = try? plane.apply(text, defaultNamespace: "default", source: path)
             }
         }
         applyAll()
@@ -184,10 +246,6 @@ func parseAddress(_ text: String) -> SocketAddressSpec? {
     var host = String(text[..<colon])
     if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
     return SocketAddressSpec(host: host, port: port)
-}
-
-func log(_ message: String) {
-    Posix.writeStderr("sluice: \(message)\n")
 }
 
 /// Lets the gateway hold as many connections as the hard limit allows (10 000 idle keep-alives need more than 1024).

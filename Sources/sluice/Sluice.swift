@@ -1,4 +1,4 @@
-// The `sluice` command line: serve, version, demo.
+// The `sluice` command line: serve, apply, get, describe, delete, rollout, top, demo, version.
 import ArgumentParser
 
 @main
@@ -7,6 +7,6 @@ struct Sluice: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sluice: an ingress gateway for ML inference traffic (KServe-style canary rollouts without Kubernetes).",
         version: version,
-        subcommands: [ServeCommand.self, ApplyCommand.self, GetCommand.self, DeleteCommand.self, RolloutCommand.self,
-                      DemoCommand.self, VersionCommand.self])
+        subcommands: [ServeCommand.self, ApplyCommand.self, GetCommand.self, DescribeCommand.self, DeleteCommand.self, RolloutCommand.self,
+                      TopCommand.self, DemoCommand.self, VersionCommand.self])
 }

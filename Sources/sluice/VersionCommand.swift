@@ -8,9 +8,13 @@ struct VersionCommand: ParsableCommand {
 
     func run() {
         print("sluice \(Sluice.version)")
-        print("openssl \(String(cString: OpenSSL_version(Int32(OPENSSL_VERSION))))")
-        if let info = nghttp2_version(0) {
-            print("nghttp2 \(String(cString: info.pointee.version_str))")
-        }
+        for (library, version) in Self.libraryVersions { print("\(library) \(version)") }
+    }
+
+    /// The TLS and HTTP/2 libraries this process runs with (also in `sluice serve`'s start event).
+    static var libraryVersions: [(String, String)] {
+        var versions = [("openssl", String(cString: OpenSSL_version(Int32(OPENSSL_VERSION))))]
+        if let info = nghttp2_version(0) { versions.append(("nghttp2", String(cString: info.pointee.version_str))) }
+        return versions
     }
 }

@@ -20,17 +20,19 @@ final class ControlPlaneGatewayTests: XCTestCase {
     static let host = "sklearn-iris.kserve-test.example.com"
 
     /// Demo predictors for model and model-2, a state directory, and a gateway + control plane + admin API over them.
-    final class Stack: @unchecked Sendable {  // set up once, then only read
-        let model1: BlockingServer
+    final class Stack: @unchecked Sendable {  // set up once, then only read (model1 is replaced only by the test's thread)
+        private(set) var model1: BlockingServer
         let model2: BlockingServer
         let stateDir: String
         var plane: ControlPlane!
         var gateway: Gateway!
         var admin: BlockingServer!
         let readiness = ReadinessSwitch()
+        /// Every event line the plane wrote (a new EventLog per start, lines kept across restarts).
+        let lines = EventCapture()
 
         init() throws {
-            model1 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v1, revision: "model-1"))
+            model1 = try BlockingServer(port: 0, handler: Self.model1Handler)
             let ready = readiness
             let handler2 = predictorHandler(modelName: "sklearn-iris", version: .v2, revision: "model-2")
             model2 = try BlockingServer(port: 0) { request in
@@ -43,6 +45,14 @@ final class ControlPlaneGatewayTests: XCTestCase {
             model2.start()
             stateDir = NSTemporaryDirectory() + "sluice-state-\(UUID().uuidString)"
             try start()
+        }
+
+        static let model1Handler = predictorHandler(modelName: "sklearn-iris", version: .v1, revision: "model-1")
+
+        /// model-1's pod comes back on the same address after `model1.stop()` (a restarted pod).
+        func restartModel1() throws {
+            model1 = try BlockingServer(port: model1.port, handler: Self.model1Handler)
+            model1.start()
         }
 
         var config: GatewayConfig {
@@ -60,11 +70,14 @@ final class ControlPlaneGatewayTests: XCTestCase {
 
         func start() throws {
             let box = Mutex<Gateway?>(nil)
-            plane = try ControlPlane(config: config, store: StateStore(directory: stateDir)) { routes in box.withLock { $0 }?.publish(routes: routes) }
+            plane = try ControlPlane(config: config, store: StateStore(directory: stateDir), events: EventLog(sink: lines.sink)) { routes in
+                box.withLock { $0 }?.publish(routes: routes)
+            }
             gateway = try Gateway(settings: config.proxy, routes: plane.routes)
             box.withLock { $0 = gateway }
             plane.start()
-            admin = try BlockingServer(port: 0, handler: AdminAPI(plane: plane, token: nil).handle)
+            let metrics = MetricsEndpoint(writers: [plane.writeMetrics, plane.events.writeMetrics])
+            admin = try BlockingServer(port: 0, handler: AdminAPI(plane: plane, token: nil, metrics: metrics).handle)
             admin.start()
         }
 
@@ -82,6 +95,12 @@ final class ControlPlaneGatewayTests: XCTestCase {
             let body = try Data(contentsOf: ControlPlaneGatewayTests.manifests.appendingPathComponent(file))
             return try BlockingClient(host: "127.0.0.1", port: admin.port).send(
                 method: "PUT", path: AdminAPI.prefix + "/namespaces/kserve-test/inferenceservices", body: Array(body))
+        }
+
+        /// GET on the admin API under the InferenceService prefix (`/namespaces/…`), or at `path` when it is /metrics.
+        func get(_ path: String, headers: [(String, String)] = []) throws -> BlockingResponse {
+            try BlockingClient(host: "127.0.0.1", port: admin.port).send(
+                method: "GET", path: path.hasPrefix("/metrics") ? path : AdminAPI.prefix + path, headers: headers)
         }
 
         func resource() throws -> JSONValue? {

@@ -1,5 +1,5 @@
 // Control layer: the admin HTTP API — Kubernetes-shaped InferenceService resources (GET/PUT/POST/DELETE),
-// revisions, /healthz and /readyz — over the blocking server; bearer-token protected when configured.
+// revisions, events, /metrics, /healthz and /readyz — over the blocking server; bearer-token protected when configured.
 import Foundation
 import SluiceBlockingHTTP
 import SluiceProxy
@@ -10,13 +10,17 @@ public struct AdminAPI: Sendable {
     let plane: ControlPlane
     let token: String?
     let gateway: Gateway?
+    let metrics: MetricsEndpoint?
 
-    /// `token`: when set, every request but /healthz and /readyz needs `Authorization: Bearer <token>`.
+    /// `token`: when set, every request but /healthz and /readyz needs `Authorization: Bearer <token>` (/metrics
+    /// included: the metrics-only listener is the tokenless way to scrape).
     /// `gateway`: the data plane whose connections /healthz reports and whose drain turns /readyz false.
-    public init(plane: ControlPlane, token: String?, gateway: Gateway? = nil) {
+    /// `metrics`: what GET /metrics writes; without it /metrics is 404.
+    public init(plane: ControlPlane, token: String?, gateway: Gateway? = nil, metrics: MetricsEndpoint? = nil) {
         self.plane = plane
         self.token = token
         self.gateway = gateway
+        self.metrics = metrics
     }
 
     public func handle(_ request: BlockingRequest) -> BlockingResponse {
@@ -37,6 +41,7 @@ public struct AdminAPI: Sendable {
         if let token, request.header("Authorization") != "Bearer \(token)" {
             return Self.status(401, "Unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
         }
+        if path == "/metrics", let metrics { return metrics.respond(to: request) }
         guard path.hasPrefix(Self.prefix + "/") else { return Self.status(404, "NotFound", "the server could not find the requested resource") }
         let parts = path.dropFirst(Self.prefix.count + 1).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         switch (request.method, parts.count) {
@@ -46,7 +51,7 @@ public struct AdminAPI: Sendable {
             let namespace = parts[1]
             let name = parts.count >= 4 ? parts[3] : nil
             let subresource = parts.count >= 5 ? parts[4] : nil
-            guard parts.count <= 5, subresource == nil || subresource == "revisions" else { break }
+            guard parts.count <= 5, subresource == nil || subresource == "revisions" || subresource == "events" else { break }
             return handleResource(request, namespace: namespace, name: name, subresource: subresource)
         default:
             break
@@ -64,6 +69,11 @@ public struct AdminAPI: Sendable {
         case ("GET", let name?, "revisions"):
             guard let rows = plane.revisionRows(namespace: namespace, name: name) else { return Self.notFound(name) }
             return Self.json(200, .array(rows.map(\.json)))
+        case ("GET", let name?, "events"):
+            // A core/v1 EventList of what happened to this service, least recent first (the last 50, repeats folded).
+            guard let events = plane.events(namespace: namespace, name: name) else { return Self.notFound(name) }
+            return Self.json(200, .object(["apiVersion": "v1", "kind": "EventList", "metadata": .object([:]),
+                                           "items": .array(events.map(\.json))]))
         case ("PUT", _, nil), ("POST", _, nil):
             let text = String(decoding: request.body, as: UTF8.self)
             do {
@@ -120,6 +130,14 @@ extension JSONValue {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Encoding a JSONValue cannot fail: every case maps to a JSON value.
+        return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    /// One line of JSON with sorted keys, for fields of an event line.
+    public var compactJSONText: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // As above: encoding a JSONValue cannot fail.
         return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
     }
 

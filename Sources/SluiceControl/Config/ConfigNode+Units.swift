@@ -51,7 +51,7 @@ extension ConfigNode {
         return Endpoint(host: address.host, port: address.port, protocol: upstreamProtocol)
     }
 
-    private func address(_ text: String) throws(ConfigError) -> SocketAddressSpec {
+    func address(_ text: String) throws(ConfigError) -> SocketAddressSpec {
         let host: Substring
         let port: Substring
         if text.hasPrefix("[") {

@@ -66,6 +66,19 @@ struct ConfigNode {
         return value
     }
 
+    /// A number in `range` (integers allowed: `sample: 1`); NaN and infinities are outside every range.
+    func double(in range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        guard case .scalar = node, let value = node.float else { throw error("expected a number, got \(found)") }
+        guard range.contains(value) else { throw error("\(scalarText) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return value
+    }
+
+    /// The scalar as written (`1.5`, not `1.5000000000000002`), for messages.
+    private var scalarText: String {
+        if case .scalar(let scalar) = node { return scalar.string }
+        return found
+    }
+
     func int(in range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let value = try int()
         guard range.contains(value) else { throw error("\(value) is outside \(range.lowerBound)...\(range.upperBound)") }

@@ -56,7 +56,8 @@ extension GatewayConfig {
 
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
-                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout"])
+                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout",
+                                          "metrics", "accessLog", "tracing"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -80,6 +81,16 @@ extension GatewayConfig {
         if let node = top["limits"] { proxy.limits = try decodeLimits(node) }
         if let node = top["tls"] { proxy.tls = try decodeTLS(node, file: file) }
         if let node = top["upstreamTLS"] { proxy.upstreamTLS = try decodeUpstreamTLS(node, file: file) }
+        if let node = top["metrics"] {
+            proxy.metrics = try decodeMetrics(node)
+            // One socket per address: a metrics listener on the proxy's or the admin API's address could never bind.
+            if let address = proxy.metrics.listen, address.port != 0, address == proxy.listen || address == proxy.admin {
+                throw ConfigNode(node: node.node, path: node.child("listen"))
+                    .error("\(address) is already the \(address == proxy.listen ? "listen" : "admin") address")
+            }
+        }
+        if let node = top["accessLog"] { proxy.accessLog = try decodeAccessLog(node) }
+        if let node = top["tracing"] { proxy.tracing = try decodeTracing(node) }
         if let node = top["routing"] {
             let routing = try node.mapping(keys: ["domain", "serviceHostTemplate", "componentSuffix", "tagHeaderRouting", "revisionHeader"])
             if let value = routing["domain"] { rules.domain = try value.string() }

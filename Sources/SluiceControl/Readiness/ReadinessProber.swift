@@ -1,5 +1,6 @@
 // Control layer: active readiness probes of every revision's endpoints (GET /v1/models/{name} or a V2 health path),
-// with success/failure thresholds; only endpoints that pass get traffic, so no request lands on a starting pod.
+// with success/failure thresholds; only endpoints that pass get traffic, so no request lands on a starting pod. It
+// tells which endpoints stopped or resumed passing (for their events) and counts probes by result (for /metrics).
 import Dispatch
 import Foundation
 import SluiceBlockingHTTP
@@ -32,22 +33,42 @@ public struct ProbeResult: Sendable, Equatable {
     public var lastError: String?
 }
 
+/// An endpoint that stopped passing its probe (failures reached the threshold) or passes again after that.
+public struct ProbeTransition: Sendable, Equatable {
+    public var target: ProbeTarget
+    public var isReady: Bool
+    /// Why it is not ready (nil for one that is ready again).
+    public var error: String?
+}
+
+/// Probes run for one target since it became a target, for /metrics.
+public struct ProbeCounts: Sendable, Equatable {
+    public var target: ProbeTarget
+    public var successes: UInt64
+    public var failures: UInt64
+}
+
 public final class ReadinessProber: Sendable {
     private struct EndpointState {
         var isReady = false
         var passes = 0
         var failures = 0
         var lastError: String? = "not probed yet"
+        /// Whether the failure threshold was reached since the last ready verdict (an `endpoint.unhealthy` was told).
+        var isReportedUnhealthy = false
+        var successesTotal: UInt64 = 0
+        var failuresTotal: UInt64 = 0
     }
 
     public let settings: ProbeSettings
     private let state = Mutex<(targets: Set<ProbeTarget>, results: [ProbeTarget: EndpointState])>((Set(), [:]))
-    private let onChange: @Sendable () -> Void
+    private let onChange: @Sendable ([ProbeTransition]) -> Void
     private let running = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
 
-    /// `onChange` runs on the prober's thread after a round in which any endpoint changed readiness.
-    public init(settings: ProbeSettings, onChange: @escaping @Sendable () -> Void) {
+    /// `onChange` runs on the prober's thread after a round in which any endpoint changed readiness, with the
+    /// endpoints that became unhealthy or healthy again (possibly none: a first verdict is a change, not a transition).
+    public init(settings: ProbeSettings, onChange: @escaping @Sendable ([ProbeTransition]) -> Void) {
         self.settings = settings
         self.onChange = onChange
     }
@@ -64,6 +85,13 @@ public final class ReadinessProber: Sendable {
         state.withLock { s in
             guard let r = s.results[target] else { return ProbeResult(isProbed: false, isReady: false, lastError: nil) }
             return ProbeResult(isProbed: true, isReady: r.isReady, lastError: r.isReady ? nil : r.lastError)
+        }
+    }
+
+    /// Probe counts of every current target, in no particular order.
+    public func counts() -> [ProbeCounts] {
+        state.withLock { s in
+            s.results.map { ProbeCounts(target: $0.key, successes: $0.value.successesTotal, failures: $0.value.failuresTotal) }
         }
     }
 
@@ -98,30 +126,42 @@ public final class ReadinessProber: Sendable {
             outcomes.withLock { $0[targets[i]] = error }
         }
         let results = outcomes.withLock { $0 }
-        let changed = state.withLock { s -> Bool in
+        let (changed, transitions) = state.withLock { s -> (Bool, [ProbeTransition]) in
             var changed = false
+            var transitions: [ProbeTransition] = []
             for (target, error) in results where s.targets.contains(target) {
                 let isFirstResult = s.results[target] == nil
                 var r = s.results[target] ?? EndpointState()
                 let wasReady = r.isReady
                 if let error {
                     r.failures += 1
+                    r.failuresTotal += 1
                     r.passes = 0
                     r.lastError = error
                     if r.failures >= settings.failureThreshold { r.isReady = false }
+                    // Told once per outage: a starting pod's first failures below the threshold are not news.
+                    if r.failures == settings.failureThreshold && !r.isReportedUnhealthy {
+                        r.isReportedUnhealthy = true
+                        transitions.append(ProbeTransition(target: target, isReady: false, error: error))
+                    }
                 } else {
                     r.passes += 1
+                    r.successesTotal += 1
                     r.failures = 0
                     if r.passes >= settings.successThreshold { r.isReady = true }
+                    if r.isReady && r.isReportedUnhealthy {
+                        r.isReportedUnhealthy = false
+                        transitions.append(ProbeTransition(target: target, isReady: true, error: nil))
+                    }
                 }
                 // Readiness flipped, or something new is known: the first verdict on an endpoint, or a not-ready
                 // endpoint reaching the failure threshold (its revision's status then says why).
                 if r.isReady != wasReady || isFirstResult || (!r.isReady && r.failures == settings.failureThreshold) { changed = true }
                 s.results[target] = r
             }
-            return changed
+            return (changed, transitions)
         }
-        if changed { onChange() }
+        if changed { onChange(transitions) }
         return changed
     }
 

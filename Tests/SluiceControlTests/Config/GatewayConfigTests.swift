@@ -1,4 +1,5 @@
 // Tests for the control layer's config loader: the bundled file, value syntaxes and every rejection message.
+import Foundation
 import SluiceControl
 import SluiceProxy
 import SluiceRouting
@@ -47,6 +48,85 @@ final class GatewayConfigTests: XCTestCase {
         XCTAssertEqual(config.control.readiness.path, "/v1/models/{name}")
         XCTAssertEqual(config.control.readiness.failureThreshold, 3)
         XCTAssertEqual(config.proxy.shutdownTimeoutMs, 30_000)
+        XCTAssertEqual(config.proxy.metrics.listen, SocketAddressSpec(host: "127.0.0.1", port: 9091), "Prometheus' port")
+        XCTAssertTrue(config.proxy.metrics.istio)
+        XCTAssertEqual(config.proxy.accessLog.destination, .stdout, "the bundled gateway logs every request")
+        XCTAssertEqual(config.proxy.accessLog.format, .json)
+        XCTAssertEqual(config.proxy.accessLog.sampleRate, 1)
+        XCTAssertEqual(config.proxy.tracing.sampleRate, 0.01)
+        XCTAssertNil(config.proxy.tracing.otlpEndpoint, "no collector unless one is configured")
+    }
+
+    func testTelemetrySectionsParse() throws {
+        let dir = NSTemporaryDirectory()
+        let config = try parse("""
+            metrics: {listen: "0.0.0.0:9091", istio: false}
+            accessLog: {path: \(dir)access.log, format: envoy, sample: 0.25, errorsOnly: true}
+            tracing:
+              sampleRate: 1
+              responseHeader: true
+              otlp: {endpoint: "http://[::1]:4318/v1/traces", encoding: protobuf}
+              exportQueue: 512
+            """ + "\n" + Self.minimalService)
+        XCTAssertEqual(config.proxy.metrics.listen, SocketAddressSpec(host: "0.0.0.0", port: 9091), "metrics may listen anywhere, without a token")
+        XCTAssertFalse(config.proxy.metrics.istio)
+        XCTAssertEqual(config.proxy.accessLog.destination, .file(dir + "access.log"))
+        XCTAssertEqual(config.proxy.accessLog.format, .envoy)
+        XCTAssertEqual(config.proxy.accessLog.sampleRate, 0.25)
+        XCTAssertTrue(config.proxy.accessLog.errorsOnly)
+        XCTAssertEqual(config.proxy.tracing.sampleRate, 1)
+        XCTAssertTrue(config.proxy.tracing.responseHeader)
+        XCTAssertEqual(config.proxy.tracing.otlpEndpoint, "http://[::1]:4318/v1/traces")
+        XCTAssertEqual(config.proxy.tracing.otlpEncoding, .protobuf)
+        XCTAssertEqual(config.proxy.tracing.exportQueueSpans, 512)
+
+        let defaults = try parse(Self.minimalService)
+        XCTAssertNil(defaults.proxy.metrics.listen)
+        XCTAssertEqual(defaults.proxy.accessLog.destination, .off)
+        XCTAssertEqual(try parse("accessLog: {path: \"off\"}\n" + Self.minimalService).proxy.accessLog.destination, .off)
+        XCTAssertEqual(try parse("accessLog: {path: off}\n" + Self.minimalService).proxy.accessLog.destination, .off,
+                       "YAML 1.1's boolean spelling is still the word off here")
+        // A URL without a port is port 80, without a path OTLP's /v1/traces; kept canonical.
+        XCTAssertEqual(try parse("tracing: {otlp: {endpoint: \"http://10.0.0.7\"}}\n" + Self.minimalService).proxy.tracing.otlpEndpoint,
+                       "http://10.0.0.7:80/v1/traces")
+        XCTAssertEqual(try parse("tracing: {otlp: {endpoint: \"http://[0:0::1]:4318/x\"}}\n" + Self.minimalService).proxy.tracing.otlpEndpoint,
+                       "http://[::1]:4318/x")
+    }
+
+    func testTelemetryRefusalsNameTheField() {
+        XCTAssertEqual(message(top: "metrics: {listen: localhost:9091}"),
+                       "config/sluice.yaml: metrics.listen: localhost is not an IPv4 literal (host names are not resolved)")
+        XCTAssertEqual(message(top: "admin: 127.0.0.1:15000\nmetrics: {listen: 127.0.0.1:15000}"),
+                       "config/sluice.yaml: metrics.listen: 127.0.0.1:15000 is already the admin address")
+        XCTAssertEqual(message(top: "metrics: {listen: 127.0.0.1:8080}"), "config/sluice.yaml: metrics.listen: 127.0.0.1:8080 is already the listen address")
+        XCTAssertEqual(message(top: "metrics: {istio: sometimes}"), "config/sluice.yaml: metrics.istio: expected true or false, got \"sometimes\"")
+        XCTAssertEqual(message(top: "metrics: {port: 9091}"), "config/sluice.yaml: metrics.port: unknown key, expected one of listen, istio")
+        XCTAssertEqual(message(top: "accessLog: {sample: 1.5}"), "config/sluice.yaml: accessLog.sample: 1.5 is outside 0.0...1.0")
+        XCTAssertEqual(message(top: "accessLog: {sample: -0.1}"), "config/sluice.yaml: accessLog.sample: -0.1 is outside 0.0...1.0")
+        XCTAssertEqual(message(top: "accessLog: {sample: .nan}"), "config/sluice.yaml: accessLog.sample: .nan is outside 0.0...1.0")
+        XCTAssertEqual(message(top: "accessLog: {sample: half}"), "config/sluice.yaml: accessLog.sample: expected a number, got \"half\"")
+        XCTAssertEqual(message(top: "accessLog: {format: apache}"), "config/sluice.yaml: accessLog.format: expected json or envoy, got \"apache\"")
+        XCTAssertEqual(message(top: "accessLog: {path: \"\"}"), "config/sluice.yaml: accessLog.path: expected stdout, off or a file path")
+        XCTAssertEqual(message(top: "accessLog: {path: /nonexistent-sluice-dir/access.log}"),
+                       "config/sluice.yaml: accessLog.path: /nonexistent-sluice-dir: no such directory (the access log file is created there)")
+        XCTAssertEqual(message(top: "accessLog: {errorsOnly: 1}"), "config/sluice.yaml: accessLog.errorsOnly: expected true or false, got \"1\"")
+        XCTAssertEqual(message(top: "accessLog: {destination: stdout}"),
+                       "config/sluice.yaml: accessLog.destination: unknown key, expected one of path, format, sample, errorsOnly")
+        XCTAssertEqual(message(top: "tracing: {sampleRate: 2}"), "config/sluice.yaml: tracing.sampleRate: 2 is outside 0.0...1.0")
+        XCTAssertEqual(message(top: "tracing: {exportQueue: 0}"), "config/sluice.yaml: tracing.exportQueue: 0 is outside 1...1048576")
+        XCTAssertEqual(message(top: "tracing: {responseHeader: yes please}"),
+                       "config/sluice.yaml: tracing.responseHeader: expected true or false, got \"yes please\"")
+        XCTAssertEqual(message(top: "tracing: {otlp: {encoding: json}}"), "config/sluice.yaml: tracing.otlp.endpoint: required")
+        XCTAssertEqual(message(top: "tracing: {otlp: {endpoint: \"https://10.0.0.7:4318/v1/traces\"}}"),
+                       "config/sluice.yaml: tracing.otlp.endpoint: https is not supported: spans go over plain HTTP to a collector or agent on this host or network (http://IP:port/v1/traces)")
+        XCTAssertEqual(message(top: "tracing: {otlp: {endpoint: \"http://collector:4318/v1/traces\"}}"),
+                       "config/sluice.yaml: tracing.otlp.endpoint: collector is not an IPv4 literal (host names are not resolved)")
+        XCTAssertEqual(message(top: "tracing: {otlp: {endpoint: \"127.0.0.1:4318\"}}"),
+                       "config/sluice.yaml: tracing.otlp.endpoint: expected an OTLP/HTTP URL like http://127.0.0.1:4318/v1/traces, got \"127.0.0.1:4318\"")
+        XCTAssertEqual(message(top: "tracing: {otlp: {endpoint: \"http://127.0.0.1:99999/v1/traces\"}}"),
+                       "config/sluice.yaml: tracing.otlp.endpoint: port 99999 is outside 1...65535")
+        XCTAssertEqual(message(top: "tracing: {otlp: {endpoint: \"http://127.0.0.1:4318\", encoding: grpc}}"),
+                       "config/sluice.yaml: tracing.otlp.encoding: expected json or protobuf, got \"grpc\"")
     }
 
     func testNonLoopbackAdminNeedsAToken() throws {
@@ -200,7 +280,7 @@ final class GatewayConfigTests: XCTestCase {
 
     func testUnknownKeysAndWrongTypesNameThePath() {
         XCTAssertEqual(message(top: "listn: 127.0.0.1:8080"),
-                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile, shutdownTimeout")
+                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile, shutdownTimeout, metrics, accessLog, tracing")
         XCTAssertEqual(message(top: "timeouts: {requestHeaders: 10s}"),
                        "config/sluice.yaml: timeouts.requestHeaders: unknown key, expected one of requestHeader, keepAliveIdle, upstreamConnect, upstreamResponse, bodyIdle")
         XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "percent: 100}", with: "percent: 100, weight: 1}")),
