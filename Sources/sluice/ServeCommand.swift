@@ -86,6 +86,7 @@ struct ServeCommand: ParsableCommand {
             plane.writeMetrics,
             reloader.writeMetrics,
             events.writeMetrics,
+            { spanExporter?.writeMetrics(into: &$0) },
         ])
         plane.start()
         let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway, metrics: metrics)

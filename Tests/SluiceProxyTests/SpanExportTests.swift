@@ -154,6 +154,12 @@ final class SpanExportTests: XCTestCase {
         let counters = exporter.counters
         XCTAssertEqual(counters.dropped, 0)
         XCTAssertEqual(counters.failures, 0)
+        var exposition = MetricsExposition(format: .prometheus)
+        exporter.writeMetrics(into: &exposition)
+        let text = String(decoding: exposition.finish(), as: UTF8.self)
+        XCTAssertTrue(text.contains("\nsluice_trace_spans_exported_total 2\n"), text)
+        XCTAssertTrue(text.contains("\nsluice_trace_spans_dropped_total{reason=\"queue_full\"} 0\n"), text)
+        XCTAssertTrue(text.contains("\nsluice_trace_export_failures_total 0\n"), text)
     }
 
     func testProtobufEncodingCarriesTheSameSpan() throws {
@@ -224,6 +230,11 @@ final class SpanExportTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(counters.failures, 1)
         XCTAssertEqual(counters.exported, 0)
         XCTAssertEqual(counters.dropped, 10, "every span was lost: refused by the full queue or in a failed batch")
+        var exposition = MetricsExposition(format: .prometheus)
+        exporter.writeMetrics(into: &exposition)
+        let text = String(decoding: exposition.finish(), as: UTF8.self)
+        XCTAssertTrue(text.contains("\nsluice_trace_export_failures_total \(counters.failures)\n"), text)
+        XCTAssertTrue(text.contains("sluice_trace_spans_dropped_total{reason=\"export_failed\"}"), text)
     }
 
     func testAStalledCollectorNeverSlowsRequestsAndTheFullQueueDrops() throws {

@@ -1,6 +1,7 @@
 // Control layer: exports the gateway's sampled request spans to an OpenTelemetry collector — OTLP over HTTP
 // (`POST /v1/traces`, JSON or protobuf), from a thread of its own that drains the workers' span queues
-// (Gateway.drainSpans), batches them and counts what it exported, dropped and failed to send. The workers never wait
+// (Gateway.drainSpans), batches them and counts what it exported, dropped and failed to send (its /metrics families).
+// The workers never wait
 // for it: a slow or dead collector only fills their bounded queues, which then drop (and count) new spans.
 import Foundation
 import SluiceBlockingHTTP
@@ -59,6 +60,20 @@ public final class OTLPExporter: Sendable {
         Counters(exported: exported.load(ordering: .relaxed),
                  dropped: gateway.droppedSpans + failedSpans.load(ordering: .relaxed),
                  failures: failures.load(ordering: .relaxed))
+    }
+
+    /// The exporter's families for /metrics (MetricsEndpoint writer): spans exported, spans dropped by reason,
+    /// batches that failed.
+    public func writeMetrics(into exposition: inout MetricsExposition) {
+        exposition.family("sluice_trace_spans_exported", .counter, help: "Sampled request spans the OTLP collector accepted.")
+        exposition.counter(MetricLabels(), UInt64(exported.load(ordering: .relaxed)))
+        exposition.family("sluice_trace_spans_dropped", .counter,
+                          help: "Sampled request spans lost, by reason: queue_full (a worker's export queue was full), export_failed (their batch was not delivered).")
+        exposition.counter(MetricLabels(["reason": "queue_full"]), UInt64(gateway.droppedSpans))
+        exposition.counter(MetricLabels(["reason": "export_failed"]), UInt64(failedSpans.load(ordering: .relaxed)))
+        exposition.family("sluice_trace_export_failures", .counter,
+                          help: "OTLP export batches not delivered (no connection, a timeout, a non-2xx answer); never retried.")
+        exposition.counter(MetricLabels(), UInt64(failures.load(ordering: .relaxed)))
     }
 
     /// Starts the export thread; a second call does nothing.
