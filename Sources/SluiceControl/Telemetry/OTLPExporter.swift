@@ -40,7 +40,8 @@ public final class OTLPExporter: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let running = Mutex<DispatchSemaphore?>(nil)
 
-    /// `endpoint` is the collector's traces URL: `http://HOST[:PORT][/PATH]` (port 4318 and /v1/traces when left out).
+    /// `endpoint` is the collector's traces URL: `http://HOST[:PORT][/PATH]` (port 80, as for any http URL, and
+    /// /v1/traces when left out; the config loader writes it canonical, with both).
     public init(gateway: Gateway, endpoint: String, encoding: TracingSettings.OTLPEncoding = .json,
                 batchSpans: Int = 512, intervalMs: Int = 1_000, timeoutMs: Int = 2_000) throws(OTLPExporterError) {
         guard let url = URL(string: endpoint), url.scheme == "http", let host = url.host, !host.isEmpty else {
@@ -48,7 +49,7 @@ public final class OTLPExporter: Sendable {
         }
         self.gateway = gateway
         self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        self.port = UInt16(url.port ?? 4318)
+        self.port = UInt16(url.port ?? 80)
         self.path = url.path.isEmpty ? "/v1/traces" : url.path
         self.encoding = encoding
         self.batchSpans = max(1, batchSpans)
