@@ -54,6 +54,7 @@ public final class Reloader: Sendable {
             keep("adminTokenFile", \.control.adminTokenFile)
             keep("stateDir", \.control.stateDir)
             keep("manifests", \.control.manifestsDir)
+            keep("accessLog.path", \.proxy.accessLog.destination)
 
             let context: TLSContext?
             do {

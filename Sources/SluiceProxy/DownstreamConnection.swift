@@ -194,7 +194,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
                 return
             case .awaitingRequest:
                 if let input, !input.isEmpty {
-                    if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
+                    if !isRequestOpen { openRequest(.http11, isTLS: isTLS); record.clientAddress.set(peerIP) }
                     switch parser.parse(input.readable) {
                     case .complete:
                         startExchange()
@@ -360,7 +360,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
 
     /// Writes a gateway-made response; errors become responses here and nowhere else.
     func respondLocally(_ response: ErrorResponse, closeAfter: Bool) {
-        if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
+        if !isRequestOpen { openRequest(.http11, isTLS: isTLS); record.clientAddress.set(peerIP) }
         finishRequest(answered: response)
         if output == nil { output = worker.buffers.take() }
         response.write(into: output!, close: closeAfter)

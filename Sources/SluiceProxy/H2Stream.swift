@@ -92,6 +92,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         headBytes = connection.worker.buffers.take()
         policy = RequestPolicy(settings: connection.worker.settings)
         openRequest(.h2, isTLS: connection.isTLS)
+        record.clientAddress.set(peerIP)
     }
 
     // MARK: Request head

@@ -91,6 +91,7 @@ extension Worker {
     /// Every finished request, once: the hook of metrics, access logs and traces.
     func finish(_ record: inout RequestRecord) {
         requestObserver?(record)
+        accessLog?.log(record, format: settings.accessLog.format, sampleRate: settings.accessLog.sampleRate, errorsOnly: settings.accessLog.errorsOnly, random: &random)
     }
 
     func takeRecordBox() -> RequestRecordBox {
