@@ -113,10 +113,7 @@ final class AccessLogWriter: @unchecked Sendable {  // the atomics are shared; t
 
     private func run() {
         while true {
-            if reopenRequested.load(ordering: .acquiring) {
-                reopenRequested.store(false, ordering: .relaxed)
-                reopen()
-            }
+            reopenIfRequested()
             let isStopping = stopRequested.load(ordering: .acquiring)
             if pendingStart == pendingEnd { fill() }
             if pendingStart < pendingEnd {
@@ -151,6 +148,9 @@ final class AccessLogWriter: @unchecked Sendable {  // the atomics are shared; t
     /// Writes pending lines until done, or until a stream has had no room for `pollMs`.
     private func flush() {
         while pendingStart < pendingEnd {
+            // Checked before every write, after the lines were taken: a line finished after the request to reopen
+            // goes to the new file.
+            reopenIfRequested()
             var n = pendingEnd - pendingStart
             if isStream {
                 if n > Int(PIPE_BUF) {
@@ -207,6 +207,12 @@ final class AccessLogWriter: @unchecked Sendable {  // the atomics are shared; t
     private func count(written lines: Int) {
         writtenCount += lines
         written.store(writtenCount, ordering: .relaxed)
+    }
+
+    private func reopenIfRequested() {
+        guard reopenRequested.load(ordering: .acquiring) else { return }
+        reopenRequested.store(false, ordering: .relaxed)
+        reopen()
     }
 
     private func reopen() {
