@@ -2,6 +2,7 @@
 // logrotate can rename, filtered and sampled as configured, and never a cost to clients when its sink stalls.
 import Foundation
 import SluiceBlockingHTTP
+import SluiceControl
 import SluiceDemo
 @testable import SluiceProxy
 import SluiceRouting
@@ -346,6 +347,36 @@ final class AccessLogTests: XCTestCase {
         XCTAssertThrowsError(try gateway(to: pod, path: directory.appendingPathComponent("no/such/dir/a.log").path)) { error in
             XCTAssertTrue("\(error)".contains("accessLog"), "\(error)")
         }
+    }
+
+    // MARK: Reload
+
+    /// SIGHUP: format, sampling and the errors-only filter apply from the next request; a new destination needs a
+    /// restart (the reload says so) and the lines keep going where they went.
+    func testAReloadChangesTheFormatFromTheNextRequestAndKeepsTheDestination() throws {
+        let pod = try pod()
+        defer { pod.stop() }
+        let first = directory.appendingPathComponent("first.log").path
+        let second = directory.appendingPathComponent("second.log").path
+        var config = ReloaderTests.config()
+        config.services = [ReloaderTests.staticService("big", port: pod.port)]
+        config.proxy.accessLog.destination = .file(first)
+        let stack = try ReloaderTests.Stack(config)
+        let host = "big.kserve-test.example.com"
+        let c = try TestClient(port: stack.gateway.port)
+        XCTAssertEqual(try c.request("GET", "/json", host: host).status, 200)
+        XCTAssertEqual(waitForLines(first, count: 1).count, 1)
+
+        var next = config
+        next.proxy.accessLog.destination = .file(second)
+        next.proxy.accessLog.format = .envoy
+        XCTAssertEqual(try stack.reloader.reload(next), ["accessLog.path"])
+        XCTAssertEqual(try c.request("GET", "/envoy", host: host).status, 200)
+        let logged = waitForLines(first, count: 2)
+        XCTAssertEqual(logged.count, 2)
+        XCTAssertTrue(logged.first?.hasPrefix("{") == true, logged.first ?? "")
+        XCTAssertTrue(logged.last?.hasPrefix("[") == true && logged.last?.contains(#""GET /envoy HTTP/1.1" 200"#) == true, logged.last ?? "")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: second), "the destination changes only at a restart")
     }
 
     // MARK: A stalled sink
