@@ -12,6 +12,8 @@
 # Needs valgrind, wrk and nginx (make -C benchmarks deps; apt-get install valgrind).
 set -euo pipefail
 BIN=$1
+# CONFIG=benchmarks/sluice-bench-log.yaml counts the same requests with the JSON access log on.
+CONFIG=${CONFIG:-$(cd "$(dirname "$0")" && pwd)/sluice-bench.yaml}
 PORT=${2:-8190}
 HERE=$(cd "$(dirname "$0")" && pwd)
 HOST="Host: sklearn-iris.kserve-test.example.com"
@@ -19,7 +21,7 @@ URL=http://127.0.0.1:$PORT/v1/models/sklearn-iris:predict
 work=$(mktemp -d)
 nginx -c "$HERE/nginx-backend.conf" & backend=$!
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
-  "$BIN" serve --config "$HERE/sluice-bench.yaml" --listen 127.0.0.1:$PORT --admin 127.0.0.1:$((PORT + 7000)) \
+  "$BIN" serve --config "$CONFIG" --listen 127.0.0.1:$PORT --admin 127.0.0.1:$((PORT + 7000)) \
   --state-dir "$work/state" >/dev/null 2>"$work/valgrind.err" & sluice=$!
 trap 'kill $sluice $backend 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do curl -s -o /dev/null -H "$HOST" "$URL" && break; sleep 0.2; done
