@@ -31,6 +31,7 @@ out=$(wrk -t1 -c8 -d8s -s "$HERE/post.lua" -H "$HOST" "$URL")
 callgrind_control -i off $sluice >/dev/null
 callgrind_control -d $sluice >/dev/null
 requests=$(echo "$out" | grep -o "[0-9]* requests in" | grep -o "^[0-9]*")
-instructions=$(for f in "$work"/callgrind.out*; do callgrind_annotate "$f" 2>/dev/null | grep -m1 "PROGRAM TOTALS" | grep -o "^[0-9,]*" | tr -d ,; done | awk '{s += $1} END {print s}')
 cp "$work"/callgrind.out* . 2>/dev/null || true
+# awk reads the whole annotation: `grep -m1` closing the pipe early failed the script (pipefail) on long outputs.
+instructions=$(for f in "$work"/callgrind.out*; do callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}'; done | awk '{s += $1} END {print s}')
 echo "requests=$requests instructions=$instructions per_request=$((instructions / requests))"

@@ -245,6 +245,24 @@ final class AccessLogTests: XCTestCase {
         XCTAssertEqual(object(String(format(r, .json, 0).dropLast()))["trace_id"] as? String, "00112233445566778899aabbccddeeff")
     }
 
+    /// Escaping skips plain text eight bytes at a time: wherever a byte that needs escaping falls in a word, the
+    /// line still parses back to the same text (random mixes of plain runs, quotes, backslashes, controls, UTF-8).
+    func testEscapingFindsEverySpecialByteWhereverItFalls() {
+        let pieces = ["a", "bcdefghijklmnop", "\"", "\\", "\u{01}", "\u{1F}", "\n", "\t", "\u{7F}", " ", "é", "€", "😀", "~}"]
+        var random = FastRandom(seed: 42)
+        for _ in 0..<300 {
+            var text = ""
+            for _ in 0..<Int(random.next() % 9) { text += pieces[Int(random.next() % UInt64(pieces.count))] }
+            let bytes = Array(text.utf8)  // at most 8 pieces: within the record's 160 bytes, nothing cut
+            var r = RequestRecord()
+            r.open(.http11, isTLS: false, now: 1)
+            bytes.withUnsafeBytes { p in r.noteHead(method: raw("GET"), authority: raw("h"), path: p) }
+            r.close(.completed, status: 200, flags: [], isDraining: false, now: 2)
+            let o = object(String(format(r, .json, 0).dropLast()))
+            XCTAssertEqual(o["path"] as? String, bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self), "\(bytes)")
+        }
+    }
+
     func testTimesAreUTCWithTheirFractions() {
         var r = RequestRecord()
         r.open(.http11, isTLS: false, now: 1)

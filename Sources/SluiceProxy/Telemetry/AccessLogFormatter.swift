@@ -341,14 +341,18 @@ struct LineBytes {
         }
     }
 
-    /// RFC 8259 §7: runs of plain bytes are copied whole; `"`, `\` and control bytes are escaped; bytes that do not
-    /// form UTF-8 (RFC 3629 §4: no overlong forms, no surrogates, nothing above U+10FFFF) become U+FFFD.
+    /// RFC 8259 §7: runs of plain bytes are copied whole; `"`, `\`, and control bytes are escaped; bytes that do
+    /// not form UTF-8 (RFC 3629 §4: no overlong forms, no surrogates, nothing above U+10FFFF) become U+FFFD.
+    /// Plain ASCII is skipped eight bytes at a time (`mayNeedEscape`), the bulk of every line's text.
     mutating func jsonEscaped(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
         let n = bytes.count
         var i = 0
         var runStart = 0
         while i < n {
-            let b = bytes[i]
+            while i + 8 <= n && !Self.mayNeedEscape(base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { i += 8 }
+            guard i < n else { break }
+            let b = base.load(fromByteOffset: i, as: UInt8.self)
             if b >= 0x20 && b < 0x80 && b != 0x22 && b != 0x5C { i += 1; continue }
             if b >= 0x80, let length = Self.utf8SequenceLength(bytes, at: i) { i += length; continue }
             append(UnsafeRawBufferPointer(rebasing: bytes[runStart..<i]))
@@ -367,6 +371,17 @@ struct LineBytes {
             runStart = i
         }
         append(UnsafeRawBufferPointer(rebasing: bytes[runStart..<n]))
+    }
+
+    /// Whether any of eight bytes may need more than a copy: ≥ 0x80, < 0x20, `"` or `\`. The borrows of the
+    /// subtractions can flag a byte above a real hit too (then the bytes are looked at one by one), never miss one:
+    /// the lowest byte below 0x20, or equal to `"` or `\` after the xor, always sets its top bit.
+    @inline(__always) static func mayNeedEscape(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let control = w &- 0x20 &* ones
+        let quote = (w ^ (0x22 &* ones)) &- ones
+        let backslash = (w ^ (0x5C &* ones)) &- ones
+        return (w | control | quote | backslash) & (0x80 &* ones) != 0
     }
 
     /// The length of the well-formed UTF-8 sequence starting at `i` (a byte ≥ 0x80), or nil.
