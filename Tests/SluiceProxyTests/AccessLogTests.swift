@@ -1,5 +1,6 @@
 // Integration and unit: the access log — one line per request in JSON or Envoy's default format, to a file that
 // logrotate can rename, filtered and sampled as configured, and never a cost to clients when its sink stalls.
+import CMallocCounter
 import Foundation
 import SluiceBlockingHTTP
 import SluiceControl
@@ -418,7 +419,7 @@ final class AccessLogTests: XCTestCase {
         let toStalled = try TestClient(port: stalled.port)
         let toFlowing = try TestClient(port: flowing.port)
 
-        // Fill the pipe and the ring (1 MiB): bounded, with several connections to go faster.
+        // Fill the pipe and the ring (2 MiB): bounded, with several connections to go faster.
         let deadline = Date().addingTimeInterval(60)
         var sent = 0
         let host = self.host
@@ -468,6 +469,39 @@ final class AccessLogTests: XCTestCase {
         stalled.shutdown(graceMs: 1000)
         let stats = stalled.accessLogStats
         XCTAssertEqual(stats.linesWritten + stats.linesDropped, sent + 400, "every request's line is written or counted")
+    }
+
+    // MARK: Cost
+
+    /// With the JSON access log on, a steady-state request still allocates nothing on the gateway's threads — the
+    /// worker that formats the line and the writer thread that writes it (both are created by Gateway.init, so both
+    /// are counted). Release build only, like AllocationTests: `make test-alloc` with this test in its filter.
+    func testSteadyStateRequestsWithTheAccessLogOnAllocateNothingOnTheGatewaysThreads() throws {
+        try XCTSkipUnless(malloc_counter_available() == 1, "malloc is owned by the sanitizer runtime in this build")
+        try XCTSkipIf(AllocationTests.isDebugBuild, "allocation counts are asserted on the optimised build")
+        let pod = try pod()
+        defer { pod.stop() }
+        let path = directory.appendingPathComponent("alloc.log").path
+        let taggedBefore = malloc_counter_tagged_threads()
+        malloc_counter_tag_new_threads(1)
+        let made = Result { try gateway(to: pod, path: path) }
+        malloc_counter_tag_new_threads(0)
+        let g = try made.get()
+        XCTAssertEqual(malloc_counter_tagged_threads() - taggedBefore, 2, "the worker and the access log writer")
+        let c = try TestClient(port: g.port)
+        for _ in 0..<200 { XCTAssertEqual(try c.request("POST", "/v1/models/big:predict", host: host, body: irisBody).status, 200) }
+        let n = 1_000
+        malloc_counter_start()
+        for _ in 0..<n { XCTAssertEqual(try c.request("POST", "/v1/models/big:predict", host: host, body: irisBody).status, 200) }
+        // The lines of the measured requests are written inside the window too.
+        let deadline = Date().addingTimeInterval(10)
+        while g.accessLogStats.linesWritten < 200 + n && Date() < deadline { usleep(1_000) }
+        malloc_counter_stop()
+        let totals = malloc_counter_read()
+        print("access log allocation test: \(n) requests, gateway threads: \(totals.taggedMallocs) mallocs")
+        XCTAssertEqual(g.accessLogStats.linesWritten, 200 + n)
+        XCTAssertLessThanOrEqual(totals.taggedMallocs, UInt64(n / 100), "mallocs on the worker and writer over \(n) logged requests")
+        g.shutdown(graceMs: 1000)
     }
 
     // MARK: Helpers
