@@ -78,7 +78,14 @@ final class AccessLogWriter: @unchecked Sendable {  // the atomics are shared; t
         isStream = Self.isStream(fd)
     }
 
-    deinit { staging.deallocate() }
+    /// Whether the thread was started: it closes the file when it ends; a gateway whose start failed after the file
+    /// was opened closes it here.
+    private var isStarted = false
+
+    deinit {
+        if !isStarted, case .file = destination { Posix.close(fd) }
+        staging.deallocate()
+    }
 
     /// O_APPEND: every write lands at the end even after logrotate's copytruncate; O_NONBLOCK: a FIFO without a
     /// reader fails at once instead of hanging the start, and a full pipe returns EAGAIN instead of blocking.
@@ -97,6 +104,7 @@ final class AccessLogWriter: @unchecked Sendable {  // the atomics are shared; t
     }
 
     func start() {
+        isStarted = true
         spawnThread(name: "sluice-accesslog") { [self] in run() }
     }
 
