@@ -12,6 +12,8 @@
 # Needs valgrind, wrk and nginx (make -C benchmarks deps; apt-get install valgrind).
 set -euo pipefail
 BIN=$1
+# CONFIG=benchmarks/sluice-bench-log.yaml counts the same requests with the JSON access log on.
+CONFIG=${CONFIG:-$(cd "$(dirname "$0")" && pwd)/sluice-bench.yaml}
 PORT=${2:-8190}
 HERE=$(cd "$(dirname "$0")" && pwd)
 HOST="Host: sklearn-iris.kserve-test.example.com"
@@ -19,7 +21,7 @@ URL=http://127.0.0.1:$PORT/v1/models/sklearn-iris:predict
 work=$(mktemp -d)
 nginx -c "$HERE/nginx-backend.conf" & backend=$!
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out" \
-  "$BIN" serve --config "$HERE/sluice-bench.yaml" --listen 127.0.0.1:$PORT --admin 127.0.0.1:$((PORT + 7000)) \
+  "$BIN" serve --config "$CONFIG" --listen 127.0.0.1:$PORT --admin 127.0.0.1:$((PORT + 7000)) \
   --state-dir "$work/state" >/dev/null 2>"$work/valgrind.err" & sluice=$!
 trap 'kill $sluice $backend 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do curl -s -o /dev/null -H "$HOST" "$URL" && break; sleep 0.2; done
@@ -29,6 +31,7 @@ out=$(wrk -t1 -c8 -d8s -s "$HERE/post.lua" -H "$HOST" "$URL")
 callgrind_control -i off $sluice >/dev/null
 callgrind_control -d $sluice >/dev/null
 requests=$(echo "$out" | grep -o "[0-9]* requests in" | grep -o "^[0-9]*")
-instructions=$(for f in "$work"/callgrind.out*; do callgrind_annotate "$f" 2>/dev/null | grep -m1 "PROGRAM TOTALS" | grep -o "^[0-9,]*" | tr -d ,; done | awk '{s += $1} END {print s}')
 cp "$work"/callgrind.out* . 2>/dev/null || true
+# awk reads the whole annotation: `grep -m1` closing the pipe early failed the script (pipefail) on long outputs.
+instructions=$(for f in "$work"/callgrind.out*; do callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}'; done | awk '{s += $1} END {print s}')
 echo "requests=$requests instructions=$instructions per_request=$((instructions / requests))"

@@ -4,6 +4,8 @@
 Reports per proxy: requests/s, p50/p99 latency (wrk --latency), and proxy CPU microseconds per request
 (from /proc/<pid>/stat of the proxy's process tree), medians over rounds, plus ratios against nginx.
 Usage: proxybench.py [--rounds N] [--seconds S] [--conns C] [--proxy name=port=cmd ...]
+                     [--nginx-conf F] [--haproxy-conf F] [--haproxy-log F] [--ratio a/b ...]
+(the access-log variant, `make access-log`, gives nginx and HAProxy configurations that log, and asks for ratios).
 """
 import argparse, os, re, signal, statistics, subprocess, sys, time
 
@@ -81,6 +83,10 @@ def main():
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--post", action="store_true", help="POST a small JSON body (post.lua)")
     ap.add_argument("--proxy", action="append", default=[], help="name=port=command")
+    ap.add_argument("--nginx-conf", default=f"{HERE}/nginx-proxy.conf")
+    ap.add_argument("--haproxy-conf", default=f"{HERE}/haproxy.cfg")
+    ap.add_argument("--haproxy-log", help="file HAProxy's stdout goes to (its `log stdout` lines)")
+    ap.add_argument("--ratio", action="append", default=[], help="a/b: print CPU per request of a over b")
     a = ap.parse_args()
     procs = []
     def start(cmd):
@@ -90,8 +96,8 @@ def main():
         start(f"nginx -c {HERE}/nginx-backend.conf")
         assert wait_port(9001)
         proxies = [("direct", 9001, None),
-                   ("nginx", 8080, f"nginx -c {HERE}/nginx-proxy.conf"),
-                   ("haproxy", 8081, f"haproxy -f {HERE}/haproxy.cfg")]
+                   ("nginx", 8080, f"nginx -c {a.nginx_conf}"),
+                   ("haproxy", 8081, f"haproxy -f {a.haproxy_conf}" + (f" > {a.haproxy_log}" if a.haproxy_log else ""))]
         for spec in a.proxy:
             name, port, cmd = spec.split("=", 2)
             proxies.append((name, int(port), cmd))
@@ -123,6 +129,9 @@ def main():
             print(f"ratio {name}/nginx: rps {med[name]['rps']/med['nginx']['rps']:.2f}  cpu/req {med[name]['cpu_us_per_req']/med['nginx']['cpu_us_per_req']:.2f}")
             if name not in ("haproxy",) and "haproxy" in med:
                 print(f"ratio {name}/haproxy: rps {med[name]['rps']/med['haproxy']['rps']:.2f}  cpu/req {med[name]['cpu_us_per_req']/med['haproxy']['cpu_us_per_req']:.2f}")
+        for pair in a.ratio:
+            x, y = pair.split("/")
+            print(f"ratio {x}/{y}: cpu/req {med[x]['cpu_us_per_req']/med[y]['cpu_us_per_req']:.3f}  rps {med[x]['rps']/med[y]['rps']:.2f}")
     finally:
         stop_all(procs)
 

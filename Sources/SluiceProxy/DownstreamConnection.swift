@@ -196,7 +196,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
                 return
             case .awaitingRequest:
                 if let input, !input.isEmpty {
-                    if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
+                    if !isRequestOpen { openRequest(.http11, isTLS: isTLS, client: peerIP) }
                     switch parser.parse(input.readable) {
                     case .complete:
                         startExchange()
@@ -292,7 +292,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             return UnsafeRawBufferPointer(start: base + span.start, count: span.count)
         }
         record.noteHead(method: bytes(head.method), authority: bytes(head.host), path: bytes(head.target))
-        ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, peerIP: peerIP, random: &worker.random, sampleRate: settings.tracing.sampleRate)
+        ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, random: &worker.random, sampleRate: settings.tracing.sampleRate)
         let hasBody: Bool
         switch head.framing {
         case .none: hasBody = false
@@ -363,7 +363,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
 
     /// Writes a gateway-made response; errors become responses here and nowhere else.
     func respondLocally(_ response: ErrorResponse, closeAfter: Bool) {
-        if !isRequestOpen { openRequest(.http11, isTLS: isTLS) }
+        if !isRequestOpen { openRequest(.http11, isTLS: isTLS, client: peerIP) }
         finishRequest(answered: response)
         if output == nil { output = worker.buffers.take() }
         response.write(into: output!, close: closeAfter)

@@ -50,6 +50,8 @@ public final class Gateway: Sendable {
     private let tls: TLSContextSlot?
     /// Set the moment `shutdown` begins, before the listeners close: readiness answers false from then on.
     private let draining = Atomic<Bool>(false)
+    /// The access log's writer thread and the workers' rings; nil when the access log is off at start.
+    private let accessLog: AccessLogWriter?
 
     /// Binds one SO_REUSEPORT listener per worker, then starts the workers. Throws when the address cannot be bound.
     /// `requestObserver` is told of every finished request, on the worker's thread that served it.
@@ -62,6 +64,9 @@ public final class Gateway: Sendable {
             do { _ = try TLSClientContext(caFile: caFile) } catch { throw GatewayError(description: "upstreamTLS.caFile: \(error)") }
         }
         let workerCount = max(1, settings.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        // The access log's file is opened before anything is bound too: a path that cannot be written stops the start.
+        let accessLog = settings.accessLog.destination == .off
+            ? nil : try AccessLogWriter(destination: settings.accessLog.destination, workers: workerCount)
         guard var address = SocketAddress(ip: settings.listen.host, port: settings.listen.port) else {
             throw GatewayError(description: "listen: \(settings.listen) is not an IP literal and port")
         }
@@ -85,6 +90,8 @@ public final class Gateway: Sendable {
         port = boundPort
         current = Mutex((routes, settings))
         self.tls = tls
+        self.accessLog = accessLog
+        accessLog?.start()
         // Span queues exist when spans are exported at start (`tracing.otlpEndpoint`); each is allocated whole here.
         let exportsSpans = settings.tracing.otlpEndpoint != nil
         handles = (0..<workerCount).map {
@@ -97,7 +104,7 @@ public final class Gateway: Sendable {
                 do {
                     worker = try Worker(handle: handle, listenerFD: fd, routes: routes, settings: settings, tls: tls,
                                         seed: UInt64(handle.index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(Posix.nowMilliseconds()),
-                                        requestObserver: requestObserver)
+                                        requestObserver: requestObserver, accessLog: accessLog?.rings[handle.index])
                 } catch {
                     fatalError("worker \(handle.index) could not start: \(error)")
                 }
@@ -229,5 +236,18 @@ public final class Gateway: Sendable {
             if Posix.nowMilliseconds() > deadline + 1000 { break }
             usleep(2000)
         }
+        // After the workers: every line they accepted is written (or, to a sink stalled past the flush, counted).
+        accessLog?.stop()
+    }
+
+    /// Reopens the access log file before the next write (SIGUSR1, after logrotate renamed it): lines go to a new
+    /// file at the same path, created if missing. Nothing happens for stdout or with the access log off.
+    public func reopenAccessLog() {
+        accessLog?.requestReopen()
+    }
+
+    /// Access log lines written and dropped so far, over all workers (`sluice_access_log_dropped_total`).
+    public var accessLogStats: AccessLogStats {
+        accessLog?.stats ?? AccessLogStats()
     }
 }

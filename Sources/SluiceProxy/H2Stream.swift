@@ -91,7 +91,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         responseParser = ResponseParser(limits: limits)
         headBytes = connection.worker.buffers.take()
         policy = RequestPolicy(settings: connection.worker.settings)
-        openRequest(.h2, isTLS: connection.isTLS)
+        openRequest(.h2, isTLS: connection.isTLS, client: peerIP)
     }
 
     // MARK: Request head
@@ -157,7 +157,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         if isGRPC { record.clientProtocol = .grpc }
         record.noteHead(method: bytes.bytes(method), authority: (authority ?? hostField).map { bytes.bytes($0) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
                         path: bytes.bytes(path))
-        ForwardedHeaders.noteHead(&record, fields: fields, base: bytes.baseAddress!, peerIP: peerIP, random: &worker.random,
+        ForwardedHeaders.noteHead(&record, fields: fields, base: bytes.baseAddress!, random: &worker.random,
                                   sampleRate: worker.settings.tracing.sampleRate)
         // RFC 9113 §8.3.1: `:authority` replaces Host; a Host field that differs makes the request malformed.
         if let authority, let hostField, !bytes.span(authority, equalsIgnoringCase: hostField) { isMalformed = true }

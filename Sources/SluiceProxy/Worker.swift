@@ -25,6 +25,8 @@ final class Worker {
     var tls: TLSContextSlot.Reader?
     /// Told of every finished request, on this thread (nil: nobody listens).
     let requestObserver: RequestObserver?
+    /// This worker's access log ring, drained by the gateway's writer thread (nil: the access log is off).
+    let accessLog: AccessLogRing?
     /// Record storage for HTTP/1.1 requests in flight, recycled (RequestLifecycle.swift).
     var recordBoxes: [RequestRecordBox] = []
     /// Exchanges for requests to HTTP/1.1 pods, recycled at the end of the tick their request ended in.
@@ -35,11 +37,12 @@ final class Worker {
     let unixOffsetNs: Int64
 
     init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
-         requestObserver: RequestObserver? = nil) throws {
+         requestObserver: RequestObserver? = nil, accessLog: AccessLogRing? = nil) throws {
         self.handle = handle
         self.requestObserver = requestObserver
         self.spans = handle.spans
         self.unixOffsetNs = Worker.unixOffsetNow()
+        self.accessLog = accessLog
         self.loop = try EventLoop()
         self.routes = routes
         self.settings = settings

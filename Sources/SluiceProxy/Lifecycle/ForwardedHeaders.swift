@@ -71,12 +71,11 @@ enum ForwardedHeaders {
         generateRequestId(into: &requestId, random: &random)
     }
 
-    /// Reads what the record keeps from the head — the client's address and `User-Agent`, its trace context — in one pass
+    /// Reads what the record keeps from the head — `User-Agent` and the trace context — in one pass
     /// over the fields: exactly one valid `traceparent` is continued (our own span id made), none or an invalid
     /// or repeated one starts a new trace, sampled with probability `sampleRate`. Allocates nothing.
-    static func noteHead(_ record: inout RequestRecord, fields: [HeaderField], base: UnsafeRawPointer, peerIP: [UInt8],
+    static func noteHead(_ record: inout RequestRecord, fields: [HeaderField], base: UnsafeRawPointer,
                          random: inout FastRandom, sampleRate: Double) {
-        record.clientAddress.set(peerIP)
         var traceparent: ByteSpan? = nil
         var traceparents = 0
         var sawUserAgent = false

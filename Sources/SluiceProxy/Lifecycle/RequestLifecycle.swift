@@ -54,8 +54,9 @@ final class RequestRecordBox {
 
 extension RequestOwner {
     /// Phase 1: a new request starts.
-    func openRequest(_ clientProtocol: RequestRecord.ClientProtocol, isTLS: Bool) {
+    func openRequest(_ clientProtocol: RequestRecord.ClientProtocol, isTLS: Bool, client peerIP: [UInt8]) {
         record.open(clientProtocol, isTLS: isTLS, now: MonotonicClock.nanoseconds())
+        record.clientAddress.set(peerIP)
         isRequestOpen = true
     }
 
@@ -92,6 +93,7 @@ extension Worker {
     func finish(_ record: inout RequestRecord) {
         traceFinished(&record)  // first: gives every record its trace id (Telemetry/SpanQueue.swift)
         requestObserver?(record)
+        accessLog?.log(record, format: settings.accessLog.format, sampleRate: settings.accessLog.sampleRate, errorsOnly: settings.accessLog.errorsOnly, random: &random)
     }
 
     func takeRecordBox() -> RequestRecordBox {
