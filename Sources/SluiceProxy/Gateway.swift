@@ -26,6 +26,8 @@ final class WorkerHandle: Sendable {
     /// Retired upstream pools the worker still keeps for their open connections (for tests; see RetiredPools).
     let retiredPools = Atomic<Int>(0)
     let waker = Mutex<Waker?>(nil)
+    /// The worker's counters and the blocks a scrape reads (Telemetry/WorkerMetrics.swift).
+    let metrics = WorkerMetricsView()
 
     init(index: Int) { self.index = index }
 
@@ -36,7 +38,7 @@ final class WorkerHandle: Sendable {
 }
 
 public final class Gateway: Sendable {
-    private let handles: [WorkerHandle]
+    let handles: [WorkerHandle]
     private let listenerFDs: [Int32]
     /// The bound port (useful when the configuration asked for port 0).
     public let port: UInt16

@@ -90,6 +90,7 @@ extension RequestOwner {
 extension Worker {
     /// Every finished request, once: the hook of metrics, access logs and traces.
     func finish(_ record: inout RequestRecord) {
+        metrics.record(&record, refused: &refusedRevision)
         requestObserver?(record)
     }
 
