@@ -84,7 +84,9 @@ enum MetricsBuckets {
     /// (bytes) alike (Istio sets no others unless `sidecar.istio.io/statsHistogramBuckets` asks).
     static let istioBoundValues: [Double] = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
                                              60000, 300000, 600000, 1800000, 3600000]
-    static let istioBoundTexts: [[UInt8]] = istioBoundValues.map { MetricsExposition.boundText($0) }
+    /// As Envoy's Prometheus output writes them (`%g`: `1.8e+06`), so queries that name a bound keep matching.
+    static let istioBoundTexts: [[UInt8]] = ["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000",
+                                             "10000", "30000", "60000", "300000", "600000", "1.8e+06", "3.6e+06"].map { Array($0.utf8) }
     /// The Istio bounds for whole bytes: `le="0.5"` holds the empty bodies.
     static let istioBytes = BucketSearch(istioBoundValues.map { UInt64($0.rounded(.down)) })
 
