@@ -233,6 +233,29 @@ final class MetricsTests: XCTestCase {
         try assertValidInBothFormats(g)
     }
 
+    func testTLSHandshakesCountFullResumedAndFailed() throws {
+        let certs = try TestCertificates()
+        let cert = try certs.make("service", dnsNames: [serviceHost])
+        let f = try tlsGateway([cert], workers: 2)
+        let file = certs.directory + "/session.pem"
+        let request = "GET /v2/health/ready HTTP/1.1\r\nHost: \(serviceHost)\r\nConnection: close\r\n\r\n"
+        XCTAssertTrue(sClient(port: f.port, ["-tls1_3", "-ign_eof", "-sess_out", file], input: request).output.contains("New, TLSv1.3"))
+        for _ in 0..<2 {
+            XCTAssertTrue(sClient(port: f.port, ["-tls1_3", "-ign_eof", "-sess_in", file], input: request).output.contains("Reused, TLSv1.3"))
+        }
+        // Plain HTTP to the TLS port: the handshake fails.
+        let plain = try TestClient(port: f.port)
+        try plain.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(try plain.isClosedByPeer())
+        let m = try f.gateway.waitForMetrics { $0.sum("sluice_tls_handshakes_total") == 4 }
+        XCTAssertEqual(m.sum("sluice_tls_handshakes_total", ["result": "full"]), 1)
+        XCTAssertEqual(m.sum("sluice_tls_handshakes_total", ["result": "resumed"]), 2)
+        XCTAssertEqual(m.sum("sluice_tls_handshakes_total", ["result": "failed"]), 1)
+        XCTAssertEqual(m.sum("sluice_downstream_connections_accepted_total", ["tls": "true"]), 4)
+        XCTAssertEqual(m.sum("sluice_requests_total", ["tls": "true"]), 0, "no tls label on request counts")
+        XCTAssertEqual(m.sum("sluice_requests_total", ["code": "200"]), 3)
+    }
+
     func testIstioFamiliesCanBeTurnedOff() throws {
         let f = try GatewayFixture(split: 0, workers: 1, settings: { $0.metrics.istio = false })
         XCTAssertEqual(try predict(try f.client()).status, 200)
