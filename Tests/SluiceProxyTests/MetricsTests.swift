@@ -162,10 +162,14 @@ final class MetricsTests: XCTestCase {
         // The delays themselves show through: p99 is at least the longest delay (12 ms).
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(m.quantile(0.99, "sluice_request_duration_seconds")), 0.012 * 0.95)
         XCTAssertEqual(m.sum("sluice_request_duration_seconds_sum"), durations.reduce(0, +), accuracy: 1e-6)
-        // Istio's histogram (ms, Envoy's bounds) holds the same requests.
+        // Istio's histogram (ms, Envoy's bounds) holds the same requests, bucket for bucket: at each of its bounds
+        // its count is Sluice's cumulative count there (the last bucket shown at or below it; those not shown are empty).
         XCTAssertEqual(m.sum("istio_request_duration_milliseconds_count"), Double(delays.count))
-        XCTAssertEqual(m.sum("istio_request_duration_milliseconds_bucket", ["le": "0.5"]), 0)
-        XCTAssertEqual(m.sum("istio_request_duration_milliseconds_bucket", ["le": "25"]), Double(delays.count))
+        let sluiceBuckets = m.matching("sluice_request_duration_seconds_bucket").map { (MetricsText.number($0.labels["le"]!)!, $0.value) }
+        for (text, ms) in [("0.5", 0.5), ("1", 1), ("5", 5), ("10", 10), ("25", 25), ("50", 50), ("100", 100), ("250", 250)] {
+            let sluice = sluiceBuckets.filter { $0.0 <= ms / 1000 * (1 + 1e-9) }.map(\.1).max() ?? 0
+            XCTAssertEqual(m.sum("istio_request_duration_milliseconds_bucket", ["le": text]), sluice, "le=\(text) ms")
+        }
         let stats = try XCTUnwrap(g.revisionStats().first)
         XCTAssertEqual(stats.requests, UInt64(delays.count))
         let fastest = durations.min()!

@@ -200,7 +200,8 @@ struct MetricsSnapshot {
         let cells = latency ? RevisionLayout.latencyStride : RevisionLayout.sizeStride
         let texts = latency ? MetricsBuckets.latencyBoundTexts : MetricsBuckets.sizeBoundTexts
         let boundCount = cells - 2
-        for group in groups {
+        // The requests that reached no revision show only once there are some.
+        for group in groups where group.first.id >= 0 || !group.series.isEmpty {
             sum(group, at: offset, cells: cells)
             var cumulative: UInt64 = 0
             for i in 0..<boundCount {
