@@ -24,6 +24,7 @@ final class MetricsScrapeBenchmark: XCTestCase {
         let g = try Gateway(settings: GatewayFixture.settings(workers: workers), routes: RouteTable(services: services, rules: HostRules()))
         defer { g.shutdown(graceMs: 2000) }
 
+        let rssBefore = residentBytes()
         // Traffic on every revision from every worker: several connections (spread over the workers' listeners by
         // SO_REUSEPORT), each asking every revision.
         let clients = 2 * workers
@@ -33,6 +34,8 @@ final class MetricsScrapeBenchmark: XCTestCase {
         }
         let m = try g.waitForMetrics(seconds: 30) { $0.sum("sluice_requests_total") == Double(clients * revisions) }
         XCTAssertEqual(m.sum("sluice_requests_total"), Double(clients * revisions))
+        print(String(format: "scrape bench: resident memory grew by %.1f MiB with the traffic (counters touched, test client and pod included)",
+                     Double(residentBytes() - rssBefore) / 1048576))
 
         var times: [Double] = []
         var size = 0
@@ -81,6 +84,13 @@ final class MetricsScrapeBenchmark: XCTestCase {
         print(String(format: "scrape bench: traffic latency us p50/p99: no scrapes %.0f/%.0f, a scrape every 250 ms %.0f/%.0f, scrapes back to back %.0f/%.0f",
                      quiet.p50, quiet.p99, periodic.p50, periodic.p99, busy.p50, busy.p99))
     }
+}
+
+/// Resident set size of this process (from /proc/self/statm).
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
 }
 
 /// Latencies gathered from several client threads.
