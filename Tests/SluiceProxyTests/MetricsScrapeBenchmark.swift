@@ -86,13 +86,6 @@ final class MetricsScrapeBenchmark: XCTestCase {
     }
 }
 
-/// Resident set size of this process (from /proc/self/statm).
-func residentBytes() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let fields = text.split(separator: " ")
-    return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
-}
-
 /// Latencies gathered from several client threads.
 final class Latencies: @unchecked Sendable {  // guarded by its lock
     private let lock = NSLock()
