@@ -29,6 +29,8 @@ out=$(wrk -t1 -c8 -d8s -s "$HERE/post.lua" -H "$HOST" "$URL")
 callgrind_control -i off $sluice >/dev/null
 callgrind_control -d $sluice >/dev/null
 requests=$(echo "$out" | grep -o "[0-9]* requests in" | grep -o "^[0-9]*")
-instructions=$(for f in "$work"/callgrind.out*; do callgrind_annotate "$f" 2>/dev/null | grep -m1 "PROGRAM TOTALS" | grep -o "^[0-9,]*" | tr -d ,; done | awk '{s += $1} END {print s}')
+# Each annotation goes to a file first: `grep -m1` on the pipe ended callgrind_annotate with SIGPIPE, which pipefail
+# turned into a silent exit of the whole script now and then.
+instructions=$(for f in "$work"/callgrind.out*; do callgrind_annotate "$f" >"$f.txt" 2>/dev/null || true; grep -m1 "PROGRAM TOTALS" "$f.txt" | grep -o "^[0-9,]*" | tr -d ,; done | awk '{s += $1} END {print s}')
 cp "$work"/callgrind.out* . 2>/dev/null || true
 echo "requests=$requests instructions=$instructions per_request=$((instructions / requests))"

@@ -25,11 +25,11 @@ struct BucketSearch: @unchecked Sendable {
 
     @inline(__always) func index(of value: UInt64) -> Int {
         var i = 0
-        var step = paddedCount >> 1
+        var step = paddedCount &>> 1
         while step > 0 {
             // Compiles to a compare and a conditional move: log2(paddedCount) steps, no unpredictable branch.
-            i = bounds[i + step - 1] < value ? i + step : i
-            step >>= 1
+            i = bounds[i &+ step &- 1] < value ? i &+ step : i
+            step &>>= 1
         }
         return i
     }

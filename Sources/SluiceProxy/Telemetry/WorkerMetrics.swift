@@ -143,15 +143,19 @@ final class WorkerMetrics {
     /// at once) when the record has none.
     @inline(__always)
     func record(_ record: inout RequestRecord, refused: inout Revision?) {
-        let cells: UnsafeMutablePointer<UInt64>
+        var cells = unrouted
         var tagID: UInt64 = 0
-        if let revision = record.revision ?? refused {
-            let id = revision.metricsID
-            cells = id < cellsByID.count ? cellsByID[id] ?? unrouted : unrouted
-            if let tag = record.tag { tagID = self.tagID(tag, of: id) }
-            if refused != nil { refused = nil }
-        } else {
-            cells = unrouted
+        // The revision's number read in place (no `??` of the two references: that would retain one per request).
+        var id = -1
+        if let revision = record.revision {
+            id = revision.metricsID
+        } else if let revision = refused {
+            id = revision.metricsID
+            refused = nil
+        }
+        if id >= 0 {
+            if id < cellsByID.count, let found = cellsByID[id] { cells = found }
+            if record.tag != nil { tagID = self.tagID(record.tag!, of: id) }
         }
         let status = UInt64(min(max(record.status, 0), 999))
         let grpc = UInt64(min(max(record.grpcStatus + 1, 0), 31))
