@@ -90,6 +90,25 @@ final class MetricsExpositionTests: XCTestCase {
         XCTAssertEqual(String(decoding: out.finish(), as: UTF8.self), expected)
     }
 
+    func testAStreamedScrapeHandsTheSameBytesToItsSinkInChunks() {
+        final class Chunks { var all: [UInt8] = []; var calls = 0 }
+        let chunks = Chunks()
+        var streamed = MetricsExposition(format: .openMetrics, chunkBytes: 4096) { chunks.all += $0; chunks.calls += 1 }
+        var whole = MetricsExposition(format: .openMetrics)
+        for out in [0, 1] {
+            func write(_ e: inout MetricsExposition) {
+                e.family("c", .counter, help: "C.")
+                for i in 0..<5_000 { e.counter(MetricLabels(["i": String(i)]), UInt64(i)) }
+            }
+            if out == 0 { write(&streamed) } else { write(&whole) }
+        }
+        streamed.finishWithoutCopy()
+        let expected = whole.finish()
+        XCTAssertEqual(chunks.all, expected)
+        XCTAssertGreaterThan(chunks.calls, 10, "handed over in chunks, not at the end")
+        XCTAssertEqual(streamed.count, expected.count)
+    }
+
     func testNegotiationFollowsAcceptAndItsWeights() {
         // What Prometheus 2.x and 3.x send by default.
         XCTAssertEqual(MetricsExposition.Format.negotiate(accept: "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), .openMetrics)

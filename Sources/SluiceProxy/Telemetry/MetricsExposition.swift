@@ -112,6 +112,15 @@ public struct MetricsExposition {
         storage = Storage(capacity: reservingCapacity)
     }
 
+    /// A streaming writer: whenever `chunkBytes` are buffered they go to `sink` (a socket write), so a scrape of
+    /// any size holds one small, cache-warm buffer instead of growing (and page-faulting) one of tens of
+    /// megabytes. `finish` hands the rest to `sink` and returns nothing.
+    public init(format: Format, chunkBytes: Int, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.format = format
+        storage = Storage(capacity: max(chunkBytes, 4096))
+        storage.sink = sink
+    }
+
     /// The text so far (a copy).
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
@@ -120,7 +129,8 @@ public struct MetricsExposition {
         try body(UnsafeRawBufferPointer(start: storage.base, count: storage.count))
     }
 
-    public var count: Int { storage.count }
+    /// Bytes written so far (those already handed to a sink included).
+    public var count: Int { storage.flushed + storage.count }
 
     /// Starts a family. `name` is the family name without `_total` (for a counter the writer adds it where the
     /// format wants it); base units in the name (`_seconds`, `_bytes`), as Prometheus' naming rules say.
@@ -223,6 +233,7 @@ public struct MetricsExposition {
     public mutating func finishWithoutCopy() {
         makeUnique()
         if format == .openMetrics { append("# EOF\n") }
+        storage.flush()
     }
 
     /// The text of an `le` bound as both formats read it: the shortest decimal that round-trips (`0.005`, `1.0`).
@@ -276,6 +287,9 @@ public struct MetricsExposition {
         private(set) var base: UnsafeMutablePointer<UInt8>
         private(set) var count = 0
         private var capacity: Int
+        /// Streaming: where full chunks go, and how many bytes went there.
+        var sink: ((UnsafeRawBufferPointer) -> Void)?
+        private(set) var flushed = 0
 
         init(capacity: Int) {
             self.capacity = max(capacity, 64)
@@ -288,11 +302,24 @@ public struct MetricsExposition {
             let other = Storage(capacity: capacity)
             other.base.update(from: base, count: count)
             other.count = count
+            other.sink = sink
+            other.flushed = flushed
             return other
         }
 
         @inline(__always) private func reserve(_ extra: Int) {
-            if count + extra > capacity { grow(count + extra) }
+            if count + extra > capacity {
+                if sink != nil { flush() }
+                if count + extra > capacity { grow(count + extra) }
+            }
+        }
+
+        /// Streaming: the buffered bytes go to the sink.
+        func flush() {
+            guard let sink, count > 0 else { return }
+            sink(UnsafeRawBufferPointer(start: base, count: count))
+            flushed += count
+            count = 0
         }
 
         private func grow(_ needed: Int) {
