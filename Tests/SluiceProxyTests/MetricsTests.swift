@@ -55,6 +55,7 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(one.labels["destination_service_name"], "sklearn-iris-predictor-default")
         XCTAssertEqual(one.labels["destination_canonical_service"], "sklearn-iris-predictor-default")
         XCTAssertEqual(Set(one.labels.keys), Set(Self.istioLabelNames), "Istio's exact label set")
+        XCTAssertEqual(m.matching("istio_requests_total").count, 2, "one series per revision: no empty overflow series")
         XCTAssertEqual(m.sum("istio_request_duration_milliseconds_count"), 212)
         XCTAssertEqual(m.sum("istio_request_bytes_sum"), Double(212 * irisBody.utf8.count))
 

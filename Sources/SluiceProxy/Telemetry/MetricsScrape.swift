@@ -103,6 +103,8 @@ struct MetricsSnapshot {
                 defer { series += RevisionLayout.seriesStride }
                 let key = SeriesKey(raw: cellLoad(series + RevisionLayout.key))
                 guard key.raw != 0 else { continue }
+                // The overflow series is reserved in every block: shown only once something overflowed into it.
+                if key.isOverflow && cellLoad(series + RevisionLayout.count) == 0 { continue }
                 let tagID = key.tagID
                 let tag = key.isOverflow ? "other" : tagID == 0 ? "" : tagID <= block.tags.count ? block.tags[tagID - 1] : "other"
                 let untagged = SeriesKey(raw: key.raw & ~(UInt64(0x7) << 17))
