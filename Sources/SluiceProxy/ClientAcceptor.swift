@@ -55,6 +55,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
             return
         }
         worker.connectionOpened()
+        worker.metrics.clientAccepted()
         if session != nil {
             acceptor.deadline = worker.loop.now + Int64(worker.settings.tls?.handshakeTimeoutMs ?? 10_000)
             // No handshake step here: the registration's first (writable) edge arrives right away and drives it.
@@ -112,8 +113,10 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
             return  // edge-triggered and registered for both directions: the next edge calls again
         case .failed:
             // Failed handshakes are routine on a public port (scanners, old clients): no log line per connection.
+            worker.metrics.tlsHandshake(resumed: nil)
             close()
         case .done(let applicationProtocol):
+            worker.metrics.tlsHandshake(resumed: transport.tls?.isResumed ?? false)
             switch applicationProtocol {
             case .h2:
                 handOverToHTTP2()
@@ -163,6 +166,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
     private func handOverToHTTP1() {
         guard let registration else { return }
         phase = .done
+        worker.metrics.clientNegotiated(h2: false)
         DownstreamConnection.adopt(transport: transport.handOver(), registration: registration, peerIP: peerIP,
                                    worker: worker, received: takeInput(), mayBeReadable: mayBeReadable,
                                    clientFinishedSending: clientFinishedSending, requestHeadDeadline: deadline)
@@ -172,6 +176,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
     private func handOverToHTTP2() {
         guard let registration else { return }
         phase = .done
+        worker.metrics.clientNegotiated(h2: true)
         let received = takeInput()
         H2Connection.adopt(transport: transport.handOver(), registration: registration, peerIP: peerIP, worker: worker,
                            received: received?.readable ?? UnsafeRawBufferPointer(start: nil, count: 0))
@@ -189,6 +194,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
     private func close() {
         if case .done = phase { return }
         phase = .done
+        worker.metrics.clientNegotiated(h2: nil)
         if let registration { worker.loop.deregister(fd: fd, registration: registration) }
         registration = nil
         transport.close(clean: false)

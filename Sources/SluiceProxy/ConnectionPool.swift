@@ -1,4 +1,5 @@
-// Proxy layer: per-worker keep-alive connections to one endpoint (one pod), its outstanding-request count, and the
+// Proxy layer: per-worker keep-alive connections to one endpoint (one pod), its outstanding-request count, its
+// metrics cells (connects, failures, idle/busy/outstanding gauges), and the
 // count of its live connections that decides when a retired pool may go.
 import SluiceIO
 import SluiceRouting
@@ -12,7 +13,21 @@ final class ConnectionPool {
     /// Most recently used last: reusing the warmest connection keeps the others free to time out at the pod.
     private var idle: [UpstreamConnection] = []
     /// Requests sent to this endpoint and not yet answered, for the power-of-two-choices pick.
-    var outstanding = 0
+    var outstanding = 0 {
+        didSet { cellAdd(metrics + EndpointLayout.outstanding, signed: outstanding - oldValue) }
+    }
+    /// This endpoint's cells on this worker (connects, failures, gauges), shared with any other pool of the same
+    /// endpoint on this worker (a retired one still draining): gauges move by deltas.
+    private let metrics: UnsafeMutablePointer<UInt64>
+    private var reportedIdle = 0
+    private var reportedBusy = 0
+
+    /// Moves the idle and busy gauges to what the pool holds now (busy: live connections not idle).
+    private func syncGauges() {
+        let idleNow = idle.count, busyNow = liveConnections - idle.count
+        if idleNow != reportedIdle { cellAdd(metrics + EndpointLayout.idle, signed: idleNow - reportedIdle); reportedIdle = idleNow }
+        if busyNow != reportedBusy { cellAdd(metrics + EndpointLayout.busy, signed: busyNow - reportedBusy); reportedBusy = busyNow }
+    }
     private let maxIdle = 512
     /// Set when a hand-over drops this endpoint: connections coming back from exchanges are closed, not kept.
     private(set) var isRetired = false
@@ -23,12 +38,13 @@ final class ConnectionPool {
     private(set) var liveConnections = 0
 
     /// A connection of this pool was registered with the loop.
-    func connectionOpened() { liveConnections += 1 }
+    func connectionOpened() { liveConnections += 1; syncGauges() }
 
     /// A connection of this pool closed, and the tick it closed in is over (called from its deferred task).
     func connectionEnded() {
         precondition(liveConnections > 0, "a pool connection ended twice")
         liveConnections -= 1
+        syncGauges()
         if isRetired && liveConnections == 0 { worker.retiredPoolDrained() }
     }
 
@@ -53,22 +69,28 @@ final class ConnectionPool {
         self.endpoint = endpoint
         self.address = SocketAddress(ip: endpoint.host, port: endpoint.port)
         self.worker = worker
+        self.metrics = worker.metrics.cells(of: endpoint)
         idle.reserveCapacity(16)
     }
 
     /// An idle keep-alive connection if there is one, else a new connection (connecting).
     func acquire() -> UpstreamConnection? {
         while let connection = idle.popLast() {
-            if connection.isUsable { return connection }
+            if connection.isUsable { syncGauges(); return connection }
             connection.close()
         }
+        syncGauges()
         return connect()
     }
 
     /// A new connection, never a pooled one (used to retry after a reused connection failed).
     func connect() -> UpstreamConnection? {
-        guard let address else { return nil }
-        return UpstreamConnection.open(address: address, pool: self)
+        cellAdd(metrics + EndpointLayout.connects)
+        guard let address, let connection = UpstreamConnection.open(address: address, pool: self) else {
+            cellAdd(metrics + EndpointLayout.connectFailures)
+            return nil
+        }
+        return connection
     }
 
     /// HTTP/2 connections of an h2c endpoint (gRPC), multiplexed: usually one, another when one is full.
@@ -87,7 +109,11 @@ final class ConnectionPool {
 
     /// A new HTTP/2 connection, never an existing one (a retry after a reused one failed).
     func openH2() -> H2UpstreamConnection? {
-        guard let connection = H2UpstreamConnection.open(pool: self) else { return nil }
+        cellAdd(metrics + EndpointLayout.connects)
+        guard let connection = H2UpstreamConnection.open(pool: self) else {
+            cellAdd(metrics + EndpointLayout.connectFailures)
+            return nil
+        }
         h2Connections.append(connection)
         return connection
     }
@@ -101,6 +127,7 @@ final class ConnectionPool {
     func release(_ connection: UpstreamConnection) {
         if idle.count < maxIdle && !worker.isDraining && !isRetired {
             idle.append(connection)
+            syncGauges()
         } else {
             connection.close()
         }
@@ -108,12 +135,13 @@ final class ConnectionPool {
 
     /// Forgets an idle connection the pod closed.
     func remove(_ connection: UpstreamConnection) {
-        if let i = idle.lastIndex(where: { $0 === connection }) { idle.remove(at: i) }
+        if let i = idle.lastIndex(where: { $0 === connection }) { idle.remove(at: i); syncGauges() }
     }
 
     func closeIdle() {
         let all = idle
         idle.removeAll()
+        syncGauges()
         for connection in all { connection.close() }
         for connection in h2Connections { connection.closeIfIdle() }
     }

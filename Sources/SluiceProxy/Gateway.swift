@@ -28,6 +28,8 @@ final class WorkerHandle: Sendable {
     let waker = Mutex<Waker?>(nil)
     /// The worker's span export queue (nil: no OTLP endpoint at start).
     let spans: SpanQueue?
+    /// The worker's counters and the blocks a scrape reads (Telemetry/WorkerMetrics.swift).
+    let metrics = WorkerMetricsView()
 
     init(index: Int, spans: SpanQueue? = nil) {
         self.index = index
@@ -41,7 +43,7 @@ final class WorkerHandle: Sendable {
 }
 
 public final class Gateway: Sendable {
-    private let handles: [WorkerHandle]
+    let handles: [WorkerHandle]
     private let listenerFDs: [Int32]
     /// The bound port (useful when the configuration asked for port 0).
     public let port: UInt16

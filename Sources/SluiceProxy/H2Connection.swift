@@ -117,6 +117,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
             }
         case .announcingShutdown(let at):
             if now >= at {
+                worker.metrics.h2GoAwaySent(graceful: true)
                 session.goAway()
                 phase = .announcingShutdown(finalGoAwayAt: .max)
                 flush()
@@ -134,6 +135,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
         if now >= deadline {
             // Idle: say goodbye properly (GOAWAY, then the lingering close).
             deadline = .max
+            worker.metrics.h2GoAwaySent(graceful: true)
             session.goAway()
             phase = .announcingShutdown(finalGoAwayAt: .max)
             flush()
@@ -160,6 +162,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
         isInSession = false
         // A connection error nghttp2 could not recover from (a flood, bad preface): it queued a GOAWAY; send it.
         if !ok {
+            worker.metrics.h2GoAwaySent(graceful: false)
             toRoute.removeAll()
             finish()
             return
@@ -293,6 +296,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
         headersStartedAt = worker.loop.now
         let stream = H2Stream(id: streamId, connection: self)
         streams[streamId] = stream
+        worker.metrics.h2StreamOpened()
         armIdle()
     }
 
@@ -320,6 +324,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     func h2StreamClosed(_ streamId: Int32, errorCode: UInt32) {
         headersStartedAt = .max
         guard let stream = streams.removeValue(forKey: streamId) else { return }
+        if errorCode != 0 { worker.metrics.h2StreamReset(errorCode: errorCode) }
         stream.closed(errorCode: errorCode)
         armIdle()
     }
@@ -413,6 +418,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
         registration = nil
         transport.close(clean: false)
         if let b = output { worker.buffers.give(b); output = nil }
+        worker.metrics.h2ConnectionClosed()
         worker.connectionClosed()
     }
 }

@@ -31,12 +31,13 @@ extension Worker {
         let revision = service.revisions[revisionIndex]
         if isGRPC {
             guard !revision.grpcEndpointIndices.isEmpty else {
+                refusedRevision = revision  // counted under it by the finish that follows
                 return .refused(revision.endpointIndices.isEmpty ? .noEndpoint : .noGRPCEndpoint)
             }
             return .routedH2(pool: pickEndpoint(revision.grpcEndpointIndices)!, revision: revision, tag: tag)
         }
-        guard let pool = pickEndpoint(revision.endpointIndices) else { return .refused(.noEndpoint) }
-        guard let upstream = pool.acquire() else { return .refused(.upstreamConnectFailed) }
+        guard let pool = pickEndpoint(revision.endpointIndices) else { refusedRevision = revision; return .refused(.noEndpoint) }
+        guard let upstream = pool.acquire() else { refusedRevision = revision; return .refused(.upstreamConnectFailed) }
         return .routed(pool: pool, upstream: upstream, revision: revision, tag: tag)
     }
 

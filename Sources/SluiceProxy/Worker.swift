@@ -35,6 +35,11 @@ final class Worker {
     let spans: SpanQueue?
     /// Wall clock minus monotonic clock (ns) at start: turns the records' timestamps into Unix time for spans.
     let unixOffsetNs: Int64
+    /// This worker's counters and histograms (Telemetry/WorkerMetrics.swift).
+    let metrics: WorkerMetrics
+    /// The revision of a routing refusal made after the pick (no ready endpoint, connect failure at once), for
+    /// the finish that follows it at once: the refused request counts under that revision.
+    var refusedRevision: Revision?
 
     init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
          requestObserver: RequestObserver? = nil, accessLog: AccessLogRing? = nil) throws {
@@ -53,6 +58,7 @@ final class Worker {
         // At most 128 idle buffers (~4.5 MiB) stay cached per worker: enough for bursts, and 10 000 idle
         // keep-alive connections hold none at all.
         self.buffers = BufferPool(bufferCapacity: settings.limits.bufferBytes + 4096, maxKept: 128)
+        self.metrics = WorkerMetrics(view: handle.metrics)
         handle.waker.withLock { $0 = loop.waker }
         installPools()
         listener = try Listener(fd: listenerFD, worker: self)
@@ -105,6 +111,7 @@ final class Worker {
             if pool.liveConnections == 0 { retiredPoolDrained() }
         }
         poolsByEndpoint = next
+        metrics.install(routes, settings: settings.metrics)
     }
 
     /// Retired pools that still have connections, as nginx keeps an old cycle until its last connection closes:

@@ -1,4 +1,6 @@
-// Routing layer: a revision ready for the hot path: endpoint indices and pre-rendered header bytes.
+// Routing layer: a revision ready for the hot path: endpoint indices, pre-rendered header bytes and the
+// process-wide number its metrics are kept under.
+import Synchronization
 
 /// A built revision. Header lines are rendered once here so the proxy copies bytes per request.
 public final class Revision: Sendable {
@@ -14,6 +16,10 @@ public final class Revision: Sendable {
     public let upstreamHeaders: [UInt8]
     /// `Sluice-Revision: <name>\r\n`, added to responses when `revisionHeader` is on.
     public let responseHeader: [UInt8]
+    /// A number for (namespace, service, name), the same in every route table that has this revision and never
+    /// given to another: the data plane keeps a revision's metrics under it, so its counts stay its own across
+    /// route-table generations, and a request routed on an older table still counts where it belongs.
+    public let metricsID: Int
 
     init(name: String, serviceName: String, namespace: String, endpointIndices: [Int], grpcEndpointIndices: [Int] = []) {
         self.name = name
@@ -27,5 +33,28 @@ public final class Revision: Sendable {
             + "KServe-Isvc-Namespace: \(namespace)\r\n"
         upstreamHeaders = Array(headers.utf8)
         responseHeader = Array("Sluice-Revision: \(name)\r\n".utf8)
+        metricsID = RevisionIdentities.id(namespace: namespace, service: serviceName, revision: name)
+    }
+}
+
+/// The registry of `Revision.metricsID`s: append-only for the life of the process (a few bytes per revision ever
+/// configured). Only route-table builds take its lock, never a request.
+enum RevisionIdentities {
+    private struct Key: Hashable {
+        let namespace: String
+        let service: String
+        let revision: String
+    }
+
+    private static let ids = Mutex<[Key: Int]>([:])
+
+    static func id(namespace: String, service: String, revision: String) -> Int {
+        ids.withLock { ids in
+            let key = Key(namespace: namespace, service: service, revision: revision)
+            if let id = ids[key] { return id }
+            let id = ids.count
+            ids[key] = id
+            return id
+        }
     }
 }

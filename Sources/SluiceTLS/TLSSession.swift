@@ -81,6 +81,9 @@ public final class TLSSession {
 
     public var isEstablished: Bool { applicationProtocol != nil }
 
+    /// The handshake resumed an earlier session (a ticket) instead of a full handshake (for the metrics).
+    public var isResumed: Bool { ssl.map { SSL_session_reused($0) == 1 } ?? false }
+
     /// One non-blocking handshake step.
     public func handshake() -> HandshakeResult {
         guard let ssl, !isBroken else { return .failed("session closed") }

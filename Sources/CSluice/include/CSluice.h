@@ -42,4 +42,13 @@ int64_t csluice_now_ms(void);
 // Resident set size in bytes (from /proc/self/statm), or -1.
 long csluice_rss_bytes(void);
 
+// Metrics cells: single-writer 64-bit counters. The owning worker adds with a relaxed load and store (no
+// read-modify-write, no lock: nobody else writes the cell); a scrape reads with relaxed loads from another thread.
+// Relaxed atomics compile to plain moves on x86-64 and arm64, and tell TSan the cross-thread read is intended.
+static inline uint64_t csluice_cell_load(const uint64_t *cell) { return __atomic_load_n(cell, __ATOMIC_RELAXED); }
+static inline void csluice_cell_store(uint64_t *cell, uint64_t value) { __atomic_store_n(cell, value, __ATOMIC_RELAXED); }
+static inline void csluice_cell_add(uint64_t *cell, uint64_t delta) {
+    __atomic_store_n(cell, __atomic_load_n(cell, __ATOMIC_RELAXED) + delta, __ATOMIC_RELAXED);
+}
+
 #endif

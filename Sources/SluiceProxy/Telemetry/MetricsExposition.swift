@@ -58,7 +58,9 @@ public struct MetricLabels: Sendable, Hashable {
 /// Writes one scrape's text. Families are started with `family`, then given samples; `finish` returns the bytes.
 ///
 /// The two formats differ where this writer hides it: OpenMetrics names a counter family without `_total` in its
-/// TYPE and HELP lines (its samples keep it) and ends with `# EOF`; Prometheus 0.0.4 names the family as its samples.
+/// TYPE and HELP lines (its samples keep it), escapes `"` in HELP too, and ends with `# EOF`; Prometheus 0.0.4 names
+/// the family as its samples. A 1 000-revision scrape is tens of megabytes: bytes go into one growing buffer with
+/// memcpy, never through per-fragment array appends.
 public struct MetricsExposition {
     public enum Format: Sendable {
         /// `text/plain; version=0.0.4` (what Prometheus asks for when OpenMetrics is not preferred).
@@ -73,74 +75,114 @@ public struct MetricsExposition {
             }
         }
 
-        /// OpenMetrics when the client's Accept lists it (Prometheus sends it first by default), else 0.0.4.
+        /// OpenMetrics when the client's Accept prefers it (Prometheus lists it first by default) over the
+        /// text format, else 0.0.4. Weights (`q`) count, `q=0` refuses; a tie goes to OpenMetrics.
         public static func negotiate(accept: String?) -> Format {
             guard let accept else { return .prometheus }
+            var openMetrics = -1.0, text = -1.0
             for part in accept.split(separator: ",") {
-                let mediaType = part.split(separator: ";").first.map { $0.trimmingSpaces() } ?? ""
-                if mediaType.lowercased() == "application/openmetrics-text" {
-                    // `q=0` means "not this one" (RFC 9110 §12.4.2).
-                    let refused = part.split(separator: ";").dropFirst().contains { $0.trimmingSpaces().replacing(" ", with: "") == "q=0" }
-                    return refused ? .prometheus : .openMetrics
+                let fields = part.split(separator: ";")
+                let mediaType = (fields.first.map { $0.trimmingSpaces() } ?? "").lowercased()
+                var q = 1.0
+                for field in fields.dropFirst() {
+                    let parameter = field.trimmingSpaces().lowercased().replacing(" ", with: "")
+                    if parameter.hasPrefix("q=") { q = Double(parameter.dropFirst(2)) ?? 0 }
+                }
+                switch mediaType {
+                case "application/openmetrics-text": openMetrics = max(openMetrics, q)
+                case "text/plain", "*/*", "text/*": text = max(text, q)
+                default: break
                 }
             }
-            return .prometheus
+            return openMetrics > 0 && openMetrics >= text ? .openMetrics : .prometheus
         }
     }
 
     public let format: Format
-    public private(set) var bytes: [UInt8] = []
-    /// The current family's sample name stem: `sluice_requests_total` for a counter `sluice_requests`.
-    private var counterSampleName: [UInt8] = []
-    private var sampleStem: [UInt8] = []
+    private var storage: Storage
+    /// The current family's sample names: `sluice_requests_total` for a counter `sluice_requests`, and the
+    /// `_bucket`, `_sum`, `_count` names of a histogram.
+    private var sampleName: [UInt8] = []
+    private var bucketName: [UInt8] = []
+    private var sumName: [UInt8] = []
+    private var countName: [UInt8] = []
 
     public init(format: Format, reservingCapacity: Int = 16 * 1024) {
         self.format = format
-        bytes.reserveCapacity(reservingCapacity)
+        storage = Storage(capacity: reservingCapacity)
     }
+
+    /// A streaming writer: whenever `chunkBytes` are buffered they go to `sink` (a socket write), so a scrape of
+    /// any size holds one small, cache-warm buffer instead of growing (and page-faulting) one of tens of
+    /// megabytes. `finish` hands the rest to `sink` and returns nothing.
+    public init(format: Format, chunkBytes: Int, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
+        self.format = format
+        storage = Storage(capacity: max(chunkBytes, 4096))
+        storage.sink = sink
+    }
+
+    /// The text so far (a copy).
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// The text so far, without a copy (valid inside `body` only).
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: storage.base, count: storage.count))
+    }
+
+    /// Bytes written so far (those already handed to a sink included).
+    public var count: Int { storage.flushed + storage.count }
 
     /// Starts a family. `name` is the family name without `_total` (for a counter the writer adds it where the
     /// format wants it); base units in the name (`_seconds`, `_bytes`), as Prometheus' naming rules say.
     public mutating func family(_ name: String, _ type: MetricType, help: String) {
+        precondition(type != .counter || !name.hasSuffix("_total"), "counter family names go without _total")
+        makeUnique()
         let typeName = (type == .counter && format == .prometheus) ? name + "_total" : name
-        bytes.append(contentsOf: "# HELP ".utf8)
-        bytes.append(contentsOf: typeName.utf8)
-        bytes.append(UInt8(ascii: " "))
+        append("# HELP ")
+        append(typeName)
+        append(" ")
         for byte in help.utf8 {
             switch byte {
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: "\\\\".utf8)
-            case UInt8(ascii: "\n"): bytes.append(contentsOf: "\\n".utf8)
-            default: bytes.append(byte)
+            case UInt8(ascii: "\\"): append("\\\\")
+            case UInt8(ascii: "\n"): append("\\n")
+            case UInt8(ascii: "\"") where format == .openMetrics: append("\\\"")
+            default: storage.append(byte)
             }
         }
-        bytes.append(contentsOf: "\n# TYPE ".utf8)
-        bytes.append(contentsOf: typeName.utf8)
-        bytes.append(UInt8(ascii: " "))
-        bytes.append(contentsOf: type.word.utf8)
-        bytes.append(UInt8(ascii: "\n"))
-        sampleStem = Array(name.utf8)
-        counterSampleName = sampleStem + Array("_total".utf8)
+        append("\n# TYPE ")
+        append(typeName)
+        append(" ")
+        append(type.word)
+        append("\n")
+        let stem = Array(name.utf8)
+        sampleName = type == .counter ? stem + Array("_total".utf8) : stem
+        bucketName = stem + Array("_bucket".utf8)
+        sumName = stem + Array("_sum".utf8)
+        countName = stem + Array("_count".utf8)
     }
 
     /// A sample of the current counter family.
     public mutating func counter(_ labels: MetricLabels, _ value: UInt64) {
-        sampleStart(counterSampleName, labels)
+        makeUnique()
+        sampleStart(sampleName, labels.bytes)
         appendInteger(value)
-        bytes.append(UInt8(ascii: "\n"))
+        storage.append(UInt8(ascii: "\n"))
     }
 
     /// A sample of the current gauge family.
     public mutating func gauge(_ labels: MetricLabels, _ value: Double) {
-        sampleStart(sampleStem, labels)
+        makeUnique()
+        sampleStart(sampleName, labels.bytes)
         appendNumber(value)
-        bytes.append(UInt8(ascii: "\n"))
+        storage.append(UInt8(ascii: "\n"))
     }
 
     public mutating func gauge(_ labels: MetricLabels, _ value: Int) {
-        sampleStart(sampleStem, labels)
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        appendInteger(value.magnitude.toUInt64)
-        bytes.append(UInt8(ascii: "\n"))
+        makeUnique()
+        sampleStart(sampleName, labels.bytes)
+        if value < 0 { storage.append(UInt8(ascii: "-")) }
+        appendInteger(UInt64(value.magnitude))
+        storage.append(UInt8(ascii: "\n"))
     }
 
     /// A sample of the current histogram family: `upperBounds[i]` is the `le` text of `cumulativeCounts[i]`
@@ -148,72 +190,84 @@ public struct MetricsExposition {
     public mutating func histogram(_ labels: MetricLabels, upperBounds: [[UInt8]], cumulativeCounts: [UInt64],
                                    count: UInt64, sum: Double) {
         precondition(upperBounds.count == cumulativeCounts.count, "one cumulative count per bound")
-        let bucket = sampleStem + Array("_bucket".utf8)
         for (bound, cumulative) in zip(upperBounds, cumulativeCounts) {
-            histogramBucket(bucket, labels, le: bound, cumulative)
+            histogramBucket(labels, le: bound, cumulative)
         }
-        histogramBucket(bucket, labels, le: Array("+Inf".utf8), count)
-        sampleStart(sampleStem + Array("_sum".utf8), labels)
-        appendNumber(sum)
-        bytes.append(UInt8(ascii: "\n"))
-        sampleStart(sampleStem + Array("_count".utf8), labels)
-        appendInteger(count)
-        bytes.append(UInt8(ascii: "\n"))
+        histogramEnd(labels, count: count, sum: sum)
     }
 
-    /// One `_bucket` line; for writers that walk their own bucket arrays (the per-revision histograms).
-    public mutating func histogramBucket(_ bucketName: [UInt8], _ labels: MetricLabels, le: [UInt8], _ cumulative: UInt64) {
-        bytes.append(contentsOf: bucketName)
-        bytes.append(UInt8(ascii: "{"))
+    /// One `_bucket` line of the current histogram family; for writers that walk their own bucket arrays.
+    public mutating func histogramBucket(_ labels: MetricLabels, le: [UInt8], _ cumulative: UInt64) {
+        makeUnique()
+        storage.append(bucketName)
+        storage.append(UInt8(ascii: "{"))
         if !labels.isEmpty {
-            bytes.append(contentsOf: labels.bytes)
-            bytes.append(UInt8(ascii: ","))
+            storage.append(labels.bytes)
+            storage.append(UInt8(ascii: ","))
         }
-        bytes.append(contentsOf: "le=\"".utf8)
-        bytes.append(contentsOf: le)
-        bytes.append(contentsOf: "\"} ".utf8)
+        append("le=\"")
+        storage.append(le)
+        append("\"} ")
         appendInteger(cumulative)
-        bytes.append(UInt8(ascii: "\n"))
+        storage.append(UInt8(ascii: "\n"))
+    }
+
+    /// The `+Inf` bucket, `_sum` and `_count` lines that close a histogram sample.
+    public mutating func histogramEnd(_ labels: MetricLabels, count: UInt64, sum: Double) {
+        histogramBucket(labels, le: Self.infText, count)
+        sampleStart(sumName, labels.bytes)
+        appendNumber(sum)
+        storage.append(UInt8(ascii: "\n"))
+        sampleStart(countName, labels.bytes)
+        appendInteger(count)
+        storage.append(UInt8(ascii: "\n"))
     }
 
     /// The scrape's bytes (OpenMetrics: with its `# EOF`).
     public mutating func finish() -> [UInt8] {
-        if format == .openMetrics { bytes.append(contentsOf: "# EOF\n".utf8) }
+        finishWithoutCopy()
         return bytes
+    }
+
+    /// Ends the text (OpenMetrics: `# EOF`) for `withUnsafeBytes` readers.
+    public mutating func finishWithoutCopy() {
+        makeUnique()
+        if format == .openMetrics { append("# EOF\n") }
+        storage.flush()
     }
 
     /// The text of an `le` bound as both formats read it: the shortest decimal that round-trips (`0.005`, `1.0`).
     public static func boundText(_ value: Double) -> [UInt8] { Array(numberText(value).utf8) }
 
-    private mutating func sampleStart(_ name: [UInt8], _ labels: MetricLabels) {
-        bytes.append(contentsOf: name)
+    private static let infText = Array("+Inf".utf8)
+
+    private mutating func sampleStart(_ name: [UInt8], _ labels: [UInt8]) {
+        storage.append(name)
         if !labels.isEmpty {
-            bytes.append(UInt8(ascii: "{"))
-            bytes.append(contentsOf: labels.bytes)
-            bytes.append(UInt8(ascii: "}"))
+            storage.append(UInt8(ascii: "{"))
+            storage.append(labels)
+            storage.append(UInt8(ascii: "}"))
         }
-        bytes.append(UInt8(ascii: " "))
+        storage.append(UInt8(ascii: " "))
+    }
+
+    private mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { storage.append(UnsafeRawBufferPointer($0)) }
     }
 
     /// Decimal digits without a String.
     public mutating func appendInteger(_ value: UInt64) {
-        var digits = InlineArray<20, UInt8>(repeating: 0)
-        var v = value
-        var n = 0
-        repeat {
-            digits[19 - n] = UInt8(ascii: "0") + UInt8(v % 10)
-            v /= 10
-            n += 1
-        } while v > 0
-        for i in (20 - n)..<20 { bytes.append(digits[i]) }
+        makeUnique()
+        storage.appendInteger(value)
     }
 
     private mutating func appendNumber(_ value: Double) {
         if value == value.rounded(), value.magnitude < 1e15 {
-            if value < 0 { bytes.append(UInt8(ascii: "-")) }
-            appendInteger(UInt64(value.magnitude))
+            if value < 0 { storage.append(UInt8(ascii: "-")) }
+            storage.appendInteger(UInt64(value.magnitude))
         } else {
-            bytes.append(contentsOf: Self.numberText(value).utf8)
+            append(Self.numberText(value))
         }
     }
 
@@ -221,6 +275,99 @@ public struct MetricsExposition {
         if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
         if value.isNaN { return "NaN" }
         return "\(value)"
+    }
+
+    /// A copy of the exposition shares nothing with the original once written to.
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    /// The growing byte buffer.
+    final class Storage {
+        private(set) var base: UnsafeMutablePointer<UInt8>
+        private(set) var count = 0
+        private var capacity: Int
+        /// Streaming: where full chunks go, and how many bytes went there.
+        var sink: ((UnsafeRawBufferPointer) -> Void)?
+        private(set) var flushed = 0
+
+        init(capacity: Int) {
+            self.capacity = max(capacity, 64)
+            base = .allocate(capacity: self.capacity)
+        }
+
+        deinit { base.deallocate() }
+
+        func copy() -> Storage {
+            let other = Storage(capacity: capacity)
+            other.base.update(from: base, count: count)
+            other.count = count
+            other.sink = sink
+            other.flushed = flushed
+            return other
+        }
+
+        @inline(__always) private func reserve(_ extra: Int) {
+            if count + extra > capacity {
+                if sink != nil { flush() }
+                if count + extra > capacity { grow(count + extra) }
+            }
+        }
+
+        /// Streaming: the buffered bytes go to the sink.
+        func flush() {
+            guard let sink, count > 0 else { return }
+            sink(UnsafeRawBufferPointer(start: base, count: count))
+            flushed += count
+            count = 0
+        }
+
+        private func grow(_ needed: Int) {
+            var next = capacity * 2
+            while next < needed { next *= 2 }
+            let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: next)
+            bigger.update(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity = next
+        }
+
+        @inline(__always) func append(_ byte: UInt8) {
+            reserve(1)
+            base[count] = byte
+            count += 1
+        }
+
+        @inline(__always) func append(_ bytes: UnsafeRawBufferPointer) {
+            guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+            reserve(bytes.count)
+            UnsafeMutableRawPointer(base + count).copyMemory(from: source, byteCount: bytes.count)
+            count += bytes.count
+        }
+
+        @inline(__always) func append(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { append($0) }
+        }
+
+        func appendInteger(_ value: UInt64) {
+            reserve(20)
+            if value < 10 {
+                base[count] = UInt8(ascii: "0") + UInt8(value)
+                count += 1
+                return
+            }
+            var digits = 0
+            var v = value
+            while v > 0 { digits += 1; v /= 10 }
+            v = value
+            var at = count + digits - 1
+            while v > 0 {
+                base[at] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                at -= 1
+            }
+            count += digits
+        }
     }
 }
 
@@ -233,6 +380,3 @@ private extension Substring {
     }
 }
 
-private extension UInt {
-    var toUInt64: UInt64 { UInt64(self) }
-}
