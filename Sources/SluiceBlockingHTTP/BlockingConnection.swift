@@ -276,6 +276,12 @@ final class BlockingConnection {
 
     /// Frames and sends one response; false when the peer is gone.
     func write(_ response: BlockingResponse, method: String, isHTTP11: Bool, keepsAlive: Bool) -> Bool {
+        var response = response
+        if response.stream != nil, !isHTTP11 || method == "HEAD" {
+            // Nothing to stream to: a 1.0 client cannot take chunks, and HEAD needs only the length.
+            response.body = response.collectedBody
+            response.stream = nil
+        }
         var head = "HTTP/1.1 \(response.status) \(BlockingResponse.reason(for: response.status))\r\n"
         head += "Date: \(Self.httpDate())\r\n"
         // The server owns framing and connection management; a handler's own values could contradict the body.
@@ -301,6 +307,19 @@ final class BlockingConnection {
         head += "\r\n"
 
         var bytes = Array(head.utf8)
+        if let stream = response.stream, isChunked {
+            guard BlockingSocket.write(fd, bytes) else { return false }
+            var alive = true
+            stream { piece in
+                guard alive, piece.count > 0 else { return alive }
+                var chunk = Array(String(piece.count, radix: 16).utf8) + [0x0D, 0x0A]
+                chunk.append(contentsOf: piece)
+                chunk += [0x0D, 0x0A]
+                alive = BlockingSocket.write(fd, chunk)
+                return alive
+            }
+            return alive && BlockingSocket.write(fd, Array("0\r\n\r\n".utf8))
+        }
         if !omitsBody {
             if isChunked {
                 var offset = 0

@@ -7,12 +7,31 @@ public struct BlockingResponse: Sendable {
     public var body: [UInt8]
     /// Send the body with `Transfer-Encoding: chunked` (to HTTP/1.1 clients) instead of `Content-Length`.
     public var chunked: Bool
+    /// A body produced while it is sent (a large /metrics scrape): called once with `emit`, which sends each piece
+    /// as a chunk (HTTP/1.0 clients get the pieces gathered, with a Content-Length) and returns false once the peer
+    /// is gone. Replaces `body` when set.
+    public var stream: (@Sendable (_ emit: (UnsafeRawBufferPointer) -> Bool) -> Void)?
 
     public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], chunked: Bool = false) {
         self.status = status
         self.headers = headers
         self.body = body
         self.chunked = chunked
+        self.stream = nil
+    }
+
+    /// A body written piece by piece as it is produced (see `stream`), chunked to HTTP/1.1 clients.
+    public init(status: Int, headers: [(String, String)] = [], stream: @escaping @Sendable (_ emit: (UnsafeRawBufferPointer) -> Bool) -> Void) {
+        self.init(status: status, headers: headers, chunked: true)
+        self.stream = stream
+    }
+
+    /// The whole body: `body`, or everything `stream` emits (tests, HTTP/1.0 clients).
+    public var collectedBody: [UInt8] {
+        guard let stream else { return body }
+        var bytes: [UInt8] = []
+        stream { bytes.append(contentsOf: $0); return true }
+        return bytes
     }
 
     /// A JSON body, already serialised, with its content type.

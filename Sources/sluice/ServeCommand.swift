@@ -50,7 +50,7 @@ struct ServeCommand: ParsableCommand {
         // Every thread started from here on inherits this mask, so the signals reach only sigwait below.
         var signals = sigset_t()
         sigemptyset(&signals)
-        for s in [SIGHUP, SIGINT, SIGTERM] { sigaddset(&signals, s) }
+        for s in [SIGHUP, SIGINT, SIGTERM, SIGUSR1] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         raiseFileLimit()
 
@@ -87,9 +87,14 @@ struct ServeCommand: ParsableCommand {
             reloader.writeMetrics,
             events.writeMetrics,
             { spanExporter?.writeMetrics(into: &$0) },
+            gateway.writeMetrics,
+            { gateway.accessLogStats.write(into: &$0) },
         ])
+        // `sluice top`: a minute of the revisions' totals, sampled every 5 s off the request path.
+        let top = TopSampler { gateway.revisionStats().map(RevisionCounts.init) }
+        top.start()
         plane.start()
-        let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway, metrics: metrics)
+        let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway, metrics: metrics, top: top)
         let metricsServer = try startMetricsListener(loaded, metrics: metrics)
         if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
         if let tls = loaded.proxy.tls { try watchCertificates(tls, reloader: reloader) }
@@ -104,6 +109,10 @@ struct ServeCommand: ParsableCommand {
                 // One generation: the file, its certificates and the routes all validate, then all apply, or none;
                 // the reloader records which, with the field and reason of a refusal.
                 reloader.reload(from: load)
+            case SIGUSR1:
+                // logrotate's postrotate: the access log file is reopened (by the path) before its next write.
+                gateway.reopenAccessLog()
+                events.record(Event("accesslog.reopened", reason: "AccessLogReopened", message: "access log reopened (SIGUSR1)"))
             case SIGINT, SIGTERM:
                 // readyz false → stop accepting → finish in flight → stop; the admin API answers /readyz
                 // (503) until the workers are done.
@@ -177,13 +186,13 @@ struct ServeCommand: ParsableCommand {
                               ("pid", .int(Int(getpid())))])
     }
 
-    private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway, metrics: MetricsEndpoint) throws -> BlockingServer {
+    private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway, metrics: MetricsEndpoint, top: TopSampler) throws -> BlockingServer {
         var token: String? = nil
         if let file = config.control.adminTokenFile {
             token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             guard token?.isEmpty == false else { throw ValidationError("adminTokenFile \(file) is empty") }
         }
-        let api = AdminAPI(plane: plane, token: token, gateway: gateway, metrics: metrics)
+        let api = AdminAPI(plane: plane, token: token, gateway: gateway, metrics: metrics, top: top)
         let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
         server.start()
         return server

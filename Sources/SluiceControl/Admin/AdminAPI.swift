@@ -11,16 +11,19 @@ public struct AdminAPI: Sendable {
     let token: String?
     let gateway: Gateway?
     let metrics: MetricsEndpoint?
+    let topSampler: TopSampler?
 
     /// `token`: when set, every request but /healthz and /readyz needs `Authorization: Bearer <token>` (/metrics
     /// included: the metrics-only listener is the tokenless way to scrape).
     /// `gateway`: the data plane whose connections /healthz reports and whose drain turns /readyz false.
     /// `metrics`: what GET /metrics writes; without it /metrics is 404.
-    public init(plane: ControlPlane, token: String?, gateway: Gateway? = nil, metrics: MetricsEndpoint? = nil) {
+    /// `top`: the sampler behind `sluice top` (nil: the resource answers 404).
+    public init(plane: ControlPlane, token: String?, gateway: Gateway? = nil, metrics: MetricsEndpoint? = nil, top: TopSampler? = nil) {
         self.plane = plane
         self.token = token
         self.gateway = gateway
         self.metrics = metrics
+        self.topSampler = top
     }
 
     public func handle(_ request: BlockingRequest) -> BlockingResponse {
@@ -47,6 +50,12 @@ public struct AdminAPI: Sendable {
         switch (request.method, parts.count) {
         case ("GET", 1) where parts[0] == "inferenceservices":
             return Self.json(200, Self.list(plane.resources(namespace: nil)))
+        case ("GET", 3) where parts[0] == "namespaces" && parts[2] == "top":
+            guard let topSampler else { break }
+            return top(topSampler, namespace: parts[1], name: nil)
+        case ("GET", 5) where parts[0] == "namespaces" && parts[2] == "inferenceservices" && parts[4] == "top":
+            guard let topSampler else { break }
+            return top(topSampler, namespace: parts[1], name: parts[3])
         case (_, _) where parts.count >= 3 && parts[0] == "namespaces" && parts[2] == "inferenceservices":
             let namespace = parts[1]
             let name = parts.count >= 4 ? parts[3] : nil

@@ -54,8 +54,7 @@ public struct ProcessMetrics: Equatable, Sendable {
 
     public func write(into exposition: inout MetricsExposition) {
         exposition.family("process_cpu_seconds", .counter, help: "Total user and system CPU time spent in seconds.")
-        // MetricsExposition's counters take integers; whole seconds until it has a fractional counter sample.
-        exposition.counter(MetricLabels(), UInt64(cpuSeconds.rounded(.down)))
+        exposition.counter(MetricLabels(), real: cpuSeconds)
         exposition.family("process_open_fds", .gauge, help: "Number of open file descriptors.")
         exposition.gauge(MetricLabels(), openFDs)
         exposition.family("process_max_fds", .gauge, help: "Maximum number of open file descriptors.")

@@ -259,22 +259,9 @@ public enum OTLPEncoder {
         if let tag = r.tag { a.append(("kserve.tag", .string(tag))) }
         if r.requestId.count > 0 { a.append(("sluice.request_id", .string(r.requestId.string))) }
         if r.attempts > 1 { a.append(("sluice.attempts", .int(r.attempts))) }
-        let flags = responseFlags(r.flags)
-        if !flags.isEmpty { a.append(("sluice.response_flags", .string(flags))) }
+        let flags = r.flags.envoyCodes(status: r.status)
+        if flags != "-" { a.append(("sluice.response_flags", .string(flags))) }
         return a
-    }
-
-    /// Envoy's short response-flag codes, comma-separated (the same letters the access log prints).
-    public static func responseFlags(_ flags: RequestRecord.Flags) -> String {
-        let codes: [(RequestRecord.Flags, String)] = [
-            (.noRoute, "NR"), (.noHealthyUpstream, "UH"), (.upstreamConnectFailure, "UF"), (.upstreamConnectTimeout, "UF"),
-            (.upstreamRequestTimeout, "UT"), (.upstreamConnectionTermination, "UC"), (.upstreamProtocolError, "UPE"),
-            (.downstreamConnectionTermination, "DC"), (.downstreamProtocolError, "DPE"), (.downstreamTimeout, "DT"),
-            (.streamIdleTimeout, "SI"), (.limitExceeded, "LE"), (.retried, "URX"), (.draining, "DR"),
-        ]
-        var out: [String] = []
-        for (flag, code) in codes where flags.contains(flag) && !out.contains(code) { out.append(code) }
-        return out.joined(separator: ",")
     }
 
     /// `host[:port]` or `[v6]:port`: the address without brackets, and the port when one is given.

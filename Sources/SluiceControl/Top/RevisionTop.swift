@@ -1,6 +1,7 @@
 // Control layer: `sluice top` — each revision's share, requests per second, success rate and p50/p99 over the last
 // minute, from differences of the gateway's own counters sampled every few seconds.
 import Foundation
+import SluiceProxy
 import Synchronization
 
 /// One revision's running totals, as the data plane's metrics hold them (summed over workers).
@@ -25,6 +26,20 @@ public struct RevisionCounts: Sendable, Equatable {
         self.failed = failed
         self.bucketBounds = bucketBounds
         self.cumulativeCounts = cumulativeCounts
+    }
+}
+
+extension RevisionCounts {
+    /// The data plane's totals of a revision (its last bucket, +Inf, is `requests` and is left implicit here).
+    public init(_ stats: RevisionStats) {
+        var bounds = stats.durationBounds
+        var cumulative = stats.durationCumulativeCounts
+        if bounds.last == .infinity {
+            bounds.removeLast()
+            cumulative.removeLast()
+        }
+        self.init(namespace: stats.namespace, service: stats.service, revision: stats.revision, requests: stats.requests,
+                  failed: stats.failed, bucketBounds: bounds, cumulativeCounts: cumulative)
     }
 }
 

@@ -188,3 +188,28 @@ public struct RequestRecord: Sendable {
     /// Total time from start to end in nanoseconds (0 while in flight).
     public var durationNs: UInt64 { endNs > startNs && startNs > 0 ? endNs - startNs : 0 }
 }
+
+extension RequestRecord.Flags {
+    /// Envoy's short response flags for these flags, in Envoy's order (its ResponseFlag enum) — the one mapping
+    /// the access log, Istio's `response_flags` label and span attributes all print. Flags Envoy has no letter for
+    /// give none: a retry that succeeded (Envoy's URX means retries exhausted), draining, a client timeout (Envoy's
+    /// 408s carry no flag), a 413. A head over its limit (414, 431) is a codec error in Envoy: DPE.
+    public func forEachEnvoyCode(status: Int, _ body: (StaticString) -> Void) {
+        if contains(.noHealthyUpstream) { body("UH") }
+        if contains(.upstreamRequestTimeout) { body("UT") }
+        if contains(.upstreamConnectFailure) || contains(.upstreamConnectTimeout) { body("UF") }
+        if contains(.upstreamConnectionTermination) { body("UC") }
+        if contains(.noRoute) { body("NR") }
+        if contains(.downstreamConnectionTermination) { body("DC") }
+        if contains(.streamIdleTimeout) { body("SI") }
+        if contains(.downstreamProtocolError) || (contains(.limitExceeded) && (status == 414 || status == 431)) { body("DPE") }
+        if contains(.upstreamProtocolError) { body("UPE") }
+    }
+
+    /// The codes comma-separated, `-` for none, as Envoy prints `%RESPONSE_FLAGS%` (allocates: not for the request path).
+    public func envoyCodes(status: Int) -> String {
+        var codes: [String] = []
+        forEachEnvoyCode(status: status) { codes.append($0.description) }
+        return codes.isEmpty ? "-" : codes.joined(separator: ",")
+    }
+}

@@ -159,27 +159,13 @@ struct AccessLogFormatter {
         return r.firstResponseByteNs - r.startNs
     }
 
-    /// Envoy's short response flags, comma-separated in Envoy's order (its ResponseFlag enum), `-` for none.
-    /// Sluice's flags that Envoy has no letter for print nothing: a retry that succeeded (Envoy's URX is "retries
-    /// exhausted"), draining, a client timeout (Envoy's 408s carry no flag), a 413. A head over its limit (414,
-    /// 431) is a codec error in Envoy: DPE.
+    /// Envoy's short response flags (RequestRecord.Flags.forEachEnvoyCode), comma-separated, `-` for none.
     static func responseFlags(_ flags: RequestRecord.Flags, status: Int, _ line: inout LineBytes) {
         let start = line.count
-        func add(_ text: StaticString, _ line: inout LineBytes) {
+        flags.forEachEnvoyCode(status: status) { code in
             if line.count > start { line.byte(0x2C) }
-            line.append(text)
+            line.append(code)
         }
-        if flags.contains(.noHealthyUpstream) { add("UH", &line) }
-        if flags.contains(.upstreamRequestTimeout) { add("UT", &line) }
-        if flags.contains(.upstreamConnectFailure) || flags.contains(.upstreamConnectTimeout) { add("UF", &line) }
-        if flags.contains(.upstreamConnectionTermination) { add("UC", &line) }
-        if flags.contains(.noRoute) { add("NR", &line) }
-        if flags.contains(.downstreamConnectionTermination) { add("DC", &line) }
-        if flags.contains(.streamIdleTimeout) { add("SI", &line) }
-        if flags.contains(.downstreamProtocolError) || (flags.contains(.limitExceeded) && (status == 414 || status == 431)) {
-            add("DPE", &line)
-        }
-        if flags.contains(.upstreamProtocolError) { add("UPE", &line) }
         if line.count == start { line.byte(0x2D) }
     }
 

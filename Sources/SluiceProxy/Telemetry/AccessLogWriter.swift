@@ -14,6 +14,15 @@ public struct AccessLogStats: Hashable, Sendable {
     /// refused a write (a full disk, a closed pipe), or a shutdown's flush gave up on a stalled sink.
     public var linesDropped = 0
     public init() {}
+
+    /// `sluice_access_log_lines_total` and `sluice_access_log_dropped_total` for /metrics.
+    public func write(into out: inout MetricsExposition) {
+        out.family("sluice_access_log_lines", .counter, help: "Access log lines written to the destination.")
+        out.counter(MetricLabels(), UInt64(linesWritten))
+        out.family("sluice_access_log_dropped", .counter,
+                   help: "Access log lines dropped: the sink was slower than the traffic (a full ring), refused a write, or was still stalled at shutdown.")
+        out.counter(MetricLabels(), UInt64(linesDropped))
+    }
 }
 
 /// The workers never wait for it: each appends to its own ring (AccessLogRing) and drops a line when its ring is

@@ -169,6 +169,14 @@ public struct MetricsExposition {
         storage.append(UInt8(ascii: "\n"))
     }
 
+    /// A sample of the current counter family that is not a count (CPU seconds).
+    public mutating func counter(_ labels: MetricLabels, real value: Double) {
+        makeUnique()
+        sampleStart(sampleName, labels.bytes)
+        appendNumber(value)
+        storage.append(UInt8(ascii: "\n"))
+    }
+
     /// A sample of the current gauge family.
     public mutating func gauge(_ labels: MetricLabels, _ value: Double) {
         makeUnique()

@@ -36,30 +36,13 @@ enum IstioLabels {
     static func request(_ key: SeriesKey) -> [(String, String)] {
         [
             ("request_protocol", key.isOverflow ? "unknown" : key.protocolCode == RequestRecord.ClientProtocol.grpc.rawValue ? "grpc" : "http"),
-            ("response_flags", key.isOverflow ? "-" : responseFlags(key.flags)),
+            ("response_flags", key.isOverflow ? "-" : key.flags.envoyCodes(status: key.status)),
             // Clients do not present a mesh identity (mTLS) to the gateway.
             ("connection_security_policy", "none"),
             ("response_code", key.isOverflow ? "other" : String(key.status)),
             // Istio leaves it empty for requests that are not gRPC.
             ("grpc_response_status", key.grpcStatus >= 0 ? String(key.grpcStatus) : ""),
         ]
-    }
-
-    /// Envoy's short response flags (`%RESPONSE_FLAGS%`), comma-separated, `-` when none.
-    static func responseFlags(_ flags: RequestRecord.Flags) -> String {
-        var codes: [String] = []
-        if flags.contains(.noHealthyUpstream) { codes.append("UH") }
-        if flags.contains(.upstreamConnectFailure) { codes.append("UF") }
-        if flags.contains(.noRoute) { codes.append("NR") }
-        if flags.contains(.downstreamConnectionTermination) { codes.append("DC") }
-        if flags.contains(.upstreamRequestTimeout) { codes.append("UT") }
-        if flags.contains(.upstreamConnectionTermination) { codes.append("UC") }
-        if flags.contains(.streamIdleTimeout) { codes.append("SI") }
-        if flags.contains(.downstreamProtocolError) { codes.append("DPE") }
-        if flags.contains(.upstreamProtocolError) { codes.append("UPE") }
-        // Envoy's "downstream request timeout" is its 408: DT.
-        if flags.contains(.downstreamTimeout) { codes.append("DT") }
-        return codes.isEmpty ? "-" : codes.joined(separator: ",")
     }
 }
 

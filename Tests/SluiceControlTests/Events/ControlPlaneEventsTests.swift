@@ -138,7 +138,7 @@ final class ControlPlaneEventsTests: XCTestCase {
         defer { s.stop(); s.model1.stop(); s.model2.stop() }
         let reloader = Reloader(plane: s.plane, gateway: s.gateway, config: s.config)
         let metrics = MetricsEndpoint(writers: [reloader.writeMetrics])
-        func counts() -> MetricsText { MetricsText(metrics.scrape(accept: nil).body) }
+        func counts() -> MetricsText { MetricsText(metrics.scrape(accept: nil).collectedBody) }
         XCTAssertEqual(counts()[#"sluice_config_reloads_total{result="refused"}"#], 0)
 
         // A file whose traffic does not add up: refused with its field and reason, nothing changes.

@@ -32,7 +32,7 @@ final class MetricsEndpointTests: XCTestCase {
         let text = api.handle(BlockingRequest(method: "GET", target: "/metrics", headers: [auth]))
         XCTAssertEqual(text.status, 200)
         XCTAssertEqual(contentType(text), "text/plain; version=0.0.4; charset=utf-8")
-        let metrics = MetricsText(text.body)
+        let metrics = MetricsText(text.collectedBody)
         XCTAssertEqual(metrics[#"sluice_build_info{version="9.9.9"}"#], 1)
         XCTAssertEqual(metrics["sluice_route_table_generation"], 1)
         XCTAssertEqual(metrics.type(of: "sluice_manifests_applied_total"), "counter", "0.0.4 names a counter family with _total")
@@ -40,7 +40,7 @@ final class MetricsEndpointTests: XCTestCase {
 
         let open = api.handle(BlockingRequest(method: "GET", target: "/metrics", headers: [auth, ("Accept", Self.openMetricsAccept)]))
         XCTAssertEqual(contentType(open), "application/openmetrics-text; version=1.0.0; charset=utf-8")
-        let openText = MetricsText(open.body)
+        let openText = MetricsText(open.collectedBody)
         XCTAssertTrue(openText.text.hasSuffix("# EOF\n"))
         XCTAssertEqual(openText.type(of: "sluice_manifests_applied"), "counter", "OpenMetrics names it without _total")
         XCTAssertEqual(openText[#"sluice_manifests_applied_total{result="refused"}"#], 0)
