@@ -65,9 +65,11 @@ test-unit: deps
 
 # The allocation test again in a release build: the debug run in test-unit bounds the debug figure, this one the
 # figure of the code that ships (AllocationTests.swift has both). Its own scratch path, so .build stays as it is.
+# The release-only allocation tests: the request path, the access log on, a traced and exported request.
+ALLOC_TESTS := SluiceProxyTests.AllocationTests|SluiceProxyTests.AccessLogTests/testSteadyStateRequestsWithTheAccessLogOnAllocateNothingOnTheGatewaysThreads|SluiceProxyTests.TracingAllocationTests
 test-alloc: deps
 	$(SWIFT) build -c release --build-tests -Xswiftc -enable-testing --scratch-path .build-release
-	$(SWIFT) test -c release --skip-build --scratch-path .build-release --filter SluiceProxyTests.AllocationTests
+	$(SWIFT) test -c release --skip-build --scratch-path .build-release --filter '$(ALLOC_TESTS)'
 
 # Sanitizer runs: the whole unit suite under AddressSanitizer and under ThreadSanitizer, each with its own scratch
 # path. The proxy and gateway tests (SluiceProxyTests, SluiceControlTests) are what they are for; the other targets

@@ -6,6 +6,7 @@ host gets 404. Every figure Prometheus returns is compared with what the clients
 (Istio's and Sluice's names), a success rate, and p50/p99 read with histogram_quantile.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -126,7 +127,7 @@ scrape_configs:
                       f"--web.listen-address={LOOPBACK}:{prom}", "--log.level=warn"], plogs)
         started.append(proc)
         wait_until(lambda: http_ok(f"http://{LOOPBACK}:{prom}/-/ready"), 30, "prometheus ready", proc=proc, logs=plogs)
-        yield f"http://{LOOPBACK}:{listen}", Prometheus(prom)
+        yield f"http://{LOOPBACK}:{listen}", Prometheus(prom), f"http://{LOOPBACK}:{admin}"
     finally:
         for proc in reversed(started):
             _kill(proc)
@@ -159,7 +160,7 @@ def quantile(values: List[float], q: float) -> float:
 
 
 def test_prometheus_sees_each_revision_as_the_clients_did(stack):
-    url, prometheus = stack
+    url, prometheus, _ = stack
     outcomes = send(url, 400)
     assert all(rev in (REV1, REV2) for rev, _, _ in outcomes), Counter(rev for rev, _, _ in outcomes)
     sent = Counter(rev for rev, _, _ in outcomes)
@@ -205,4 +206,32 @@ def test_prometheus_sees_each_revision_as_the_clients_did(stack):
     flags = prometheus.by(f'sum by (response_flags) (istio_requests_total{{response_code=~"50[23]|404"}})', "response_flags")
     assert flags == {"UF": 5.0, "UH": 5.0, "NR": 5.0}, flags
     reasons = prometheus.by('sum by (reason) (sluice_gateway_answers_total)', "reason")
-    assert reasons.get("no_route") == 5 and reasons.get("no_healthy_endpoint") == 5 and reasons.get("connect_failure") == 5, reasons
+    assert reasons == {"no_route": 5.0, "no_ready_endpoint": 5.0, "upstream_connect_failed": 5.0}, reasons
+
+
+def test_sluice_top_shows_each_revisions_share_success_and_latency(stack):
+    """`sluice top` reads the same counters as /metrics: per revision, what the clients saw in the last minute."""
+    url, _, admin = stack
+    outcomes = send(url, 200)
+    sent = Counter(rev for rev, _, _ in outcomes)
+    failed = Counter(rev for rev, status, _ in outcomes if status == 500)
+    top = subprocess.run([os.environ["SLUICE_BIN"], "top", "isvc", NAME, "-n", NAMESPACE, "--server", admin, "-o", "json"],
+                         capture_output=True, text=True, timeout=30)
+    assert top.returncode == 0, top.stderr
+    rows = {row["revision"]: row for row in json.loads(top.stdout)["items"]}
+    for rev in (REV1, REV2):
+        row = rows[rev]
+        assert row["requests"] == sent[rev], row
+        assert row["successRate"] == pytest.approx(1 - failed[rev] / sent[rev]), row
+        assert row["share"] == pytest.approx(sent[rev] / len(outcomes)), row
+        assert row["requestsPerSecond"] > 0
+    assert rows[REV1]["percent"] == 90 and rows[REV2]["percent"] == 10 and rows[REV2]["tag"] == "latest"
+    slow = [seconds for rev, _, seconds in outcomes if rev == REV2]
+    assert DELAY_S <= rows[REV2]["p99Seconds"] <= quantile(slow, 0.99) * 1.05, rows[REV2]
+    # The table an operator reads.
+    table = subprocess.run([os.environ["SLUICE_BIN"], "top", "isvc", NAME, "-n", NAMESPACE, "--server", admin],
+                           capture_output=True, text=True, timeout=30)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "REVISION", "TAG", "TRAFFIC", "SHARE", "RPS", "SUCCESS", "P50", "P99"]
+    assert any(line.split()[1:4] == [REV2, "latest", "10%"] for line in lines[1:-1]), table.stdout
