@@ -55,6 +55,11 @@ struct AdminOptions: ParsableArguments {
     }
 }
 
+/// The one resource type the admin commands know, under kubectl's names for it.
+func requireInferenceServiceKind(_ kind: String) throws {
+    guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+}
+
 struct CLIFailure: Error, CustomStringConvertible {
     let description: String
     init(_ message: String, prefix: String = "error: ") {
@@ -156,7 +161,7 @@ struct DescribeCommand: ParsableCommand {
 
     func run() throws {
         try runAdmin {
-            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            try requireInferenceServiceKind(kind)
             let base = "/namespaces/\(admin.namespace)/inferenceservices/\(name)"
             let (_, resource) = try admin.call("GET", base)
             guard let resource else { throw CLIFailure("the server sent no JSON") }
@@ -177,7 +182,7 @@ struct DeleteCommand: ParsableCommand {
 
     func run() throws {
         try runAdmin {
-            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            try requireInferenceServiceKind(kind)
             _ = try admin.call("DELETE", "/namespaces/\(admin.namespace)/inferenceservices/\(name)")
             print("inferenceservice.serving.kserve.io \"\(name)\" deleted")
         }
@@ -197,7 +202,7 @@ struct RolloutStatusCommand: ParsableCommand {
 
     func run() throws {
         try runAdmin {
-            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            try requireInferenceServiceKind(kind)
             guard let limit = parseSeconds(timeout) else { throw CLIFailure("--timeout: expected a duration like 60s or 2m, got \(timeout)") }
             let deadline = Date().addingTimeInterval(limit)
             var lastLine = ""

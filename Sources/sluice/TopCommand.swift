@@ -13,7 +13,7 @@ struct TopCommand: ParsableCommand {
 
     func run() throws {
         try runAdmin {
-            guard ["isvc", "inferenceservice", "inferenceservices"].contains(kind) else { throw CLIFailure("the server doesn't have a resource type \"\(kind)\"") }
+            try requireInferenceServiceKind(kind)
             let path = name.map { "/namespaces/\(admin.namespace)/inferenceservices/\($0)/top" } ?? "/namespaces/\(admin.namespace)/top"
             let (_, json) = try admin.call("GET", path)
             if output == "json" { print(json?.jsonText ?? "{}"); return }
@@ -47,12 +47,7 @@ struct TopCommand: ParsableCommand {
                           row.successRate.map { String(format: "%.2f%%", $0 * 100) } ?? "-",
                           row.p50.map(duration) ?? "-", row.p99.map(duration) ?? "-"])
         }
-        let widths = lines[0].indices.map { column in lines.map { $0[column].count }.max() ?? 0 }
-        let table = lines.map { line in
-            zip(line, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "   ")
-                .trimmingCharacters(in: .whitespaces)
-        }
-        return table.joined(separator: "\n") + "\n(over the last \(Int(window.rounded())) s)"
+        return KubectlText.table(lines) + "(over the last \(Int(window.rounded())) s)"
     }
 
     /// 850µs, 12.3ms, 1.25s.

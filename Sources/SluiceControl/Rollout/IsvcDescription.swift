@@ -48,17 +48,7 @@ public enum IsvcDescription {
                 : KubectlText.age(from: event.firstTimestamp, to: now)
             rows.append([event.type, event.reason, age, "sluice", event.message.trimmingCharacters(in: .whitespacesAndNewlines)])
         }
-        var widths = [Int](repeating: 0, count: 5)
-        for row in rows { for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count + 2) } }
-        var text = "Events:\n"
-        for row in rows {
-            var line = "  "
-            for (column, cell) in row.enumerated() {
-                line += column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-            }
-            text += line + "\n"
-        }
-        return text
+        return "Events:\n" + KubectlText.table(rows, padding: 2, minimumWidth: 0, indent: "  ")
     }
 
     /// `key=value` lines of labels or annotations, sorted; `<none>` for none.

@@ -2,20 +2,21 @@
 import Foundation
 
 /// The two pieces of kubectl's printer that a table needs to look like kubectl's.
-enum KubectlText {
+public enum KubectlText {
     /// kubectl's `printers.GetNewTabWriter`: `tabwriter.NewWriter(out, 6, 4, 3, ' ', 0)`: a column is as
-    /// wide as its widest cell plus 3 spaces, at least 6; the last column is not padded.
-    static func table(_ rows: [[String]]) -> String {
+    /// wide as its widest cell plus 3 spaces, at least 6; the last column is not padded. `kubectl describe`'s
+    /// sections use padding 2, no minimum, and indent their lines.
+    public static func table(_ rows: [[String]], padding: Int = 3, minimumWidth: Int = 6, indent: String = "") -> String {
         guard let columns = rows.map(\.count).max(), columns > 0 else { return "" }
         var widths = Array(repeating: 0, count: columns)
         for row in rows {
             for (column, cell) in row.enumerated() where column < columns - 1 {
-                widths[column] = max(widths[column], max(cell.count + 3, 6))
+                widths[column] = max(widths[column], max(cell.count + padding, minimumWidth))
             }
         }
         var text = ""
         for row in rows {
-            var line = ""
+            var line = indent
             for (column, cell) in row.enumerated() {
                 line += column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
             }
