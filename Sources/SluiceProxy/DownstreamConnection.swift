@@ -314,7 +314,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             tagHeader = UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count)
         }
         switch worker.route(host: host, tagHeader: tagHeader) {
-        case .refused(let error):
+        case .refused(let error, let revision, let tag):
+            if let revision { record.noteRoute(revision: revision, tag: tag) }
             finishLocally(error, closeAfter: hasBody || !head.keepAlive)
         case .routedH2:
             // Unreachable: HTTP/1.1 requests are never routed as gRPC (gRPC needs HTTP/2 end to end).

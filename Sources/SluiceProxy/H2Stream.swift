@@ -188,7 +188,8 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         var tagHeader: UnsafeRawBufferPointer? = nil
         if let field = fields.first(where: { $0.kind == .knativeServingTag }) { tagHeader = bytes.bytes(field.value) }
         switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, isGRPC: isGRPC) {
-        case .refused(let error):
+        case .refused(let error, let revision, let tag):
+            if let revision { record.noteRoute(revision: revision, tag: tag) }
             respondLocally(error)
         case .routedH2(let pool, let revision, let tag):
             record.noteRoute(revision: revision, tag: tag)

@@ -7,7 +7,9 @@ enum RouteDecision {
     case routed(pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision, tag: TagRoute?)
     /// A gRPC request: to an h2c endpoint's pool, multiplexed on one of its HTTP/2 connections.
     case routedH2(pool: ConnectionPool, revision: Revision, tag: TagRoute?)
-    case refused(ErrorResponse)
+    /// Not routed; `revision` (and `tag`) when the refusal came after the pick (no ready endpoint, a connect that
+    /// failed at once), so that the request is counted and logged under the revision it was meant for.
+    case refused(ErrorResponse, revision: Revision? = nil, tag: TagRoute? = nil)
 }
 
 extension Worker {
@@ -31,13 +33,12 @@ extension Worker {
         let revision = service.revisions[revisionIndex]
         if isGRPC {
             guard !revision.grpcEndpointIndices.isEmpty else {
-                refusedRevision = revision  // counted under it by the finish that follows
-                return .refused(revision.endpointIndices.isEmpty ? .noEndpoint : .noGRPCEndpoint)
+                return .refused(revision.endpointIndices.isEmpty ? .noEndpoint : .noGRPCEndpoint, revision: revision, tag: tag)
             }
             return .routedH2(pool: pickEndpoint(revision.grpcEndpointIndices)!, revision: revision, tag: tag)
         }
-        guard let pool = pickEndpoint(revision.endpointIndices) else { refusedRevision = revision; return .refused(.noEndpoint) }
-        guard let upstream = pool.acquire() else { refusedRevision = revision; return .refused(.upstreamConnectFailed) }
+        guard let pool = pickEndpoint(revision.endpointIndices) else { return .refused(.noEndpoint, revision: revision, tag: tag) }
+        guard let upstream = pool.acquire() else { return .refused(.upstreamConnectFailed, revision: revision, tag: tag) }
         return .routed(pool: pool, upstream: upstream, revision: revision, tag: tag)
     }
 

@@ -37,9 +37,6 @@ final class Worker {
     let unixOffsetNs: Int64
     /// This worker's counters and histograms (Telemetry/WorkerMetrics.swift).
     let metrics: WorkerMetrics
-    /// The revision of a routing refusal made after the pick (no ready endpoint, connect failure at once), for
-    /// the finish that follows it at once: the refused request counts under that revision.
-    var refusedRevision: Revision?
 
     init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
          requestObserver: RequestObserver? = nil, accessLog: AccessLogRing? = nil) throws {

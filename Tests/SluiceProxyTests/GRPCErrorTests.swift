@@ -36,9 +36,9 @@ final class GRPCErrorTests: XCTestCase {
     }
 
     func testNoEndpointAndDeadPodAreUnavailable() throws {
-        let dead = RawBackend()
+        let dead = RefusingPort()  // connect is refused there
+        defer { dead.close() }
         let deadPort = dead.port
-        dead.stop()
         var s = ProxySettings()
         s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
         s.workers = 1

@@ -18,9 +18,9 @@ final class GatewayErrorTests: XCTestCase {
     }
 
     func testRevisionWithoutEndpointsIs503AndDeadPodIs502() throws {
-        let dead = RawBackend()
+        let dead = RefusingPort()  // connect is refused there
+        defer { dead.close() }
         let deadPort = dead.port
-        dead.stop()  // nothing listens there any more: connect is refused
         var s = ProxySettings()
         s.listen = SocketAddressSpec(host: "127.0.0.1", port: 0)
         s.workers = 1

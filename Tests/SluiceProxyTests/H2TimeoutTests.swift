@@ -43,9 +43,9 @@ final class H2TimeoutTests: XCTestCase {
 
     func testUploadsToADeadPodGet502AndTheConnectionGoesOn() throws {
         // A pod that refuses connections: each upload gets the HTTP/1.1 gateway error, as an h2 response.
-        let dead = RawBackend()
+        let dead = RefusingPort()  // connect is refused there
+        defer { dead.close() }
         let deadPort = dead.port
-        dead.stop()
         let gateway = try Gateway(settings: GatewayFixture.settings(), routes: try GatewayFixture.table(split: 0, ports: (deadPort, deadPort)))
         defer { gateway.shutdown(graceMs: 1000) }
         let c = try H2TestClient(port: gateway.port)

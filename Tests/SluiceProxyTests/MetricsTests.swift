@@ -96,9 +96,9 @@ final class MetricsTests: XCTestCase {
     }
 
     func testGatewayAnswersAppearByReasonAndUnderTheirRevision() throws {
-        let dead = RawBackend()
+        let dead = RefusingPort()  // connect is refused there
+        defer { dead.close() }
         let deadPort = dead.port
-        dead.stop()  // connect is refused there
         let services = [
             ServiceSpec(name: "dead", namespace: "ns", revisions: [RevisionSpec(name: "dead-00001", endpoints: [Endpoint(host: "127.0.0.1", port: deadPort)])],
                         traffic: [TrafficTargetSpec(revisionName: "dead-00001", percent: 100, latestRevision: true)]),

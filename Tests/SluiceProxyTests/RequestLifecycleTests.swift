@@ -60,9 +60,9 @@ final class RequestLifecycleTests: XCTestCase {
         let pod = try BlockingServer(port: 0, handler: predictorHandler(modelName: "iris", version: .v1, revision: "iris-predictor-default-00001"))
         pod.start()
         defer { pod.stop() }
-        let dead = RawBackend()
+        let dead = RefusingPort()  // connect is refused there
+        defer { dead.close() }
         let deadPort = dead.port
-        dead.stop()  // connect is refused there
         let collector = RecordCollector()
         let g = try gateway(endpoints: [("iris", pod.port), ("dead", deadPort)], collector: collector) { $0.limits.maxRequestBodyBytes = 1000 }
         defer { g.shutdown(graceMs: 1000) }

@@ -211,9 +211,9 @@ final class SpanExportTests: XCTestCase {
     }
 
     func testADeadCollectorCountsFailuresAndDropsWithoutFailingRequests() throws {
-        let dead = RawBackend()
+        let dead = RefusingPort()  // connect is refused there
+        defer { dead.close() }
         let deadPort = dead.port
-        dead.stop()  // nothing listens there: connections are refused
         let pod = try BlockingServer(port: 0, handler: Self.pod)
         pod.start()
         defer { pod.stop() }

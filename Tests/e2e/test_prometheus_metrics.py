@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -102,7 +103,11 @@ def stack(free_ports, tmp_path):
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.fail("prometheus is not installed (make test installs Debian's prometheus package)")
-    listen, admin, metrics, fast, slow, dead, prom = free_ports(7)
+    listen, admin, metrics, fast, slow, prom = free_ports(6)
+    # The dead pod's port stays bound (never listening: connections are refused) so nothing else can take it.
+    refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    refusing.bind((LOOPBACK, 0))
+    dead = refusing.getsockname()[1]
     started = []
     try:
         for port, delay in ((fast, 0), (slow, DELAY_S * 1000)):
@@ -131,6 +136,7 @@ scrape_configs:
     finally:
         for proc in reversed(started):
             _kill(proc)
+        refusing.close()
 
 
 def send(url: str, count: int, threads: int = 4) -> List[Tuple[str, int, float]]:

@@ -92,7 +92,7 @@ extension Worker {
     /// Every finished request, once: the hook of metrics, access logs and traces.
     func finish(_ record: inout RequestRecord) {
         traceFinished(&record)  // first: gives every record its trace id (Telemetry/SpanQueue.swift)
-        metrics.record(&record, refused: &refusedRevision)
+        metrics.record(&record)
         accessLog?.log(record, format: settings.accessLog.format, sampleRate: settings.accessLog.sampleRate, errorsOnly: settings.accessLog.errorsOnly, random: &random)
         requestObserver?(record)
     }

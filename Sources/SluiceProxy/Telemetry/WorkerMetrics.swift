@@ -139,19 +139,16 @@ final class WorkerMetrics {
 
     // MARK: The request path
 
-    /// One finished request. `refused`: the revision a routing refusal picked (no ready endpoint, connect failure
-    /// at once) when the record has none.
+    /// One finished request, under its record's revision (a routing refusal after the pick — no ready endpoint, a
+    /// connect that failed at once — has it too), or the unrouted block.
     @inline(__always)
-    func record(_ record: inout RequestRecord, refused: inout Revision?) {
+    func record(_ record: inout RequestRecord) {
         var cells = unrouted
         var tagID: UInt64 = 0
-        // The revision's number read in place (no `??` of the two references: that would retain one per request).
+        // The revision's number read in place (no copy of the reference: that would retain one per request).
         var id = -1
         if let revision = record.revision {
             id = revision.metricsID
-        } else if let revision = refused {
-            id = revision.metricsID
-            refused = nil
         }
         if id >= 0 {
             if id < cellsByID.count, let found = cellsByID[id] { cells = found }

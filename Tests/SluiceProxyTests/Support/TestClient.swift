@@ -150,6 +150,28 @@ final class TestClient {
 }
 
 /// A raw loopback listener for backends that must stream or misbehave in ways BlockingServer will not.
+/// A loopback port where connections are refused (a socket bound there that never listens answers a SYN with RST),
+/// kept reserved until `close`: a port freed by stopping a listener could be handed to the next `bind(port 0)` —
+/// the gateway's own listener among them, which then proxied the "dead" pod's requests to itself in a loop.
+final class RefusingPort {
+    let fd: Int32
+    let port: UInt16
+
+    init() {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = UInt16(bigEndian: addr.sin_port)
+    }
+
+    func close() { Glibc.close(fd) }
+}
+
 final class RawBackend: @unchecked Sendable {  // fields are set before the thread starts and read-only after
     let fd: Int32
     let port: UInt16
