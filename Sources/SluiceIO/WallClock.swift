@@ -1,5 +1,5 @@
 // IO layer: the wall clock as RFC 3339 text (UTC, microseconds) for event and log lines, from clock_gettime and
-// gmtime_r, without Foundation. `MonotonicClock` measures durations; this one only says when something happened.
+// calendar arithmetic, without Foundation. `MonotonicClock` measures durations; this one only says when something happened.
 import Glibc
 
 public enum WallClock {
@@ -16,24 +16,38 @@ public enum WallClock {
         appendRFC3339(seconds: seconds, nanoseconds: nanoseconds, to: &bytes)
     }
 
+    /// The UTC calendar fields of a Unix time — H. Hinnant's `civil_from_days`, arithmetic only: no libc time
+    /// functions (gmtime_r takes glibc's time zone lock), so the data plane's access log can use it too.
+    public static func civil(seconds: Int64) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = Int(seconds - days * 86_400)
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = Int(doy - (153 * mp + 2) / 5 + 1)
+        let month = Int(mp < 10 ? mp + 3 : mp - 9)
+        let year = Int(yoe + era * 400 + (month <= 2 ? 1 : 0))
+        return (year, month, day, secondOfDay / 3600, secondOfDay / 60 % 60, secondOfDay % 60)
+    }
+
     /// Appends the RFC 3339 text of an instant; the fraction is truncated to microseconds, as a clock reading is.
     public static func appendRFC3339(seconds: Int, nanoseconds: Int, to bytes: inout [UInt8]) {
-        var time = time_t(seconds)
-        var parts = tm()
-        // gmtime_r fails only for years outside int's range; such a clock is broken, and the epoch says so plainly.
-        if gmtime_r(&time, &parts) == nil { parts = tm(); parts.tm_year = 70; parts.tm_mday = 1 }
-        appendDigits(Int(parts.tm_year) + 1900, count: 4, to: &bytes)
+        let t = civil(seconds: Int64(seconds))
+        appendDigits(t.year, count: 4, to: &bytes)
         bytes.append(UInt8(ascii: "-"))
-        appendDigits(Int(parts.tm_mon) + 1, count: 2, to: &bytes)
+        appendDigits(t.month, count: 2, to: &bytes)
         bytes.append(UInt8(ascii: "-"))
-        appendDigits(Int(parts.tm_mday), count: 2, to: &bytes)
+        appendDigits(t.day, count: 2, to: &bytes)
         bytes.append(UInt8(ascii: "T"))
-        appendDigits(Int(parts.tm_hour), count: 2, to: &bytes)
+        appendDigits(t.hour, count: 2, to: &bytes)
         bytes.append(UInt8(ascii: ":"))
-        appendDigits(Int(parts.tm_min), count: 2, to: &bytes)
+        appendDigits(t.minute, count: 2, to: &bytes)
         bytes.append(UInt8(ascii: ":"))
-        // tm_sec can be 60 only for a leap second, which CLOCK_REALTIME never reports (it repeats 59).
-        appendDigits(Int(parts.tm_sec), count: 2, to: &bytes)
+        // CLOCK_REALTIME never reports a leap second (it repeats 59), so the second is always 0...59.
+        appendDigits(t.second, count: 2, to: &bytes)
         bytes.append(UInt8(ascii: "."))
         appendDigits(nanoseconds / 1_000, count: 6, to: &bytes)
         bytes.append(UInt8(ascii: "Z"))

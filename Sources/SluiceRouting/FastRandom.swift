@@ -14,4 +14,10 @@ public struct FastRandom: Sendable {
         let product = state.multipliedFullWidth(by: state ^ 0xe703_7ed1_a0b4_28db)
         return product.high ^ product.low
     }
+
+    /// True with probability `rate` (0...1): 53 random bits as a double in [0, 1), below `rate`. A rate of 1 is always
+    /// true, 0 never (sampling decisions: traces, access log lines).
+    public mutating func chance(_ rate: Double) -> Bool {
+        Double(next() >> 11) * 0x1p-53 < rate
+    }
 }

@@ -90,9 +90,7 @@ public struct TraceContext: Sendable {
             traceId[8 + i] = UInt8(truncatingIfNeeded: b >> (8 * i))
         }
         for i in 0..<8 { parentSpanId[i] = 0 }
-        // 53 random bits as a double in [0, 1): a rate of 1 samples every request, 0 none.
-        let draw = Double(random.next() >> 11) * 0x1p-53
-        flags = draw < sampleRate ? 1 : 0
+        flags = random.chance(sampleRate) ? 1 : 0
         isContinued = false
         makeSpanId(random: &random)
     }

@@ -1,5 +1,6 @@
 // Proxy layer: one access log line from a request record — JSON (the default) or Envoy's default text format —
 // written into the worker's scratch bytes at finish, without allocating: bytes, not String.
+import SluiceIO
 import SluiceRouting
 #if canImport(Glibc)
 import Glibc
@@ -180,21 +181,10 @@ struct AccessLogFormatter {
         line.byte(0x5A)
     }
 
-    /// Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`): arithmetic only, no libc time
-    /// functions (gmtime_r takes glibc's time zone lock).
+    /// The date and time of `second` (WallClock.civil), formatted once per second.
     private mutating func cacheDate(_ second: Int64) {
         cachedSecond = second
-        let days = second >= 0 ? second / 86_400 : (second - 86_399) / 86_400
-        let secondOfDay = Int(second - days * 86_400)
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = Int(doy - (153 * mp + 2) / 5 + 1)
-        let month = Int(mp < 10 ? mp + 3 : mp - 9)
-        let year = Int(yoe + era * 400 + (month <= 2 ? 1 : 0))
+        let t = WallClock.civil(seconds: second)
         func put(_ value: Int, at offset: Int, width: Int, _ date: inout InlineArray<19, UInt8>) {
             var v = value
             var i = offset + width - 1
@@ -204,17 +194,17 @@ struct AccessLogFormatter {
                 i -= 1
             }
         }
-        put(year, at: 0, width: 4, &cachedDate)
+        put(t.year, at: 0, width: 4, &cachedDate)
         cachedDate[4] = 0x2D
-        put(month, at: 5, width: 2, &cachedDate)
+        put(t.month, at: 5, width: 2, &cachedDate)
         cachedDate[7] = 0x2D
-        put(day, at: 8, width: 2, &cachedDate)
+        put(t.day, at: 8, width: 2, &cachedDate)
         cachedDate[10] = 0x54
-        put(secondOfDay / 3600, at: 11, width: 2, &cachedDate)
+        put(t.hour, at: 11, width: 2, &cachedDate)
         cachedDate[13] = 0x3A
-        put(secondOfDay / 60 % 60, at: 14, width: 2, &cachedDate)
+        put(t.minute, at: 14, width: 2, &cachedDate)
         cachedDate[16] = 0x3A
-        put(secondOfDay % 60, at: 17, width: 2, &cachedDate)
+        put(t.second, at: 17, width: 2, &cachedDate)
     }
 }
 

@@ -125,8 +125,7 @@ extension AccessLogRing {
         if errorsOnly && !Self.isFailure(record) { return }
         if sampleRate < 1 {
             guard sampleRate > 0 else { return }
-            // 53 random bits as a double in [0, 1).
-            if Double(random.next() >> 11) * 0x1p-53 >= sampleRate { return }
+            if !random.chance(sampleRate) { return }
         }
         // The record's times are monotonic; the line says when the request started on the wall clock.
         var ts = timespec()
