@@ -243,7 +243,7 @@ public final class ControlPlane: Sendable {
 
     /// Static services from the file plus every InferenceService, with endpoints that failed their probe left out.
     private func routeTable(for core: Core) throws(ControlError) -> RouteTable {
-        let managed = core.state.serviceSpecs().map { spec -> ServiceSpec in
+        let managed = core.state.serviceSpecs(retries: core.config.proxy.retries).map { spec -> ServiceSpec in
             var spec = spec
             spec.revisions = spec.revisions.map { revision in
                 var revision = revision

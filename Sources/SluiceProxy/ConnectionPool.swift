@@ -10,6 +10,8 @@ final class ConnectionPool {
     /// unowned(unsafe): the worker outlives every pool it makes (it holds them in its table, then in its retired
     /// list until their last connection is gone); checked references cost a retain per use.
     unowned(unsafe) let worker: Worker
+    /// The endpoint's health as every worker sees it (outlier ejection, recent failures).
+    let health: EndpointHealthSlot
     /// Most recently used last: reusing the warmest connection keeps the others free to time out at the pod.
     private var idle: [UpstreamConnection] = []
     /// Requests sent to this endpoint and not yet answered, for the power-of-two-choices pick.
@@ -69,6 +71,7 @@ final class ConnectionPool {
         self.endpoint = endpoint
         self.address = SocketAddress(ip: endpoint.host, port: endpoint.port)
         self.worker = worker
+        self.health = EndpointHealth.slot(for: endpoint)
         self.metrics = worker.metrics.cells(of: endpoint)
         idle.reserveCapacity(16)
     }

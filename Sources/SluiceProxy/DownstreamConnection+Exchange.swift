@@ -114,6 +114,11 @@ extension DownstreamConnection {
             out.append("\r\n")
         }
         if exchange.policy.revisionHeader { out.append(exchange.revision.responseHeader) }
+        if exchange.policy.attemptCountHeader {
+            out.append("x-envoy-attempt-count: ")
+            out.append(decimal: exchange.attemptCount)
+            out.append("\r\n")
+        }
         if sendsTraceResponse {
             // W3C Trace Context Level 2 `traceresponse`: the trace and the gateway's span, for the caller's logs.
             out.append("traceresponse: ")

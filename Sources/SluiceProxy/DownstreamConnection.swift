@@ -174,9 +174,9 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
                 abort(.streamIdleTimeout)
             }
         case .upstreamConnect:
-            failExchange(.upstreamConnectTimeout)
+            exchange?.connectTimedOut()
         case .upstreamResponse:
-            failExchange(.upstreamTimeout)
+            exchange?.responseTimedOut()
         case .responseBodyIdle:
             abort(.streamIdleTimeout)
         }
@@ -320,16 +320,16 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         case .routedH2:
             // Unreachable: HTTP/1.1 requests are never routed as gRPC (gRPC needs HTTP/2 end to end).
             finishLocally(.noEndpoint, closeAfter: true)
-        case .routed(let pool, let upstream, let revision, let tag):
-            record.noteRoute(revision: revision, tag: tag)
+        case .routed(let route, let upstream):
+            record.noteRoute(revision: route.revision, tag: route.tag)
             requestKeepAlive = head.keepAlive
             requestIsHTTP10 = head.version == .http10
             rechunkResponse = false
             requestDecoder.reset()
             let closeAfter = !head.keepAlive || requestsServed + 1 >= settings.limits.maxRequestsPerConnection
             let exchange = worker.exchanges.take(for: worker)
-            exchange.start(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
-                           head: head, policy: policy, closeAfterResponse: closeAfter)
+            exchange.start(downstream: self, route: route, upstream: upstream, head: head, methodBytes: bytes(head.method),
+                           policy: policy, closeAfterResponse: closeAfter)
             self.exchange = exchange
             phase = .exchanging
             // The head leaves the input buffer before anything can end the request: `begin` copies every byte it

@@ -73,10 +73,14 @@ final class Exchange: UpstreamDelegate {
     var upstreamConnectedNs: UInt64 { attempt.connectedNs }
     /// Monotonic ns when the pod's final response head was parsed; 0 before.
     private(set) var firstResponseByteNs: UInt64 = 0
-    /// The routes this request started with: a hand-over mid-request does not move it.
-    private(set) var revision: Revision!
-    private(set) var tag: TagRoute?
+    /// The routes this request started with (a hand-over mid-request does not move it), the endpoints it tried, and
+    /// where it is now: a retry may move it to another endpoint, or another revision of its service.
+    private(set) var route: Route!
+    var revision: Revision { route.revision }
+    var tag: TagRoute? { route.tag }
     private(set) var requestWasHEAD = false
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 §9.2.2): `reset-idempotent` retries these.
+    private var requestIsIdempotent = false
     private(set) var requestBody: RequestBody = .done
     private(set) var requestBodyBytes = 0
     private(set) var response: ResponseBody = .awaitingHead
@@ -84,13 +88,20 @@ final class Exchange: UpstreamDelegate {
     var closeAfterResponse = false
     private var upstreamKeepAlive = true
     private(set) var responseStarted = false
-    /// A copy of every request byte sent so far, kept while it stays small, so that a request that hit a pooled
-    /// connection the pod had just closed can be sent again on a fresh one (the idle-close race).
+    /// A copy of every request byte sent so far, kept while it stays within the replay bound, so that a failed
+    /// attempt can be followed by another.
     private var replay = ReplayBuffer()
     private var isPumpingResponse = false
-    /// Timeouts and limits, resolved when the request was routed.
+    /// Timeouts, limits and retries, resolved when the request was routed.
     private(set) var policy: RequestPolicy!
     private var bufferBytes: Int { policy.bufferBytes }
+    /// The revision this request counts under in its worker's retry budget (`Revision.metricsID`), and whether it
+    /// counts as a retry there (from its first retry to its end); -1 when it no longer counts.
+    private var loadID = -1
+    private var isRetrying = false
+    /// Loop-clock ms: the end of the response timeout over all attempts, and of the current try's; 0 when unset.
+    private var responseDeadlineMs: Int64 = 0
+    private var tryDeadlineMs: Int64 = 0
 
     /// An exchange for `worker`'s requests; `start` readies it for each one (ExchangeRecycler.take).
     init(worker: Worker) {
@@ -99,16 +110,18 @@ final class Exchange: UpstreamDelegate {
 
     /// Readies the exchange for one request: every per-request field is set here, for a new and a recycled
     /// exchange alike.
-    func start(downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision,
-               tag: TagRoute?, head: RequestHead, policy: RequestPolicy, closeAfterResponse: Bool) {
+    func start(downstream: any ExchangeDownstream, route: Route, upstream: UpstreamConnection, head: RequestHead,
+               methodBytes: UnsafeRawBufferPointer, policy: RequestPolicy, closeAfterResponse: Bool) {
         self.downstream = downstream
-        attempt = UpstreamAttempt(pool: pool, upstream: upstream)
-        attemptCount = 1
+        attempt = UpstreamAttempt(pool: route.pool, upstream: upstream)
+        attemptCount = route.tried.count
         firstResponseByteNs = 0
+        var policy = policy
+        policy.resolve(service: route.service, revision: route.revision)
         self.policy = policy
-        self.revision = revision
-        self.tag = tag
+        self.route = route
         requestWasHEAD = head.isHEAD
+        requestIsIdempotent = Self.isIdempotent(methodBytes)
         switch head.framing {
         case .none: requestBody = .done
         case .contentLength(let n): requestBody = n > 0 ? .contentLength(remaining: n) : .done
@@ -120,18 +133,43 @@ final class Exchange: UpstreamDelegate {
         upstreamKeepAlive = true
         responseStarted = false
         isPumpingResponse = false
+        responseDeadlineMs = 0
+        tryDeadlineMs = 0
+        loadID = route.revision.metricsID
+        isRetrying = attemptCount > 1
+        worker.retryLoadBegin(loadID)
+        if isRetrying { worker.retryLoadStartRetrying(loadID) }
         downstream.responseParser.reset()
         downstream.responseDecoder.reset()
+    }
+
+    /// RFC 9110 §9.2.2's idempotent methods.
+    private static func isIdempotent(_ method: UnsafeRawBufferPointer) -> Bool {
+        switch method.count {
+        case 3: return equalsBytes(method, "GET") || equalsBytes(method, "PUT")
+        case 4: return equalsBytes(method, "HEAD")
+        case 5: return equalsBytes(method, "TRACE")
+        case 6: return equalsBytes(method, "DELETE")
+        case 7: return equalsBytes(method, "OPTIONS")
+        default: return false
+        }
     }
 
     /// The request is over (its downstream let go of it): what it still refers to is dropped, so that a recycled
     /// exchange keeps no route table, pool or connection alive.
     func clear() {
-        precondition(upstream == nil && replay.bytes == nil, "an exchange is recycled with its pod connection or replay buffer")
+        precondition(upstream == nil && replay.bytes == nil && loadID < 0, "an exchange is recycled with its pod connection, replay buffer or retry load")
         downstream = nil
         attempt = nil
-        revision = nil
-        tag = nil
+        route = nil
+    }
+
+    /// The request stops counting in its revision's retry budget (its last attempt ended).
+    private func endLoad() {
+        guard loadID >= 0 else { return }
+        worker.retryLoadEnd(loadID, wasRetrying: isRetrying)
+        loadID = -1
+        isRetrying = false
     }
 
     var requestBodyDone: Bool {
@@ -196,8 +234,10 @@ final class Exchange: UpstreamDelegate {
         }
         out.append("\r\n")
         replay = ReplayBuffer()
-        replay.start(worker.buffers)
-        replay.keep(out.readable, limit: bufferBytes, worker.buffers)
+        if policy.retries.attempts > 0 {
+            replay.start(worker.buffers)
+            replay.keep(out.readable, limit: policy.retries.maxReplayBytes, worker.buffers)
+        }
         attempt.markOutstanding()
         if upstream.state == .connecting {
             downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
@@ -215,10 +255,38 @@ final class Exchange: UpstreamDelegate {
         // upstreamConnected arms this one once the connection is open.
         if upstream?.state == .connecting { return }
         if requestBodyDone {
-            if !responseStarted { downstream.setDeadline(.upstreamResponse, after: policy.upstreamResponseMs) }
+            if !responseStarted { armResponseDeadline() }
         } else {
             downstream.setDeadline(.requestBodyIdle, after: policy.bodyIdleMs)
         }
+    }
+
+    /// The wait for the response head: the sooner of the overall response timeout (from the first send, over all
+    /// attempts) and the current try's `perTryTimeout`.
+    private func armResponseDeadline() {
+        let now = worker.loop.now
+        if responseDeadlineMs == 0 && policy.upstreamResponseMs > 0 { responseDeadlineMs = now + Int64(policy.upstreamResponseMs) }
+        if tryDeadlineMs == 0 && policy.retries.perTryTimeoutMs > 0 { tryDeadlineMs = now + Int64(policy.retries.perTryTimeoutMs) }
+        var end = responseDeadlineMs
+        if tryDeadlineMs > 0 && (end == 0 || tryDeadlineMs < end) { end = tryDeadlineMs }
+        downstream.setDeadline(.upstreamResponse, after: end == 0 ? 0 : max(1, Int(end - now)))
+    }
+
+    /// The downstream's `.upstreamResponse` timer fired: a try ran past `perTryTimeout` (another attempt, when one
+    /// is left) or the request past its response timeout (504).
+    func responseTimedOut() {
+        let now = worker.loop.now
+        let overall = responseDeadlineMs > 0 && now >= responseDeadlineMs
+        worker.recordGatewayFailure(pool, revision: revision)
+        if !overall && tryDeadlineMs > 0 && retry(after: .perTryTimeout) { return }
+        failBeforeResponse(.upstreamTimeout)
+    }
+
+    /// The downstream's `.upstreamConnect` timer fired.
+    func connectTimedOut() {
+        worker.recordGatewayFailure(pool, revision: revision)
+        if retry(after: .connectFailure) { return }
+        failBeforeResponse(.upstreamConnectTimeout)
     }
 
     /// Writes request body bytes toward the pod in the pod's framing. For a Content-Length body, `bytes` must not
@@ -288,7 +356,7 @@ final class Exchange: UpstreamDelegate {
             if replay.bytes != nil {
                 // What this step appended is the tail of `out` (appending may compact, so count from the end).
                 let appended = out.readableBytes - before
-                replay.keep(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]), limit: bufferBytes, worker.buffers)
+                replay.keep(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]), limit: policy.retries.maxReplayBytes, worker.buffers)
             }
             progressed = true
         }
@@ -364,6 +432,10 @@ final class Exchange: UpstreamDelegate {
                             input.consume(head.headLength)
                             downstream.responseParser.reset()
                             continue
+                        }
+                        worker.recordAnswer(pool, status: head.status, revision: revision)
+                        if policy.retries.retries(status: head.status), requestBodyDone, retry(after: .status(head.status)) {
+                            return  // the answer is dropped with its connection; the next attempt's comes instead
                         }
                         startResponse(head, base: input.readable.baseAddress!)
                         input.consume(head.headLength)
@@ -447,11 +519,24 @@ final class Exchange: UpstreamDelegate {
             finishResponse()
         case .awaitingHead:
             let neverAnswered = (upstream?.input?.isEmpty ?? true)
-            // The idle-close race: a pooled connection the pod had just closed. Once, on a fresh connection.
-            if neverAnswered, let old = upstream, old.exchanges > 0, attemptCount == 1, startNextAttempt(on: pool) {
-                return
+            let connected = upstream?.everConnected == true
+            let failure: AttemptFailure
+            if !connected {
+                failure = .connectFailure
+                worker.recordGatewayFailure(pool, revision: revision)
+            } else if errno != 0 || !requestBodyDone || !(upstream?.output?.isEmpty ?? true) {
+                // An error (ECONNRESET, EPIPE) rather than a FIN means the pod's kernel refused our bytes — unread at
+                // its close, or sent after it: on a reused connection, the idle-close race; the pod never had the whole
+                // request, or it could not have ended its read with a FIN. So does a body not yet all sent.
+                failure = .resetBeforeRequest
+                if (upstream?.exchanges ?? 0) == 0 { worker.recordGatewayFailure(pool, revision: revision) }
+            } else {
+                // A FIN after the whole request: the pod may have read it (and died, or closed on purpose).
+                failure = .resetAfterRequest
+                worker.recordGatewayFailure(pool, revision: revision)
             }
-            failBeforeResponse(upstream?.everConnected == true ? .upstreamClosed : .upstreamConnectFailed)
+            if neverAnswered && retry(after: failure) { return }
+            failBeforeResponse(connected ? .upstreamClosed : .upstreamConnectFailed)
         case .done:
             return
         case .contentLength, .chunked, .untilClose:
@@ -459,27 +544,70 @@ final class Exchange: UpstreamDelegate {
         }
     }
 
-    /// Ends the current attempt and sends the request again on a new connection to `nextPool` (the same endpoint or
-    /// another one); only while no response byte reached the client and the replay buffer holds every byte sent.
-    /// Which failures are worth another attempt, and where, is the caller's policy.
-    func startNextAttempt(on nextPool: ConnectionPool) -> Bool {
-        guard !responseStarted, let replay = replay.bytes, let fresh = nextPool.connect() else { return false }
+    /// Why an attempt failed, as the retry conditions name it.
+    enum AttemptFailure {
+        case connectFailure, resetBeforeRequest, resetAfterRequest, perTryTimeout
+        case status(Int)
+    }
+
+    /// Starts another attempt if the request's retry policy allows one for `failure`: attempts left, nothing of the
+    /// response sent to the client, every request byte sent still held, the revision's retry budget not spent, and an
+    /// endpoint not tried yet (another revision's for an untagged request, when its own has none left).
+    private func retry(after failure: AttemptFailure) -> Bool {
+        let retries = policy.retries
+        guard !responseStarted, attemptCount <= retries.attempts, let replayable = replay.replayable else { return false }
+        switch failure {
+        case .connectFailure: guard retries.retryOn.contains(.connectFailure) else { return false }
+        case .resetBeforeRequest: guard retries.retryOn.contains(.resetBeforeRequest) else { return false }
+        case .resetAfterRequest:
+            guard retries.retryOn.contains(.reset) || (requestIsIdempotent && retries.retryOn.contains(.resetIdempotent)) else { return false }
+        case .perTryTimeout: break
+        case .status(let status): guard retries.retries(status: status) else { return false }
+        }
+        guard isRetrying || worker.retryBudgetAllows(loadID, retries) else { return false }
+        var next = route!
+        while attemptCount <= retries.attempts {
+            guard worker.nextTarget(&next) else { return false }
+            next.tried.add(next.pool)
+            attemptCount += 1
+            guard let fresh = next.pool.connect() else {
+                worker.recordGatewayFailure(next.pool, revision: next.revision)
+                guard retries.retryOn.contains(.connectFailure) else { break }
+                continue
+            }
+            route = next
+            startAttempt(on: fresh, replaying: replayable)
+            return true
+        }
+        route = next
+        return false
+    }
+
+    /// Ends the current attempt and sends the request again on `fresh` (a new connection to the route's endpoint).
+    private func startAttempt(on fresh: UpstreamConnection, replaying replayable: ByteBuffer) {
         upstream?.close()
         attempt.end()
-        attempt = UpstreamAttempt(pool: nextPool, upstream: fresh)
+        attempt = UpstreamAttempt(pool: route.pool, upstream: fresh)
         attempt.markOutstanding()
-        attemptCount += 1
+        if !isRetrying {
+            isRetrying = true
+            worker.retryLoadStartRetrying(loadID)
+        }
+        tryDeadlineMs = 0
+        upstreamKeepAlive = true
         downstream.responseParser.reset()
         downstream.responseDecoder.reset()
         fresh.attach(self)
-        fresh.output!.append(replay.readable)
+        fresh.output!.append(replayable.readable)
         if fresh.state == .open {
             attempt.connectedNs = MonotonicClock.nanoseconds()
+            armRequestDeadline()
             fresh.flush()
+            // The rest of the body may be waiting in the client's buffer already, with no event to come for it.
+            if !requestBodyDone { pumpRequestBody() }
         } else {
             downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
         }
-        return true
     }
 
     private func failBeforeResponse(_ error: ErrorResponse) {
@@ -506,6 +634,7 @@ final class Exchange: UpstreamDelegate {
         response = .done
         downstream.endResponseBody()
         attempt.end()
+        endLoad()
         dropReplay()
         if let upstream {
             let reusable = upstreamKeepAlive && requestBodyDone && upstream.isUsable && (upstream.input?.isEmpty ?? true)
@@ -518,13 +647,23 @@ final class Exchange: UpstreamDelegate {
     /// Ends the exchange without a response: the upstream connection is closed, never pooled. Nothing to do once
     /// the exchange is over (finished, or abandoned already): its downstream releases every exchange through here.
     func abandonUpstream() {
-        if case .done = response, upstream == nil { return }
+        if case .done = response, upstream == nil { endLoad(); return }
         attempt.end()
+        endLoad()
         dropReplay()
         upstream?.close()
         upstream = nil
         response = .done
     }
+}
+
+/// Byte-for-byte comparison of raw bytes with a literal.
+@inline(__always)
+func equalsBytes(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+    guard bytes.count == literal.utf8CodeUnitCount else { return false }
+    let l = literal.utf8Start
+    for i in 0..<bytes.count where bytes[i] != l[i] { return false }
+    return true
 }
 
 /// ASCII case-insensitive comparison of raw bytes with a lower-case literal.

@@ -135,6 +135,10 @@ public final class Gateway: Sendable {
         // The workers are told under the lock, so that two publications reach every mailbox in the order they
         // replaced `current`: a stale table can never be installed after a newer one.
         current.withLock { state in
+            // An endpoint no route has any more forgets its failures and ejections: a pod that later gets the same
+            // IP and port (Kubernetes reuses pod IPs) starts afresh.
+            let kept = Set(routes.endpoints)
+            for endpoint in state.0.endpoints where !kept.contains(endpoint) { EndpointHealth.forget(endpoint) }
             state.0 = routes
             if let settings { state.1 = settings }
             if let context {

@@ -44,8 +44,10 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     /// bufferBytes), and the route it took.
     private var grpcReplay = ReplayBuffer()
     private var grpcRoute: (pool: ConnectionPool, revision: Revision, tag: TagRoute?, host: ByteSpan)?
+    /// The endpoints this gRPC call tried, so that its retry goes elsewhere.
+    private var grpcTried = TriedEndpoints()
     /// This request's timeouts and limits, resolved when the stream opened (its Exchange runs under the same).
-    private let policy: RequestPolicy
+    private var policy: RequestPolicy
     /// Bytes at the front of `requestBody` that are replayed: the client's window was granted for them already.
     private var granted = 0
 
@@ -191,16 +193,18 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         case .refused(let error, let revision, let tag):
             if let revision { record.noteRoute(revision: revision, tag: tag) }
             respondLocally(error)
-        case .routedH2(let pool, let revision, let tag):
+        case .routedH2(let pool, let revision, let tag, let service):
             record.noteRoute(revision: revision, tag: tag)
+            policy.resolve(service: service, revision: revision)
+            grpcTried = TriedEndpoints()
             startGRPC(pool: pool, revision: revision, tag: tag, host: host)
-        case .routed(let pool, let upstream, let revision, let tag):
-            record.noteRoute(revision: revision, tag: tag)
+        case .routed(let route, let upstream):
+            record.noteRoute(revision: route.revision, tag: route.tag)
             let head = RequestHead(method: method, isHEAD: bytes.span(method, equalsBytes: "HEAD"), target: path, host: host,
                                    headers: fields, framing: framing)
             let exchange = worker.exchanges.take(for: worker)
-            exchange.start(downstream: self, pool: pool, upstream: upstream, revision: revision, tag: tag,
-                           head: head, policy: policy, closeAfterResponse: false)
+            exchange.start(downstream: self, route: route, upstream: upstream, head: head, methodBytes: bytes.bytes(method),
+                           policy: policy, closeAfterResponse: false)
             self.exchange = exchange
             phase = .exchanging
             exchange.begin(head: head, headBytes: bytes.baseAddress!, trace: record.trace)
@@ -333,11 +337,21 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
                 session.addHeader(name: "sluice-revision", value: UnsafeRawBufferPointer(rebasing: line[17..<(line.count - 2)]))
             }
         }
+        if exchange.policy.attemptCountHeader { addAttemptCount(exchange.attemptCount) }
         record.status = head.status
         var hasBody = true
         if case .done = exchange.response { hasBody = false; responseDone = true }
         hasPendingBodyEnd = hasBody
         session.submitResponse(id, status: head.status, hasBody: hasBody)
+    }
+
+    /// `x-envoy-attempt-count: N`, the digits written on the stack.
+    private func addAttemptCount(_ count: Int) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var n = max(0, count), i = 20
+            repeat { i -= 1; digits[i] = UInt8(0x30 + n % 10); n /= 10 } while n > 0
+            session.addHeader(name: "x-envoy-attempt-count", value: UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(digits)[i...]))
+        }
     }
 
     /// `tracing.responseHeader`: the response carries our `traceresponse` (the pod's own is replaced).
@@ -515,9 +529,9 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             else if let grpc, !grpc.responseStarted { failExchange(.requestTimeout) }
             else { abortExchange(.streamIdleTimeout) }
         case .upstreamConnect:
-            failExchange(.upstreamConnectTimeout)
+            if let exchange { exchange.connectTimedOut() } else { failExchange(.upstreamConnectTimeout) }
         case .upstreamResponse:
-            failExchange(.upstreamTimeout)
+            if let exchange { exchange.responseTimedOut() } else { failExchange(.upstreamTimeout) }
         case .responseBodyIdle:
             abortExchange(.streamIdleTimeout)
         }
@@ -551,7 +565,17 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         grpcRoute = (pool, revision, tag, host)
         record.attempts += 1
         record.endpoint = pool.endpoint
-        guard let upstreamConnection = isRetry ? pool.openH2() : pool.acquireH2() else {
+        let wasTried = grpcTried.contains(pool)
+        grpcTried.add(pool)
+        guard let upstreamConnection = wasTried ? pool.openH2() : pool.acquireH2() else {
+            // Refused at once: never reached the pod; another endpoint if the policy allows.
+            worker.recordGatewayFailure(pool, revision: revision)
+            let retries = policy.retries
+            if retries.retryOn.contains(.connectFailure), grpcTried.count <= retries.attempts,
+               let next = worker.pickEndpoint(revision.grpcEndpointIndices, tried: grpcTried, skipEjected: true) {
+                startGRPC(pool: next, revision: revision, tag: tag, host: host, isRetry: isRetry)
+                return
+            }
             respondLocally(.upstreamConnectFailed)
             return
         }
@@ -777,12 +801,21 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     func grpcUpstreamFailed(_ call: H2UpstreamStream, errorCode: UInt32, connectFailed: Bool, mayRetry: Bool) {
         guard grpc === call else { return }
         grpc = nil
-        if mayRetry && !call.responseStarted, let route = grpcRoute, let replay = grpcReplay.take() {
-            // Once, on a fresh connection: what was sent goes again, ahead of what is still held.
+        let refused = errorCode == H2ErrorCode.refusedStream.rawValue
+        if let route = grpcRoute, connectFailed || !refused { worker.recordGatewayFailure(route.pool, revision: route.revision) }
+        // connect-failure, refused-stream (RFC 9113 §8.7: not processed), or a reused connection that failed before
+        // any answer (reset-before-request: the pod closing an idle connection as the stream started). The replay is
+        // held once: a gRPC call gets one retry.
+        let condition: RetryConditions = connectFailed ? .connectFailure : refused ? .refusedStream : .resetBeforeRequest
+        let retries = policy.retries
+        if (mayRetry || connectFailed) && !call.responseStarted && retries.retryOn.contains(condition),
+           grpcTried.count <= retries.attempts, let route = grpcRoute, let replay = grpcReplay.take() {
+            // What was sent goes again, ahead of what is still held: to another endpoint when there is one.
             granted += replay.readableBytes
             if let rest = requestBody { replay.append(rest.readable); worker.buffers.give(rest) }
             if replay.isEmpty { worker.buffers.give(replay); requestBody = nil } else { requestBody = replay }
-            startGRPC(pool: route.pool, revision: route.revision, tag: route.tag, host: route.host, isRetry: true)
+            let next = worker.pickEndpoint(route.revision.grpcEndpointIndices, tried: grpcTried, skipEjected: true) ?? route.pool
+            startGRPC(pool: next, revision: route.revision, tag: route.tag, host: route.host, isRetry: true)
             return
         }
         noteAttempts(of: call)

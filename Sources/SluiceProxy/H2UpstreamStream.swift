@@ -136,7 +136,7 @@ final class H2UpstreamStream {
         pool.worker.buffers.give(fieldBytes)
         guard let downstream, !responseEnded else { return }
         downstream.grpcUpstreamFailed(self, errorCode: H2ErrorCode.cancel.rawValue, connectFailed: neverConnected,
-                                      mayRetry: wasReused && !responseStarted)
+                                      mayRetry: (wasReused || neverConnected) && !responseStarted)
     }
 
     private func finishOutstanding() {

@@ -1,4 +1,5 @@
 // Proxy layer: every knob of the data plane (listeners, timeouts, limits, headers, TLS), as plain values.
+import SluiceRouting
 import SluiceTLS
 
 /// An IP literal and port to listen on or connect to.
@@ -88,5 +89,11 @@ public struct ProxySettings: Hashable, Sendable {
     public var metrics = MetricsSettings()
     public var accessLog = AccessLogSettings()
     public var tracing = TracingSettings()
+    /// Every service's retry policy unless it has its own (a static service's `retries:`, the manifest annotation).
+    public var retries = RetryPolicy()
+    /// Passive outlier ejection of endpoints.
+    public var outlierDetection = OutlierDetection()
+    /// `x-envoy-attempt-count: N` on every proxied response (Envoy's `include_attempt_count_in_response`).
+    public var attemptCountHeader = false
     public init() {}
 }

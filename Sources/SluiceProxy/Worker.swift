@@ -17,6 +17,12 @@ final class Worker {
     private var listener: Listener?
     /// Upstream pools by route-table endpoint index, rebuilt at each hand-over; pools survive hand-overs by endpoint.
     private(set) var pools: [ConnectionPool] = []
+    /// Counts route installs: a request's endpoint indices belong to the generation it was routed in.
+    private(set) var routeGeneration = 0
+    /// Active requests and retries per revision (`Revision.metricsID`), for the retry budget.
+    var retryLoads: [RetryLoad] = []
+    /// When worker 0 next looks for endpoints whose ejection ended.
+    var nextReturnSweepMs: Int64 = 0
     private var poolsByEndpoint: [Endpoint: ConnectionPool] = [:]
     private(set) var connections = 0
     private(set) var isDraining = false
@@ -60,6 +66,7 @@ final class Worker {
         installPools()
         listener = try Listener(fd: listenerFD, worker: self)
         loop.onWake = { [unowned self] in self.readMailbox() }
+        if handle.index == 0 { loop.onSweep = { [unowned self] now in self.announceReturns(now: now) } }
     }
 
     func run() {
@@ -108,6 +115,8 @@ final class Worker {
             if pool.liveConnections == 0 { retiredPoolDrained() }
         }
         poolsByEndpoint = next
+        routeGeneration += 1
+        growRetryLoads()
         metrics.install(routes, settings: settings.metrics)
     }
 

@@ -1,14 +1,121 @@
-// Routing layer: what every worker and the control plane know about each endpoint's recent health — passive outlier
-// ejection (consecutive failures seen by any worker) and its lifting by an active check — shared across workers and
-// route-table generations, keyed by the endpoint itself.
+// Routing layer: what every worker and the control plane know about each endpoint's recent health — consecutive
+// failures seen by any worker, and a passive outlier ejection — shared across workers and route-table generations,
+// keyed by the endpoint itself. The decisions (when to eject, the events) are the proxy's: Worker+Outliers.swift.
 import Synchronization
 
-/// Process-wide per-endpoint health. Workers record results and read ejection on the request path; the control
-/// plane's active health checks lift an ejection early (Envoy's `successful_active_health_check_uneject_host`).
+/// One endpoint's shared health. Healthy traffic reads it with relaxed loads only (a success writes only when a
+/// failure count is not 0 already), so the cache line stays shared and no request pays a read-modify-write.
+public final class EndpointHealthSlot: Sendable {
+    public let endpoint: Endpoint
+    private let consecutiveGatewayFailures = Atomic<Int>(0)
+    private let consecutiveErrors = Atomic<Int>(0)
+    /// Monotonic ms until which the endpoint is ejected; 0 once an active check lifted it; in the past after expiry.
+    private let ejectedUntilMs = Atomic<Int64>(0)
+    /// The ejection in force was for 5xx answers (an active check does not lift those: the pod answers, its
+    /// readiness path just does not tell the truth about it).
+    private let ejectedFor5xx = Atomic<Bool>(false)
+    /// Ejections so far, the multiplier of the next ejection's time.
+    private let ejectionCount = Atomic<Int>(0)
+    /// An ejection was announced and its end not yet (Worker+Outliers' sweep announces returns).
+    private let announcedEjected = Atomic<Bool>(false)
+    public let ejectionsForGatewayFailures = Atomic<UInt64>(0)
+    public let ejectionsFor5xx = Atomic<UInt64>(0)
+
+    init(endpoint: Endpoint) { self.endpoint = endpoint }
+
+    @inline(__always)
+    public func isEjected(nowMs: Int64) -> Bool { ejectedUntilMs.load(ordering: .relaxed) > nowMs }
+
+    /// Consecutive failures (gateway failures and 5xx) seen by all workers: the endpoint choice's penalty.
+    @inline(__always)
+    public var recentFailures: Int { consecutiveErrors.load(ordering: .relaxed) }
+
+    /// The pod answered below 500: the failure runs end. Writes only when there was a run.
+    @inline(__always)
+    public func recordSuccess() {
+        if consecutiveErrors.load(ordering: .relaxed) != 0 { consecutiveErrors.store(0, ordering: .relaxed) }
+        if consecutiveGatewayFailures.load(ordering: .relaxed) != 0 { consecutiveGatewayFailures.store(0, ordering: .relaxed) }
+    }
+
+    /// A connect failure, a reset or close before the answer, a timeout. True when a threshold is reached.
+    public func recordGatewayFailure(_ settings: OutlierDetection) -> Bool {
+        let gateway = consecutiveGatewayFailures.add(1, ordering: .relaxed).newValue
+        let errors = consecutiveErrors.add(1, ordering: .relaxed).newValue
+        return (settings.consecutiveGatewayFailures > 0 && gateway >= settings.consecutiveGatewayFailures)
+            || (settings.consecutive5xx > 0 && errors >= settings.consecutive5xx)
+    }
+
+    /// The pod answered 5xx. True when the threshold is reached.
+    public func recordServerError(_ settings: OutlierDetection) -> Bool {
+        if consecutiveGatewayFailures.load(ordering: .relaxed) != 0 { consecutiveGatewayFailures.store(0, ordering: .relaxed) }
+        let errors = consecutiveErrors.add(1, ordering: .relaxed).newValue
+        return settings.consecutive5xx > 0 && errors >= settings.consecutive5xx
+    }
+
+    /// Ejects the endpoint unless it is ejected already (another worker won): the ejection's length in ms, or nil.
+    /// The failure runs start again from 0.
+    public func eject(nowMs: Int64, for5xx: Bool, _ settings: OutlierDetection) -> Int64? {
+        let until = ejectedUntilMs.load(ordering: .relaxed)
+        if until > nowMs { return nil }
+        // Not ejected for a whole maximum ejection time: the multiplier starts again (Envoy lowers it while healthy).
+        let base = Int64(max(1, settings.baseEjectionMs)), cap = Int64(max(settings.baseEjectionMs, settings.maxEjectionMs))
+        var count = ejectionCount.load(ordering: .relaxed)
+        if until != 0 && nowMs - until > cap { count = 0 }
+        count += 1
+        let length = min(base * Int64(count), cap)
+        guard ejectedUntilMs.compareExchange(expected: until, desired: nowMs + length, ordering: .relaxed).exchanged else { return nil }
+        ejectionCount.store(count, ordering: .relaxed)
+        ejectedFor5xx.store(for5xx, ordering: .relaxed)
+        consecutiveErrors.store(0, ordering: .relaxed)
+        consecutiveGatewayFailures.store(0, ordering: .relaxed)
+        if for5xx { ejectionsFor5xx.add(1, ordering: .relaxed) } else { ejectionsForGatewayFailures.add(1, ordering: .relaxed) }
+        announcedEjected.store(true, ordering: .relaxed)
+        return length
+    }
+
+    /// An active check passed: an ejection for gateway failures ends now. Cheap when not ejected.
+    public func lift() {
+        let until = ejectedUntilMs.load(ordering: .relaxed)
+        guard until != 0, !ejectedFor5xx.load(ordering: .relaxed) else { return }
+        _ = ejectedUntilMs.compareExchange(expected: until, desired: 0, ordering: .relaxed)
+    }
+
+    /// Once per ejection, after it ended: whether an active check ended it (true) or its time ran out (false).
+    public func takeReturn(nowMs: Int64) -> Bool? {
+        guard announcedEjected.load(ordering: .relaxed) else { return nil }
+        let until = ejectedUntilMs.load(ordering: .relaxed)
+        guard until <= nowMs, announcedEjected.compareExchange(expected: true, desired: false, ordering: .relaxed).exchanged else { return nil }
+        return until == 0
+    }
+}
+
+/// The process-wide registry of endpoint health slots: one per endpoint ever configured (a few hundred bytes each),
+/// looked up when a worker makes a pool and by the control plane's checks, never by a request.
 public enum EndpointHealth {
-    /// An active health check of `endpoint` passed: an ejection in force ends now (the endpoint is back in rotation
-    /// without waiting out its ejection time). Cheap when the endpoint is not ejected; call it after every pass.
+    private static let slots = Mutex<[Endpoint: EndpointHealthSlot]>([:])
+
+    public static func slot(for endpoint: Endpoint) -> EndpointHealthSlot {
+        slots.withLock { slots in
+            if let slot = slots[endpoint] { return slot }
+            let slot = EndpointHealthSlot(endpoint: endpoint)
+            slots[endpoint] = slot
+            return slot
+        }
+    }
+
+    /// Forgets `endpoint`'s failures and ejections (it left the configuration). A pool still holding the old slot
+    /// keeps it until the pool goes: only its draining requests see it.
+    public static func forget(_ endpoint: Endpoint) {
+        _ = slots.withLock { $0.removeValue(forKey: endpoint) }
+    }
+
+    /// Every slot, for the metrics scrape and the return sweep.
+    public static var all: [EndpointHealthSlot] { slots.withLock { Array($0.values) } }
+
+    /// An active health check of `endpoint` passed: an ejection for gateway failures ends now (Envoy's
+    /// `successful_active_health_check_uneject_host`), so a restarted pod is back at once. Call it after every pass.
     public static func activeCheckPassed(_ endpoint: Endpoint) {
-        _ = endpoint
+        let slot = slots.withLock { $0[endpoint] }
+        slot?.lift()
     }
 }

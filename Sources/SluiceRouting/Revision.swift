@@ -20,13 +20,17 @@ public final class Revision: Sendable {
     /// given to another: the data plane keeps a revision's metrics under it, so its counts stay its own across
     /// route-table generations, and a request routed on an older table still counts where it belongs.
     public let metricsID: Int
+    /// `spec.predictor.timeout` in ms, or nil for the gateway's response timeout.
+    public let responseTimeoutMs: Int?
 
-    init(name: String, serviceName: String, namespace: String, endpointIndices: [Int], grpcEndpointIndices: [Int] = []) {
+    init(name: String, serviceName: String, namespace: String, endpointIndices: [Int], grpcEndpointIndices: [Int] = [],
+         responseTimeoutMs: Int? = nil) {
         self.name = name
         self.serviceName = serviceName
         self.namespace = namespace
         self.endpointIndices = endpointIndices
         self.grpcEndpointIndices = grpcEndpointIndices
+        self.responseTimeoutMs = responseTimeoutMs
         let headers = "Knative-Serving-Revision: \(name)\r\n"
             + "Knative-Serving-Namespace: \(namespace)\r\n"
             + "KServe-Isvc-Name: \(serviceName)\r\n"

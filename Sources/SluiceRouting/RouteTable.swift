@@ -62,7 +62,7 @@ public final class RouteTable: Sendable {
                 }
                 revisions.append(Revision(name: revisionSpec.name, serviceName: spec.name,
                                           namespace: spec.namespace, endpointIndices: indices,
-                                          grpcEndpointIndices: grpcIndices))
+                                          grpcEndpointIndices: grpcIndices, responseTimeoutMs: revisionSpec.responseTimeoutMs))
             }
 
             var revisionIndexOfTarget: [Int] = []
@@ -130,7 +130,7 @@ public final class RouteTable: Sendable {
 
             let service = ServiceRoute(name: spec.name, namespace: spec.namespace, revisions: revisions,
                                        tags: tags, traffic: spec.traffic,
-                                       revisionIndexOfTarget: revisionIndexOfTarget, hosts: hosts)
+                                       revisionIndexOfTarget: revisionIndexOfTarget, hosts: hosts, retries: spec.retries)
             services.append(service)
             for (host, tag) in zip(hosts, hostTags) {
                 hostKeys.append(Array(host.utf8))

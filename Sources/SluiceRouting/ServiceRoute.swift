@@ -15,15 +15,18 @@ public final class ServiceRoute: Sendable {
     let weightedRevisions: [Int]
     /// Every host registered for this service, in registration order.
     let hosts: [String]
+    /// The service's own retry policy; nil: the gateway's.
+    public let retries: RetryPolicy?
 
     init(name: String, namespace: String, revisions: [Revision], tags: [TagRoute],
-         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String]) {
+         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String], retries: RetryPolicy? = nil) {
         self.name = name
         self.namespace = namespace
         self.revisions = revisions
         self.tags = tags
         self.traffic = traffic
         self.hosts = hosts
+        self.retries = retries
         var sums: [Int] = []
         var targets: [Int] = []
         var total = 0
@@ -48,6 +51,26 @@ public final class ServiceRoute: Sendable {
             return weightedRevisions[index]
         }
         preconditionFailure("point \(point) is below the last running sum \(total) by construction")
+    }
+
+    /// Picks among the targets above 0 % other than `excluded` (a revision that cannot serve: every endpoint ejected,
+    /// or tried already), by their percents. Nil when no other target has a share.
+    public func pick(_ random: UInt64, excluding excluded: Int) -> Int? {
+        var total = 0, previous = 0
+        for (index, sum) in cumulativePercents.enumerated() {
+            if weightedRevisions[index] != excluded { total += sum - previous }
+            previous = sum
+        }
+        guard total > 0 else { return nil }
+        var point = Int(truncatingIfNeeded: random.multipliedFullWidth(by: UInt64(total)).high)
+        previous = 0
+        for (index, sum) in cumulativePercents.enumerated() {
+            defer { previous = sum }
+            guard weightedRevisions[index] != excluded else { continue }
+            if point < sum - previous { return weightedRevisions[index] }
+            point -= sum - previous
+        }
+        preconditionFailure("point below the total of the remaining shares by construction")
     }
 
     /// The tag named by a `Knative-Serving-Tag` header value, compared case-insensitively.

@@ -8,13 +8,16 @@ public struct ServiceSpec: Hashable, Sendable {
     public var tagRouting: Bool
     public var revisions: [RevisionSpec]
     public var traffic: [TrafficTargetSpec]
+    /// This service's retry policy; nil: the gateway's `retries:`.
+    public var retries: RetryPolicy?
 
     public init(name: String, namespace: String, tagRouting: Bool = false,
-                revisions: [RevisionSpec], traffic: [TrafficTargetSpec]) {
+                revisions: [RevisionSpec], traffic: [TrafficTargetSpec], retries: RetryPolicy? = nil) {
         self.name = name
         self.namespace = namespace
         self.tagRouting = tagRouting
         self.revisions = revisions
         self.traffic = traffic
+        self.retries = retries
     }
 }

@@ -57,7 +57,7 @@ extension GatewayConfig {
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
                                           "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout",
-                                          "metrics", "accessLog", "tracing"])
+                                          "metrics", "accessLog", "tracing", "retries", "outlierDetection", "attemptCountHeader"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -91,6 +91,9 @@ extension GatewayConfig {
         }
         if let node = top["accessLog"] { proxy.accessLog = try decodeAccessLog(node) }
         if let node = top["tracing"] { proxy.tracing = try decodeTracing(node) }
+        if let node = top["retries"] { proxy.retries = try decodeRetries(node) }
+        if let node = top["outlierDetection"] { proxy.outlierDetection = try decodeOutlierDetection(node) }
+        if let node = top["attemptCountHeader"] { proxy.attemptCountHeader = try node.bool() }
         if let node = top["routing"] {
             let routing = try node.mapping(keys: ["domain", "serviceHostTemplate", "componentSuffix", "tagHeaderRouting", "revisionHeader"])
             if let value = routing["domain"] { rules.domain = try value.string() }
@@ -100,7 +103,7 @@ extension GatewayConfig {
             if let value = routing["revisionHeader"] { proxy.revisionHeader = try value.bool() }
         }
         // Static services are optional: a gateway driven by InferenceService manifests may have none.
-        let services = try top["services"]?.list().map { (node) throws(ConfigError) in try decodeService(node) } ?? []
+        let services = try top["services"]?.list().map { (node) throws(ConfigError) in try decodeService(node, retries: proxy.retries) } ?? []
         var config = GatewayConfig(proxy: proxy, hostRules: rules, services: services, file: file)
         config.control = control
         return config
@@ -187,8 +190,9 @@ extension GatewayConfig {
         return limits
     }
 
-    private static func decodeService(_ node: ConfigNode) throws(ConfigError) -> ServiceSpec {
-        let mapping = try node.mapping(keys: ["name", "namespace", "tagRouting", "revisions", "traffic"])
+    /// A static service; its own `retries:` starts from the gateway's.
+    private static func decodeService(_ node: ConfigNode, retries: RetryPolicy) throws(ConfigError) -> ServiceSpec {
+        let mapping = try node.mapping(keys: ["name", "namespace", "tagRouting", "revisions", "traffic", "retries"])
         let name = try mapping.required("name").string()
         let namespace = try mapping.required("namespace").string()
         let tagRouting = try mapping["tagRouting"]?.bool() ?? false
@@ -218,6 +222,7 @@ extension GatewayConfig {
                 tag: try target["tag"]?.string(),
                 latestRevision: try target["latestRevision"]?.bool() ?? false))
         }
-        return ServiceSpec(name: name, namespace: namespace, tagRouting: tagRouting, revisions: revisions, traffic: traffic)
+        let own = try mapping["retries"].map { (node) throws(ConfigError) in try decodeRetries(node, base: retries) }
+        return ServiceSpec(name: name, namespace: namespace, tagRouting: tagRouting, revisions: revisions, traffic: traffic, retries: own)
     }
 }

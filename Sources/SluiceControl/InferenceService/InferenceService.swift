@@ -11,6 +11,9 @@ public struct InferenceService: Codable, Equatable, Sendable {
     /// Sluice's own: where the revision's pods are, when the gateway config does not map the storageUri.
     public static let endpointsAnnotation = "serving.sluice.dev/endpoints"
 
+    /// Sluice's own: the service's retry policy, the config's `retries:` mapping as JSON or flow YAML.
+    public static let retriesAnnotation = "serving.sluice.dev/retries"
+
     public var name: String
     /// From `metadata.namespace`, else the namespace the caller gave (`-n`, else `default`).
     public var namespace: String
@@ -30,6 +33,13 @@ public struct InferenceService: Codable, Equatable, Sendable {
         case .success(let endpoints): return endpoints
         case .failure: return nil
         }
+    }
+
+    /// The retry policy of the `serving.sluice.dev/retries` annotation over `base`; nil without one (or, never for a
+    /// stored service, one that does not decode: the decoder refused those).
+    public func retryPolicy(base: RetryPolicy) -> RetryPolicy? {
+        guard let text = annotations[Self.retriesAnnotation] else { return nil }
+        return try? GatewayConfig.decodeRetriesAnnotation(text, base: base).get()
     }
 
     /// What Knative's revision template holds for this component: the predictor spec without

@@ -109,6 +109,13 @@ public enum ManifestDecoder {
                                 detail: "\"\(error.entry)\" is not an IP:port endpoint; expected a comma-separated list like 127.0.0.1:9001,[::1]:9002"))
         }
 
+        if let text = annotations[InferenceService.retriesAnnotation],
+           case .failure(let error) = GatewayConfig.decodeRetriesAnnotation(text, base: RetryPolicy()) {
+            let at = error.path.isEmpty ? "" : "\(error.path): "
+            causes.append(.init(field: "metadata.annotations[\(InferenceService.retriesAnnotation)]",
+                                kind: .invalid(value: "\"\(text)\""), detail: at + error.reason))
+        }
+
         let predictor = decodePredictor(root["spec"], causes: &causes)
         guard causes.isEmpty, let predictor else {
             throw ManifestError.invalid(kind: kind, name: name, causes)
@@ -159,6 +166,18 @@ public enum ManifestDecoder {
             }
         }
         predictor["canaryTrafficPercent"] = nil
+        // Knative's revision fields that the gateway enforces: the response timeout, in whole seconds.
+        if let value = predictor["timeout"], value != .null {
+            let field = "spec.predictor.timeout"
+            switch value {
+            case .int(let seconds) where seconds >= 1 && seconds <= 86_400: break
+            case .int(let seconds):
+                causes.append(.init(field: field, kind: .invalid(value: String(seconds)), detail: "must be between 1 and 86400 seconds"))
+            case .bool, .double, .string, .array, .object, .null:
+                causes.append(.init(field: field, kind: .invalid(value: "\"\(value.typeName)\""),
+                                    detail: "\(field) in body must be of type integer: \"\(value.typeName)\""))
+            }
+        }
 
         let present = implementations.filter { predictor[$0] != nil && predictor[$0] != .null }
         guard present.count == 1, let implementation = present.first else {

@@ -39,6 +39,9 @@ public struct RevisionRecord: Codable, Equatable, Sendable {
         lastTransitionTime = now
     }
 
+    /// `spec.predictor.timeout` (seconds) as the revision's response timeout in ms; nil when the template has none.
+    public var responseTimeoutMs: Int? { template["spec"]?["timeout"]?.intValue.map { $0 * 1000 } }
+
     /// Ready and with somewhere to send requests: the only revisions the data plane may give a share.
     public var isRoutable: Bool { isReady && !endpoints.isEmpty }
 

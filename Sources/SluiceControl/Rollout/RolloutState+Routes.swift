@@ -20,7 +20,8 @@ extension RolloutState {
     /// `serving.kserve.io/enable-tag-routing` annotation; the annotation, when present, wins
     /// (`ServiceRecord.servesTagHosts`). It does not add the `latest` tag: which tags exist is
     /// KServe's rule (annotation only).
-    public func serviceSpecs(tagRoutingDefault: Bool = false) -> [ServiceSpec] {
+    /// `retries` is the gateway's policy, the base of a service's `serving.sluice.dev/retries` annotation.
+    public func serviceSpecs(tagRoutingDefault: Bool = false, retries: RetryPolicy = RetryPolicy()) -> [ServiceSpec] {
         records().compactMap { record in
             guard record.hasRoutableTarget else { return nil }
             var targets: [TrafficTargetSpec] = []
@@ -43,11 +44,12 @@ extension RolloutState {
             }
             let revisions = revisionNames.map { name in
                 let revision = record.revision(named: name)
-                return RevisionSpec(name: name, endpoints: revision?.isRoutable == true ? revision?.endpoints ?? [] : [])
+                return RevisionSpec(name: name, endpoints: revision?.isRoutable == true ? revision?.endpoints ?? [] : [],
+                                    responseTimeoutMs: revision?.responseTimeoutMs)
             }
             return ServiceSpec(name: record.service.name, namespace: record.service.namespace,
                                tagRouting: record.servesTagHosts(default: tagRoutingDefault),
-                               revisions: revisions, traffic: targets)
+                               revisions: revisions, traffic: targets, retries: record.service.retryPolicy(base: retries))
         }
     }
 

@@ -32,6 +32,10 @@ struct ReplayBuffer {
         holdsEverything = false
     }
 
+    /// Every byte sent so far, for another attempt to send again; kept for the attempts after it. Nil once a byte
+    /// could not be kept.
+    var replayable: ByteBuffer? { holdsEverything ? bytes : nil }
+
     /// Hands the bytes to the next attempt (the caller owns the buffer from here); one replay only.
     mutating func take() -> ByteBuffer? {
         guard holdsEverything, let kept = bytes else { return nil }

@@ -81,6 +81,9 @@ extension RequestOwner {
     /// What the exchange's attempts did (endpoint, timestamps, counts), copied before the exchange goes away.
     func noteAttempts(of exchange: Exchange) {
         record.attempts = exchange.attemptCount
+        if record.revision !== exchange.revision {  // a retry moved it to another revision
+            record.noteRoute(revision: exchange.revision, tag: exchange.tag)
+        }
         record.endpoint = exchange.pool.endpoint
         record.upstreamConnectedNs = exchange.upstreamConnectedNs
         if record.firstResponseByteNs == 0 { record.firstResponseByteNs = exchange.firstResponseByteNs }
