@@ -5,6 +5,7 @@
 // endpoints stopped or resumed passing (for their events) and counts checks by result (for /metrics).
 import Dispatch
 import Foundation
+import SluiceIO
 import SluiceProxy
 import SluiceRouting
 import SluiceTLS
@@ -93,6 +94,9 @@ public final class ReadinessProber: Sendable {
     public init(upstreamTLS: UpstreamTLSSettings = UpstreamTLSSettings(), onChange: @escaping @Sendable ([ProbeTransition]) -> Void) {
         self.onChange = onChange
         tls.withLock { $0.settings = upstreamTLS }
+        // OpenSSL writes to a TLS check's socket with write(2) (its close_notify too): a pod that went away must be
+        // an EPIPE, not the end of the process, also where no gateway has set this up yet.
+        Posix.ignoreSIGPIPE()
     }
 
     /// The data plane's upstream TLS settings changed (a reload): later checks verify with them.
