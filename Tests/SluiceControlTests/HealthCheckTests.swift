@@ -94,6 +94,13 @@ final class HealthCheckTests: XCTestCase {
         // The table without it is published right after the event.
         try answersUntil("pod-b out of rotation", port: gateway.port) { $0 == ["pod-a": 20] }
         XCTAssertEqual(try answers(100, port: gateway.port), ["pod-a": 100], "a failing endpoint gets no new requests")
+        var exposition = MetricsExposition(format: .prometheus)
+        plane.writeMetrics(into: &exposition)
+        let metrics = MetricsText(exposition.bytes)
+        let revision = "sklearn-iris-predictor-default-00001"
+        XCTAssertEqual(metrics[#"sluice_endpoint_ready{namespace="kserve-test",service="sklearn-iris",revision="\#(revision)",endpoint="127.0.0.1:\#(b.port)"}"#], 0, metrics.text)
+        XCTAssertEqual(metrics[#"sluice_endpoint_ready{namespace="kserve-test",service="sklearn-iris",revision="\#(revision)",endpoint="127.0.0.1:\#(a.port)"}"#], 1)
+        XCTAssertGreaterThanOrEqual(metrics[#"sluice_readiness_probes_total{endpoint="127.0.0.1:\#(b.port)",model="sklearn-iris",result="failure"}"#] ?? 0, 1)
 
         b.health.passes.store(0, ordering: .relaxed)
         b.health.isReady.store(true, ordering: .relaxed)
