@@ -43,7 +43,7 @@ let package = Package(
         // Proxy layer: workers, downstream/upstream connections, pools.
         .target(name: "SluiceProxy", dependencies: ["SluiceIO", "SluiceHTTP1", "SluiceHTTP2", "SluiceRouting", "SluiceTLS", "CSluice"], swiftSettings: dataPlane),
         // Control layer: configuration files (and later manifests) → route tables.
-        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceTLS", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        .target(name: "SluiceControl", dependencies: ["SluiceRouting", "SluiceProxy", "SluiceTLS", "SluiceHTTP2", "SluiceIO", "SluiceBlockingHTTP", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // A small blocking HTTP/1.1 server (thread per connection) for the admin API and the demo predictors;
         // never on the data plane.
         .target(name: "SluiceBlockingHTTP", swiftSettings: strict),

@@ -50,25 +50,34 @@ extension ControlPlane {
 
     /// `endpoint.unhealthy` / `endpoint.healthy` for each service whose revisions run on a flipped endpoint.
     /// `source: probe` leaves room for other sources (outlier ejection) under the same names.
-    static func endpointEvents(_ transitions: [ProbeTransition], state: RolloutState) -> [Event] {
+    static func endpointEvents(_ transitions: [ProbeTransition], checked: [CheckedEndpoint]) -> [Event] {
         var events: [Event] = []
         for transition in transitions {
             let endpoint = transition.target.endpoint
-            for record in state.records() where record.service.name == transition.target.modelName {
-                let revisions = record.revisions.filter { $0.endpoints.contains(endpoint) }.map(\.name)
-                guard !revisions.isEmpty else { continue }
-                let involved = Event.Involved(namespace: record.service.namespace, name: record.service.name)
-                var fields: [(String, JSONValue)] = [("endpoint", .string(endpoint.description)), ("source", "probe"),
-                                                     ("revisions", .array(revisions.map(JSONValue.string)))]
+            // One event per service the endpoint serves with this check, naming the revisions it serves there.
+            var services: [(namespace: String, name: String, isStatic: Bool, revisions: [String])] = []
+            for entry in checked where entry.target == transition.target {
+                if let i = services.firstIndex(where: { $0.namespace == entry.namespace && $0.name == entry.service && $0.isStatic == entry.isStatic }) {
+                    if !services[i].revisions.contains(entry.revision) { services[i].revisions.append(entry.revision) }
+                } else {
+                    services.append((entry.namespace, entry.service, entry.isStatic, [entry.revision]))
+                }
+            }
+            let kind = endpoint.isHTTP2 ? "gRPC health check" : "HTTP health check"
+            for service in services {
+                let check = service.isStatic ? "health check" : "readiness probe"
+                let involved = Event.Involved(namespace: service.namespace, name: service.name)
+                var fields: [(String, JSONValue)] = [("endpoint", .string(endpoint.description)), ("source", service.isStatic ? "healthCheck" : "probe"),
+                                                     ("check", .string(kind)), ("revisions", .array(service.revisions.map(JSONValue.string)))]
                 if transition.isReady {
                     events.append(Event("endpoint.healthy", reason: "EndpointHealthy", involved: involved,
-                                        message: "endpoint \(endpoint) of \(revisions.joined(separator: ", ")) passes its readiness probe again",
+                                        message: "endpoint \(endpoint) of \(service.revisions.joined(separator: ", ")) passes its \(check) again",
                                         fields: fields))
                 } else {
-                    let error = transition.error ?? "readiness probe failed"
+                    let error = transition.error ?? "\(check) failed"
                     fields.append(("error", .string(error)))
                     events.append(Event("endpoint.unhealthy", reason: "EndpointUnhealthy", level: .warning, involved: involved,
-                                        message: "endpoint \(endpoint) of \(revisions.joined(separator: ", ")) fails its readiness probe: \(error)",
+                                        message: "endpoint \(endpoint) of \(service.revisions.joined(separator: ", ")) fails its \(check): \(error)",
                                         fields: fields))
                 }
             }

@@ -70,12 +70,12 @@ public final class ControlPlane: Sendable {
         self.events = events
         self.core = Mutex(Core(state: state, config: config, lastPublished: nil))
         let holder = WeakHolder()
-        self.prober = ReadinessProber(settings: config.control.readiness) { holder.plane?.probesChanged($0) }
+        self.prober = ReadinessProber(upstreamTLS: config.proxy.upstreamTLS) { holder.plane?.probesChanged($0) }
         holder.plane = self
         try core.withLock { core throws(ControlError) in
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(core.config))
             core.lastPublished = try routeTable(for: core)
-            updateProbeTargets(core.state)
+            updateProbeTargets(core)
         }
     }
 
@@ -179,6 +179,8 @@ public final class ControlPlane: Sendable {
     /// The prober's verdict and counts, for /metrics.
     var probeCounts: [ProbeCounts] { prober.counts() }
     func probeResult(_ target: ProbeTarget) -> ProbeResult { prober.result(for: target) }
+    /// Every endpoint with an active check (manifest revisions' and checked static services'), for /metrics.
+    var checkedEndpoints: [CheckedEndpoint] { core.withLock { CheckedEndpoint.all(state: $0.state, config: $0.config) } }
 
     // MARK: Internals
 
@@ -201,11 +203,11 @@ public final class ControlPlane: Sendable {
     /// happened, then each revision's readiness change, then the new table's generation, in that order.
     private func change<T>(_ cause: Cause, install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) -> T,
                            events describe: (_ old: Core, _ new: Core, T) -> [Event] = { _, _, _ in [] }) throws(ControlError) -> T {
-        let (result, state) = try core.withLock { core throws(ControlError) -> (T, RolloutState) in
+        let (result, kept) = try core.withLock { core throws(ControlError) -> (T, Core) in
             var next = core
             let result = body(&next)
             // A new revision on endpoints already probed (another revision's pods) is ready at once.
-            syncReadiness(&next.state)
+            syncReadiness(&next.state, config: next.config)
             let table = try routeTable(for: next)
             if next.state != core.state { try save(next.state) }
             next.lastPublished = table
@@ -221,9 +223,9 @@ public final class ControlPlane: Sendable {
                                 message: "route table \(next.generation) handed to the workers (\(cause.rawValue)): \(table.services.count) services",
                                 fields: [("generation", .int(next.generation)), ("cause", .string(cause.rawValue)),
                                          ("services", .int(table.services.count))]))
-            return (result, next.state)
+            return (result, next)
         }
-        updateProbeTargets(state)
+        updateProbeTargets(kept)
         prober.probeSoon()
         return result
     }
@@ -241,68 +243,65 @@ public final class ControlPlane: Sendable {
         }
     }
 
-    /// Static services from the file plus every InferenceService, with endpoints that failed their probe left out.
+    /// Static services from the file plus every InferenceService, with endpoints that failed their check left out.
+    /// An endpoint not checked yet keeps its place: a manifest revision is routed only once it is ready (some endpoint
+    /// passed), and a static service's endpoints are where the operator said pods are until a check says otherwise.
     private func routeTable(for core: Core) throws(ControlError) -> RouteTable {
+        let isHealthy = { (target: ProbeTarget) in
+            let result = self.prober.result(for: target)
+            return !result.isProbed || result.isReady
+        }
         let managed = core.state.serviceSpecs(retries: core.config.proxy.retries).map { spec -> ServiceSpec in
             var spec = spec
+            let record = core.state.record(namespace: spec.namespace, name: spec.name)
             spec.revisions = spec.revisions.map { revision in
                 var revision = revision
-                let modelName = spec.name
+                guard let revisionRecord = record?.revision(named: revision.name) else { return revision }
                 revision.endpoints = revision.endpoints.filter { endpoint in
-                    let result = prober.result(for: ProbeTarget(endpoint: endpoint, modelName: modelName))
-                    return !result.isProbed || result.isReady
+                    isHealthy(CheckedEndpoint.target(endpoint, spec.name, revisionRecord, core.config))
                 }
                 return revision
             }
             return spec
         }
+        let statics = core.config.services.map { spec -> ServiceSpec in
+            guard let settings = core.config.healthChecks[GatewayConfig.serviceKey(namespace: spec.namespace, name: spec.name)] else { return spec }
+            return spec.withHealthyEndpoints { isHealthy(ProbeTarget(endpoint: $0, modelName: spec.name, settings: settings)) }
+        }
         do {
-            return try RouteTable(services: core.config.services + managed, rules: core.config.hostRules)
+            return try RouteTable(services: statics + managed, rules: core.config.hostRules)
         } catch {
             throw ControlError(status: 422, reason: "Invalid", description: "the resulting routes are invalid: \(error)")
         }
     }
 
-    private func updateProbeTargets(_ state: RolloutState) {
-        var targets = Set<ProbeTarget>()
-        for record in state.records() {
-            for revision in record.revisions {
-                // Plain HTTP readiness probes only: an h2c (gRPC) port has none of its own, and the prober
-                // speaks no TLS, so https endpoints are not probed either.
-                for endpoint in revision.endpoints where endpoint.upstreamProtocol == .http1 {
-                    targets.insert(ProbeTarget(endpoint: endpoint, modelName: record.service.name))
-                }
-            }
-        }
-        prober.setTargets(targets)
+    private func updateProbeTargets(_ core: Core) {
+        prober.setUpstreamTLS(core.config.proxy.upstreamTLS)
+        prober.setTargets(Set(CheckedEndpoint.all(state: core.state, config: core.config).map(\.target)))
     }
 
     /// After a probe round flipped some endpoint: its events, then the routes without (or with) it.
     private func probesChanged(_ transitions: [ProbeTransition]) {
         do {
-            _ = try change(.probe, { _ in () }) { old, _, _ in Self.endpointEvents(transitions, state: old.state) }
+            _ = try change(.probe, { _ in () }) { old, _, _ in
+                Self.endpointEvents(transitions, checked: CheckedEndpoint.all(state: old.state, config: old.config))
+            }
         } catch {
-            let state = core.withLock { $0.state }
-            for event in Self.endpointEvents(transitions, state: state) { events.record(event) }
+            for event in Self.endpointEvents(transitions, checked: checkedEndpoints) { events.record(event) }
             events.record(Event("probe.apply_failed", reason: "ProbeApplyFailed", level: .error,
                                 message: "applying probe results: \(error.description); the running routes stay"))
         }
     }
 
-    /// Revision readiness follows its endpoints' probes: ready when any passes, not ready when all were probed and
-    /// none passes; a revision whose endpoints were not probed yet keeps what it had.
-    private func syncReadiness(_ state: inout RolloutState) {
+    /// Revision readiness follows its endpoints' checks: ready when any passes, not ready when all were checked and
+    /// none passes; a revision whose endpoints were not checked yet keeps what it had.
+    private func syncReadiness(_ state: inout RolloutState, config: GatewayConfig) {
         let now = Date()
         for record in state.records() {
             let name = record.service.name
             for revision in record.revisions where !revision.endpoints.isEmpty {
-                // h2c and h2 (gRPC) and https endpoints have no probe: a revision with only those is ready with them.
-                let probed = revision.endpoints.filter { $0.upstreamProtocol == .http1 }
-                if probed.isEmpty {
-                    _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)
-                    continue
-                }
-                let results = probed.map { prober.result(for: ProbeTarget(endpoint: $0, modelName: name)) }
+                // Every kind of endpoint is checked: HTTP GET (over TLS for https://), gRPC health for h2c:// and h2://.
+                let results = revision.endpoints.map { prober.result(for: CheckedEndpoint.target($0, name, revision, config)) }
                 if results.contains(where: { $0.isReady }) {
                     _ = state.setReadiness(namespace: record.service.namespace, name: name, revision: revision.name, isReady: true, now: now)
                 } else if results.allSatisfy({ $0.isProbed }) {

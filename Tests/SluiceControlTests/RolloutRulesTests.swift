@@ -132,9 +132,12 @@ final class RolloutRulesTests: XCTestCase {
         // And the other way round: the rolled-out revision failing sends everything to the canary.
         driver.ready(1, false, at: F.t0 + 50, reason: "ProbeFailed", message: "timeout")
         XCTAssertEqual(driver.routed, ["00002:100", "00001:0"])
-        // Nothing ready at all: the service leaves the route table (its hosts answer 404).
+        // Nothing ready at all: the service stays, with KServe's split and no endpoints (its hosts answer 503, not 404).
         driver.ready(2, false, at: F.t0 + 60, reason: "ProbeFailed", message: "timeout")
-        XCTAssertEqual(driver.state.serviceSpecs(), [])
+        XCTAssertEqual(driver.state.serviceSpecs().first?.revisions, [RevisionSpec(name: F.revision(2), endpoints: []),
+                                                                      RevisionSpec(name: F.revision(1), endpoints: [])])
+        XCTAssertEqual(driver.state.serviceSpecs().first?.traffic.map(\.percent), [10, 90])
+        XCTAssertEqual(driver.state.routedPercents(namespace: F.namespace, name: F.name), [:], "no revision serves a request")
         XCTAssertEqual(driver.record?.condition("IngressReady")?.status, .isFalse)
     }
 

@@ -169,7 +169,9 @@ final class RolloutWorkflowTests: XCTestCase {
         XCTAssertEqual(try driver.apply(F.create, at: F.t0), .created)
         XCTAssertEqual(driver.record?.latestCreatedRevision, F.revision(1))
         XCTAssertEqual(driver.traffic, [], "nothing is ready yet: no routable traffic")
-        XCTAssertEqual(driver.state.serviceSpecs(), [], "no ready revision: left out of the route table (404)")
+        XCTAssertEqual(driver.state.serviceSpecs().first?.revisions, [RevisionSpec(name: F.revision(1), endpoints: [])],
+                       "no ready revision: kept in the route table without endpoints (503, not 404)")
+        XCTAssertEqual(driver.state.serviceSpecs().first?.traffic.map(\.percent), [100])
         XCTAssertEqual(driver.ready, "Unknown")
         XCTAssertTrue(driver.ready(1, at: F.t0 + 5))
         XCTAssertEqual(driver.traffic, ["00001:100"])

@@ -40,7 +40,7 @@ struct TestCA {
 
 /// An HTTPS/1.1 pod in Python (http.server + ssl, keep-alive). It counts completed TLS handshakes, requests and
 /// connections it has closed in `<dir>/counts.json`, and answers with the connection's number in `X-Pod-Connection`.
-private final class PythonTLSPod: @unchecked Sendable {  // fields set in init, read-only after
+final class PythonTLSPod: @unchecked Sendable {  // fields set in init, read-only after
     let process = Process()
     let port: UInt16
     let stateFile: String

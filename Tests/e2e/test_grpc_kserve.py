@@ -1,17 +1,21 @@
 """gRPC end to end: KServe's V2 `inference.GRPCInferenceService/ModelInfer` through Sluice to real KServe model
 servers' gRPC ports (h2c endpoints), with the 90/10 canary split and the `latest-`/`prev-` tag authorities.
-Which model answered is told by the predictions (the two models disagree on the inputs) and by `sluice-revision`."""
+Which model answered is told by the predictions (the two models disagree on the inputs) and by `sluice-revision`.
+And the active health check of such an endpoint against the real server: it has no grpc.health.v1, so KServe V2
+ModelReady decides."""
 
 import math
 from collections import Counter
 
 import grpc
 import pytest
+import requests
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from conftest import LATEST_HOST, LOOPBACK, MODEL_NAME, PREV_HOST, REV1, REV2, SERVICE_HOST
+from conftest import LATEST_HOST, LOOPBACK, MODEL_NAME, PREV_HOST, REV1, REV2, SERVICE_HOST, STORAGE_URI_MODEL_1, wait_until
 from test_gateway_kserve import which_model
+from test_rollout_workflow import CREATE, apply, rollout_status
 
 
 def infer_request(inputs):
@@ -111,3 +115,36 @@ def test_grpc_through_the_control_plane_canary(start_control_sluice, kserve_serv
             by_model[header] += 1
     assert by_model[REV1] + by_model[REV2] == 300
     assert 5 <= by_model[REV2] <= 70, dict(by_model)
+
+
+def test_grpc_only_revision_is_checked_with_kserve_model_ready(start_control_sluice, kserve_servers, trained):
+    """KServe's model server implements no grpc.health.v1 (it answers UNIMPLEMENTED "Method not found!"): a revision
+    whose only endpoint is the server's gRPC port is checked with KServe V2 `ModelReady` instead, becomes Ready on
+    it and serves ModelInfer; the check's results are in /metrics under the h2c:// endpoint."""
+    endpoint = kserve_servers[REV1].grpc_address
+    sluice = start_control_sluice(models={STORAGE_URI_MODEL_1: [f'"{endpoint}"']})
+    with grpc.insecure_channel(f"{LOOPBACK}:{kserve_servers[REV1].grpc_port}") as direct:
+        health = direct.unary_unary("/grpc.health.v1.Health/Check", request_serializer=lambda b: b,
+                                    response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as error:
+            health(b"", timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED, "KServe grew grpc.health.v1: the fallback is moot"
+    apply(sluice, CREATE, "created")
+    rollout_status(sluice)
+    with channel(sluice, SERVICE_HOST) as ch:
+        response, header = call(pb_grpc.GRPCInferenceServiceStub(ch), infer_request(trained.distinguishing_inputs))
+        assert header == REV1
+        assert which_model(trained, predictions(response)) == REV1
+    series = f'sluice_readiness_probes_total{{endpoint="{endpoint}",model="{MODEL_NAME}",result="%s"}}'
+
+    def counts():
+        text = requests.get(f"{sluice.server}/metrics", timeout=10).text
+        found = {}
+        for line in text.splitlines():
+            for result in ("success", "failure"):
+                if line.startswith(series % result + " "):
+                    found[result] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    wait_until(lambda: counts().get("success", 0) >= 2, 10, "two passing gRPC checks in /metrics")
+    assert counts().get("failure", 0) == 0, counts()

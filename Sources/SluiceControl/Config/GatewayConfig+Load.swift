@@ -103,9 +103,11 @@ extension GatewayConfig {
             if let value = routing["revisionHeader"] { proxy.revisionHeader = try value.bool() }
         }
         // Static services are optional: a gateway driven by InferenceService manifests may have none.
-        let services = try top["services"]?.list().map { (node) throws(ConfigError) in try decodeService(node, retries: proxy.retries) } ?? []
+        let serviceNodes = try top["services"]?.list() ?? []
+        let services = try serviceNodes.map { (node) throws(ConfigError) in try decodeService(node, retries: proxy.retries) }
         var config = GatewayConfig(proxy: proxy, hostRules: rules, services: services, file: file)
         config.control = control
+        config.healthChecks = try decodeHealthChecks(serviceNodes, defaults: control.readiness)
         return config
     }
 
@@ -123,24 +125,7 @@ extension GatewayConfig {
                 control.models[storageUri] = endpoints
             }
         }
-        if let node = top["readiness"] {
-            let mapping = try node.mapping(keys: ["path", "period", "timeout", "successThreshold", "failureThreshold"])
-            if let value = mapping["path"] {
-                let path = try value.string()
-                guard path.hasPrefix("/") else { throw value.error("must start with /") }
-                control.readiness.path = path
-            }
-            if let value = mapping["period"] {
-                control.readiness.periodMs = try value.milliseconds()
-                guard control.readiness.periodMs > 0 else { throw value.error("must be greater than 0") }
-            }
-            if let value = mapping["timeout"] {
-                control.readiness.timeoutMs = try value.milliseconds()
-                guard control.readiness.timeoutMs > 0 else { throw value.error("must be greater than 0") }
-            }
-            if let value = mapping["successThreshold"] { control.readiness.successThreshold = try value.int(in: 1...100) }
-            if let value = mapping["failureThreshold"] { control.readiness.failureThreshold = try value.int(in: 1...100) }
-        }
+        if let node = top["readiness"] { control.readiness = try decodeProbe(node, defaults: control.readiness) }
         return control
     }
 
@@ -190,9 +175,9 @@ extension GatewayConfig {
         return limits
     }
 
-    /// A static service; its own `retries:` starts from the gateway's.
+    /// A static service; its own `retries:` starts from the gateway's (its `healthCheck` is decodeHealthChecks').
     private static func decodeService(_ node: ConfigNode, retries: RetryPolicy) throws(ConfigError) -> ServiceSpec {
-        let mapping = try node.mapping(keys: ["name", "namespace", "tagRouting", "revisions", "traffic", "retries"])
+        let mapping = try node.mapping(keys: ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries"])
         let name = try mapping.required("name").string()
         let namespace = try mapping.required("namespace").string()
         let tagRouting = try mapping["tagRouting"]?.bool() ?? false

@@ -1,4 +1,4 @@
-// Control layer: a whole gateway configuration as values: proxy settings, host rules, services.
+// Control layer: a whole gateway configuration as values: proxy settings, host rules, services and their health checks.
 import SluiceProxy
 import SluiceRouting
 
@@ -9,6 +9,8 @@ public struct GatewayConfig: Sendable {
     public var services: [ServiceSpec]
     /// Control-plane settings (state, manifests, models, probes).
     public var control = ControlSettings()
+    /// Active health checks of static services, by `serviceKey` (namespace/name); a service not here is not checked.
+    public var healthChecks: [String: ProbeSettings] = [:]
     /// The file it came from, named in errors found later (a route table built after edits).
     public var file: String
 

@@ -6,8 +6,8 @@ extension ServiceRecord {
     static let conditionTypes = ["IngressReady", "LatestDeploymentReady", "PredictorConfigurationReady",
                                  "PredictorReady", "PredictorRouteReady", "Ready", "RoutesReady"]
 
-    /// Some traffic target points at a revision that is ready and has endpoints: the gateway routes
-    /// this service (`RolloutState.serviceSpecs` includes it exactly then).
+    /// Some traffic target points at a revision that is ready and has endpoints: the gateway sends this
+    /// service's requests to pods (otherwise `RolloutState.serviceSpecs` keeps it without endpoints: 503).
     var hasRoutableTarget: Bool {
         traffic.contains { target in revisions.contains { $0.name == target.revisionName && $0.isRoutable } }
     }
@@ -24,7 +24,7 @@ extension ServiceRecord {
         let ingress: Verdict = hasRoutableTarget
             ? (.isTrue, nil, nil)
             : (configuration.status == .unknown ? .unknown : .isFalse, "PredictorNotReady",
-               "no ready revision to route to: the gateway does not serve this InferenceService's hosts")
+               "no ready revision to route to: the gateway answers 503 on this InferenceService's hosts")
         // KServe's `PropagateCrossComponentStatus` words the aggregated conditions this way.
         func aggregate(_ verdict: Verdict, component: String) -> Verdict {
             verdict.status == .isTrue ? verdict : (verdict.status, "\(component) not ready", nil)

@@ -1,6 +1,7 @@
 // Test support: a minimal h2c gRPC-like pod on nghttp2's server API, one thread per connection.
 // POST /echo answers the request body back (HEADERS, DATA, trailers grpc-status 0); /fail answers trailers-only
-// grpc-status 5; /hang never answers (and counts the RST_STREAMs it receives); /stall never answers and never
+// grpc-status 5; /grpc.health.v1.Health/Check and /inference.GRPCInferenceService/ModelReady answer `healthStatus`
+// and `modelReady` (UNIMPLEMENTED while nil, as a pod without that service); /hang never answers (and counts the RST_STREAMs it receives); /stall never answers and never
 // grants window for its request body (a pod that reads nothing). Request headers are recorded.
 // With `tls`, the pod speaks HTTP/2 over TLS (blocking OpenSSL, the given certificate; ALPN h2 unless `selectH2`
 // is false) and counts its completed and failed handshakes.
@@ -25,6 +26,18 @@ final class H2EchoBackend: @unchecked Sendable {  // shared state behind `lock`
     let maxStreams: UInt32
 
     var requests: [[(String, String)]] { lock.withLock { _requests } }
+    private var _healthStatus: UInt8?
+    private var _modelReady: Bool?
+    /// grpc.health.v1 ServingStatus answered to Health/Check (1 SERVING, 2 NOT_SERVING); nil: UNIMPLEMENTED.
+    var healthStatus: UInt8? {
+        get { lock.withLock { _healthStatus } }
+        set { lock.withLock { _healthStatus = newValue } }
+    }
+    /// KServe V2 ModelReadyResponse.ready; nil: UNIMPLEMENTED.
+    var modelReady: Bool? {
+        get { lock.withLock { _modelReady } }
+        set { lock.withLock { _modelReady = newValue } }
+    }
     var resets: Int { lock.withLock { _resets } }
     var connections: Int { lock.withLock { _connections } }
 
@@ -183,6 +196,17 @@ private final class H2EchoConnection {
     func respond(_ id: Int32) {
         let path = headers[id]?.first { $0.0 == ":path" }?.1 ?? ""
         if path.hasSuffix("/hang") || path.hasSuffix("/stall") { return }
+        if path == "/grpc.health.v1.Health/Check" || path == "/inference.GRPCInferenceService/ModelReady" {
+            let value: UInt8? = path.hasSuffix("/Check") ? backend.healthStatus : backend.modelReady.map { $0 ? 1 : 0 }
+            guard let value else {
+                submit(id, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "12"), ("grpc-message", "Method not found!")], body: false)
+                return
+            }
+            // A Length-Prefixed-Message holding field 1 (varint) = value.
+            outgoing[id] = ([0, 0, 0, 0, 2, 0x08, value], 0, true)
+            submit(id, [(":status", "200"), ("content-type", "application/grpc"), ("x-backend", backend.name)], body: true)
+            return
+        }
         if path.hasSuffix("/fail") {
             submit(id, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "5"), ("grpc-message", "model not found")], body: false)
             return
