@@ -72,7 +72,7 @@ class Outcome:
     pod: Optional[str] = None  # which pod answered, as the load's classify() says (default: the X-Pod header)
     revision: Optional[str] = None  # Sluice-Revision
     retry_after: Optional[str] = None
-    error: Optional[str] = None  # e.g. "ConnectionResetError", "timeout", "closed before the response"
+    error: Optional[str] = None  # timeout, closed, closed-reused, reset, refused, broken-pipe, or the exception's type
     detail: str = ""  # the start of a failed answer's body
 
     @property
@@ -217,11 +217,14 @@ class Load:
 
     @staticmethod
     def _error_kind(e: BaseException, reused: bool) -> str:
+        """A short name for what ended a request without an answer (a column word in the benchmark's notes)."""
         if isinstance(e, TimeoutError):
             return "timeout"
         if isinstance(e, asyncio.IncompleteReadError):
-            return "closed before the response" + (" (reused connection)" if reused and not e.partial else "")
-        return type(e).__name__
+            # Nothing at all on a connection that had served requests: the proxy closed it under the request.
+            return "closed-reused" if reused and not e.partial else "closed"
+        return {ConnectionResetError: "reset", ConnectionRefusedError: "refused",
+                BrokenPipeError: "broken-pipe"}.get(type(e), type(e).__name__)
 
 
 # ---------------------------------------------------------------------------------------------- reading outcomes
@@ -231,7 +234,7 @@ def failures(outcomes: Sequence[Outcome]) -> List[Outcome]:
 
 
 def by_status(outcomes: Sequence[Outcome]) -> Dict[str, int]:
-    """{'200': n, '503': m, 'ConnectionResetError': k, ...}: what the clients saw, counted."""
+    """{'200': n, '503': m, 'reset': k, ...}: what the clients saw, counted."""
     counts: Dict[str, int] = {}
     for o in outcomes:
         key = str(o.status) if o.status else (o.error or "error")

@@ -289,7 +289,8 @@ def test_restarted_pod_is_back_in_rotation_within_2s(mode, iris_pods, start_gate
 
 def test_pod_answering_503_is_ejected_and_clients_see_at_most_0_1_percent(scripted_pod, start_gateway):
     """One of two pods answers 503 to every predict for 8 s while its readiness path says 200: its 503s are retried
-    on the other pod (≤ 0.1 % client-visible failures) and it is ejected within 1 s (≤ 1 % of the requests after)."""
+    on the other pod (≤ 0.1 % client-visible failures) and it is ejected within 1 s (from then on it gets ≤ 1 % of
+    the predicts)."""
     a, b = scripted_pod("A"), scripted_pod("B")
     gateway = static_gateway(start_gateway, {REV1: [a.address, b.address]})
     load = Load(gateway.port, clients=CLIENTS)
@@ -333,7 +334,8 @@ def test_hung_pod_is_retried_elsewhere_after_the_per_try_timeout(scripted_pod, s
     slowest = max(outcomes, key=lambda o: o.seconds)
     # One 3 s try on the hung pod, then a retry on a healthy one: well under the 8 s the pod stayed stopped.
     assert slowest.seconds <= 5.0, f"a request took {slowest.seconds:.1f} s, answered by {slowest.pod}"
-    still_sent = [o for o in outcomes if hung_at + 5 <= o.started < hung_at + 7.5 and (o.pod == "B" or o.seconds > 2.5)]
+    still_sent = [o for o in outcomes
+                  if hung_at + 5 <= o.started < hung_at + 7.5 and (o.pod == "B" or o.seconds > 2.5)]
     assert not still_sent, f"{len(still_sent)} requests started 5-7.5 s into the hang went to the hung pod"
 
 
