@@ -96,6 +96,11 @@ final class ConnectionPool {
         return connection
     }
 
+    /// A connection that `connect`/`openH2` started failed later (refused, timed out, TLS handshake failed).
+    func connectFailedLater() {
+        cellAdd(metrics + EndpointLayout.connectFailures)
+    }
+
     /// HTTP/2 connections of an h2c endpoint (gRPC), multiplexed: usually one, another when one is full.
     private(set) var h2Connections: [H2UpstreamConnection] = []
     /// At most this many HTTP/2 connections per endpoint and worker; beyond, nghttp2 queues streams on the least busy.

@@ -284,6 +284,7 @@ final class Exchange: UpstreamDelegate {
 
     /// The downstream's `.upstreamConnect` timer fired.
     func connectTimedOut() {
+        pool.connectFailedLater()
         worker.recordGatewayFailure(pool, revision: revision)
         if retry(after: .connectFailure) { return }
         failBeforeResponse(.upstreamConnectTimeout)
@@ -523,6 +524,7 @@ final class Exchange: UpstreamDelegate {
             let failure: AttemptFailure
             if !connected {
                 failure = .connectFailure
+                pool.connectFailedLater()
                 worker.recordGatewayFailure(pool, revision: revision)
             } else if errno != 0 || !requestBodyDone || !(upstream?.output?.isEmpty ?? true) {
                 // An error (ECONNRESET, EPIPE) rather than a FIN means the pod's kernel refused our bytes — unread at

@@ -244,6 +244,8 @@ public final class Gateway: Sendable {
         }
         // After the workers: every line they accepted is written (or, to a sink stalled past the flush, counted).
         accessLog?.stop()
+        // Its endpoints leave with it: another gateway of this process (tests) starts without their history.
+        for endpoint in routes.endpoints { EndpointHealth.forget(endpoint) }
     }
 
     /// Reopens the access log file before the next write (SIGUSR1, after logrotate renamed it): lines go to a new

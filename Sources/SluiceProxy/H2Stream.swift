@@ -529,7 +529,10 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             else if let grpc, !grpc.responseStarted { failExchange(.requestTimeout) }
             else { abortExchange(.streamIdleTimeout) }
         case .upstreamConnect:
-            if let exchange { exchange.connectTimedOut() } else { failExchange(.upstreamConnectTimeout) }
+            if let exchange { exchange.connectTimedOut() } else {
+                grpcRoute?.pool.connectFailedLater()
+                failExchange(.upstreamConnectTimeout)
+            }
         case .upstreamResponse:
             if let exchange { exchange.responseTimedOut() } else { failExchange(.upstreamTimeout) }
         case .responseBodyIdle:
@@ -803,6 +806,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         grpc = nil
         let refused = errorCode == H2ErrorCode.refusedStream.rawValue
         if let route = grpcRoute, connectFailed || !refused { worker.recordGatewayFailure(route.pool, revision: route.revision) }
+        if connectFailed { call.pool.connectFailedLater() }
         // connect-failure, refused-stream (RFC 9113 §8.7: not processed), or a reused connection that failed before
         // any answer (reset-before-request: the pod closing an idle connection as the stream started). The replay is
         // held once: a gRPC call gets one retry.

@@ -121,8 +121,9 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(m.sum("istio_requests_total", ["destination_canonical_revision": "dead-00001", "response_code": "502", "response_flags": "UF"]), 2)
         XCTAssertEqual(m.sum("istio_requests_total", ["destination_canonical_revision": "cold-00001", "response_code": "503", "response_flags": "UH"]), 4)
         XCTAssertEqual(m.sum("sluice_requests_total", ["revision": "cold-00001", "code": "503"]), 4)
-        XCTAssertEqual(m.sum("sluice_upstream_connect_failures_total", ["endpoint": "127.0.0.1:\(deadPort)"]), 2)
-        XCTAssertEqual(m.sum("sluice_upstream_connects_total", ["endpoint": "127.0.0.1:\(deadPort)"]), 2)
+        // Each of the two requests tried the dead pod three times (the first try and two retries).
+        XCTAssertEqual(m.sum("sluice_upstream_connect_failures_total", ["endpoint": "127.0.0.1:\(deadPort)"]), 6)
+        XCTAssertEqual(m.sum("sluice_upstream_connects_total", ["endpoint": "127.0.0.1:\(deadPort)"]), 6)
         try assertValidInBothFormats(g)
     }
 

@@ -197,9 +197,6 @@ final class WorkerMetrics {
             cellAdd(series + RevisionLayout.istioResponseBytes + istioBytes.index(of: responseBytes))
         }
 
-        if record.flags.contains(.upstreamConnectFailure), let endpoint = record.endpoint {
-            cellAdd(self.cells(of: endpoint) + EndpointLayout.connectFailures)
-        }
         if let answer = record.gatewayAnswer {
             let slot = Int(answer.rawValue) * WorkerLayout.answerStatusCount + WorkerLayout.answerSlot(status: record.status)
             cellAdd(workerCells + WorkerLayout.answers + slot)
