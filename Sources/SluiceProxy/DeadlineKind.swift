@@ -5,5 +5,7 @@ enum DeadlineKind {
     case requestHead, keepAliveIdle, upstreamConnect, upstreamResponse, requestBodyIdle, responseBodyIdle
     /// HTTP/1.1 lingering close: the end of reading and dropping what the client still sends.
     case lingering
+    /// Waiting in a revision's containerConcurrency queue.
+    case queued
     case none
 }

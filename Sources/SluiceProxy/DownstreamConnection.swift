@@ -8,13 +8,16 @@ import SluiceRouting
 import Glibc
 #endif
 
-final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner, ClosableOnDrain {
+final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstream, RequestOwner, ClosableOnDrain {
     /// Where the connection is in its life; each request goes awaitingRequest → exchanging → awaitingRequest.
     enum Phase {
         /// Between requests, or while the request head arrives.
         case awaitingRequest
         /// A request is routed: its body and the response stream through `exchange`.
         case exchanging
+        /// The request's revision is at its containerConcurrency: it waits in the revision's queue, its head parsed
+        /// and still in `input`; nothing more is read from the client meanwhile.
+        case queued
         /// The last response is being written; the connection closes once it is out.
         case closing
         /// Lingering close (nginx's): the response is out and our side shut down; what the client still sends (the
@@ -56,6 +59,8 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     var isTLS: Bool { transport.isTLS }
     /// The request in flight keeps the connection open afterwards (RFC 9112 §9.3).
     var requestKeepAlive = true
+    /// The revision whose queue the request waits in (phase `.queued`).
+    private var queuedRevision: Revision?
     var requestIsHTTP10 = false
     /// The response in flight is re-framed as chunked (chunked or close-delimited from the pod, HTTP/1.1 client).
     var rechunkResponse = false
@@ -179,7 +184,27 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             exchange?.responseTimedOut()
         case .responseBodyIdle:
             abort(.streamIdleTimeout)
+        case .queued:
+            leaveQueue()
+            finishLocally(.queueTimeout, closeAfter: parser.head.framing != .none || !parser.head.keepAlive)
         }
+    }
+
+    /// The revision this connection's request waits for, while it is queued.
+    private func leaveQueue() {
+        guard phase == .queued, let revision = queuedRevision else { return }
+        worker.dequeue(self, revision: revision)
+        queuedRevision = nil
+        phase = .awaitingRequest
+    }
+
+    /// A slot may be free: routes the parked request again.
+    func resumeRouting() {
+        guard phase == .queued else { return }
+        queuedRevision = nil
+        phase = .awaitingRequest
+        startExchange(resumed: true)
+        advance()  // the body (some of it already read) flows as it does after a first routing
     }
 
 
@@ -189,7 +214,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     func advance() {
         while true {
             switch phase {
-            case .closed, .closing, .lingering:
+            case .closed, .closing, .lingering, .queued:
                 return
             case .exchanging:
                 exchange?.pumpRequestBody()
@@ -281,7 +306,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
 
     // MARK: Routing a request
 
-    private func startExchange() {
+    private func startExchange(resumed: Bool = false) {
         let head = parser.head
         let input = self.input!
         let base = input.readable.baseAddress!
@@ -291,8 +316,10 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
             guard let span else { return UnsafeRawBufferPointer(start: nil, count: 0) }
             return UnsafeRawBufferPointer(start: base + span.start, count: span.count)
         }
-        record.noteHead(method: bytes(head.method), authority: bytes(head.host), path: bytes(head.target))
-        ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, random: &worker.random, sampleRate: settings.tracing.sampleRate)
+        if !resumed {  // a request back from the queue keeps what was noted, its trace decision first of all
+            record.noteHead(method: bytes(head.method), authority: bytes(head.host), path: bytes(head.target))
+            ForwardedHeaders.noteHead(&record, fields: head.headers, base: base, random: &worker.random, sampleRate: settings.tracing.sampleRate)
+        }
         let hasBody: Bool
         switch head.framing {
         case .none: hasBody = false
@@ -317,6 +344,15 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
         case .refused(let error, let revision, let tag):
             if let revision { record.noteRoute(revision: revision, tag: tag) }
             finishLocally(error, closeAfter: hasBody || !head.keepAlive)
+        case .queued(let revision, let tag):
+            record.noteRoute(revision: revision, tag: tag)
+            guard worker.enqueue(self, revision: revision, front: resumed) else {
+                finishLocally(.queueFull, closeAfter: hasBody || !head.keepAlive)
+                return
+            }
+            queuedRevision = revision
+            phase = .queued
+            if !resumed { setDeadline(.queued, after: settings.revisionQueue.timeoutMs) }
         case .routedH2:
             // Unreachable: HTTP/1.1 requests are never routed as gRPC (gRPC needs HTTP/2 end to end).
             finishLocally(.noEndpoint, closeAfter: true)
@@ -501,6 +537,7 @@ final class DownstreamConnection: EventHandler, ExchangeDownstream, RequestOwner
     /// `clean`: the connection ends between responses, so TLS says close_notify; an aborted response must not.
     private func close(clean: Bool) {
         guard phase != .closed else { return }
+        leaveQueue()
         releaseExchange()
         finishRequest(.aborted, flags: .downstreamConnectionTermination)
         phase = .closed

@@ -13,6 +13,8 @@ public enum GatewayAnswer: UInt8, Sendable, CaseIterable {
     /// The request head or body broke HTTP's rules (400, 414, 431, 501, 505: the parser's reason is the message).
     case malformedRequest
     case methodNotSupported
+    /// A revision's `containerConcurrency` queue was full, or the request waited in it past the queue timeout.
+    case queueFull, queueTimeout
 
     /// What the request record's flags say for this answer.
     var flags: RequestRecord.Flags {
@@ -27,6 +29,7 @@ public enum GatewayAnswer: UInt8, Sendable, CaseIterable {
         case .payloadTooLarge, .headTooLarge: return .limitExceeded
         case .requestTimeout: return .downstreamTimeout
         case .malformedRequest, .methodNotSupported: return .downstreamProtocolError
+        case .queueFull, .queueTimeout: return .upstreamOverflow
         }
     }
 }
@@ -66,6 +69,11 @@ struct ErrorResponse {
     static func badRequest(_ message: String) -> ErrorResponse { ErrorResponse(400, message, .malformedRequest) }
     static let noGRPCEndpoint = ErrorResponse(501, "revision serves no gRPC: it has no h2c:// or h2:// endpoint", .noGRPCEndpoint)
     static let connectNotSupported = ErrorResponse(501, "CONNECT is not supported", .methodNotSupported)
+    static let queueFull = ErrorResponse(503, "revision at its containerConcurrency and its queue is full", .queueFull)
+    static let queueTimeout = ErrorResponse(503, "revision at its containerConcurrency: timed out in its queue", .queueTimeout)
+
+    /// Answers that ask the client to come back (`Retry-After: 1`): the revision is only busy.
+    var retryAfterSeconds: Int? { answer == .queueFull || answer == .queueTimeout ? 1 : nil }
 
     /// The gRPC status a gRPC client gets for this error (trailers-only response, HTTP 200): gRPC's own mapping of
     /// HTTP statuses (doc/http-grpc-status-mapping.md), except that gateway timeouts are DEADLINE_EXCEEDED.
@@ -92,6 +100,10 @@ struct ErrorResponse {
         out.append("\r\nContent-Type: application/json\r\nContent-Length: ")
         out.append(decimal: message.utf8.count + 13)
         if close { out.append("\r\nConnection: close") }
+        if let retryAfterSeconds {
+            out.append("\r\nRetry-After: ")
+            out.append(decimal: retryAfterSeconds)
+        }
         out.append("\r\n\r\n")
         writeBody(into: out)
     }

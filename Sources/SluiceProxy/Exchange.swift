@@ -166,6 +166,10 @@ final class Exchange: UpstreamDelegate {
 
     /// The request stops counting in its revision's retry budget (its last attempt ended).
     private func endLoad() {
+        if let slot = route?.slot {
+            route.slot = nil
+            worker.concurrencySlotReleased(slot)
+        }
         guard loadID >= 0 else { return }
         worker.retryLoadEnd(loadID, wasRetrying: isRetrying)
         loadID = -1
@@ -332,6 +336,8 @@ final class Exchange: UpstreamDelegate {
         while !requestBodyDone {
             if out.readableBytes >= bufferBytes {
                 if upstream.state == .open { upstream.flush() }
+                // The flush may have failed the attempt and started another (its own pump took over from here).
+                if self.upstream !== upstream { return }
                 if out.readableBytes >= bufferBytes { break }  // the pod is slow: wait for its EPOLLOUT
             }
             let before = out.readableBytes
@@ -570,6 +576,11 @@ final class Exchange: UpstreamDelegate {
         var next = route!
         while attemptCount <= retries.attempts {
             guard worker.nextTarget(&next) else { return false }
+            if next.revision.containerConcurrency > 0 || next.slot != nil {
+                // The slot goes with the endpoint: give the old one back, take one where the retry goes.
+                if let slot = next.slot { next.slot = nil; route.slot = nil; worker.concurrencySlotReleased(slot) }
+                if next.revision.containerConcurrency > 0 && !worker.claimConcurrencySlot(&next) { route = next; return false }
+            }
             next.tried.add(next.pool)
             attemptCount += 1
             guard let fresh = next.pool.connect() else {

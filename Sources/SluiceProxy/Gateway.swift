@@ -99,12 +99,13 @@ public final class Gateway: Sendable {
         handles = (0..<workerCount).map {
             WorkerHandle(index: $0, spans: exportsSpans ? SpanQueue(capacity: max(1, settings.tracing.exportQueueSpans)) : nil)
         }
+        let siblings = handles
         for (handle, fd) in zip(handles, fds) {
             let started = Atomic<Bool>(false)
             spawnThread(name: "sluice-w\(handle.index)") {
                 let worker: Worker
                 do {
-                    worker = try Worker(handle: handle, listenerFD: fd, routes: routes, settings: settings, tls: tls,
+                    worker = try Worker(handle: handle, siblings: siblings, listenerFD: fd, routes: routes, settings: settings, tls: tls,
                                         seed: UInt64(handle.index + 1) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(Posix.nowMilliseconds()),
                                         requestObserver: requestObserver, accessLog: accessLog?.rings[handle.index])
                 } catch {

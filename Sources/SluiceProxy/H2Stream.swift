@@ -7,7 +7,7 @@ import SluiceHTTP2
 import SluiceIO
 import SluiceRouting
 
-final class H2Stream: ExchangeDownstream, RequestOwner {
+final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
     enum Phase {
         /// The request head is arriving.
         case receivingHead
@@ -151,16 +151,34 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         connection.routeAfterReceive(self)
     }
 
+    /// The revision whose containerConcurrency queue this stream waits in (phase still `.awaitingRoute`).
+    private var queuedRevision: Revision?
+
+    /// A slot may be free: routes the parked stream again.
+    func resumeRouting() {
+        guard queuedRevision != nil else { return }
+        queuedRevision = nil
+        route(resumed: true)
+    }
+
+    private func leaveQueue() {
+        guard let revision = queuedRevision else { return }
+        worker.dequeue(self, revision: revision)
+        queuedRevision = nil
+    }
+
     /// Routes the request and starts its exchange (or answers it), unless the client reset it meanwhile.
-    func route() {
-        guard case .awaitingRoute = phase else { return }
+    func route(resumed: Bool = false) {
+        guard case .awaitingRoute = phase, queuedRevision == nil else { return }
         let endStream = headEndedStream
         let bytes = headBytes.readable
         if isGRPC { record.clientProtocol = .grpc }
-        record.noteHead(method: bytes.bytes(method), authority: (authority ?? hostField).map { bytes.bytes($0) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
-                        path: bytes.bytes(path))
-        ForwardedHeaders.noteHead(&record, fields: fields, base: bytes.baseAddress!, random: &worker.random,
-                                  sampleRate: worker.settings.tracing.sampleRate)
+        if !resumed {  // a stream back from the queue keeps what was noted, its trace decision first of all
+            record.noteHead(method: bytes.bytes(method), authority: (authority ?? hostField).map { bytes.bytes($0) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
+                            path: bytes.bytes(path))
+            ForwardedHeaders.noteHead(&record, fields: fields, base: bytes.baseAddress!, random: &worker.random,
+                                      sampleRate: worker.settings.tracing.sampleRate)
+        }
         // RFC 9113 §8.3.1: `:authority` replaces Host; a Host field that differs makes the request malformed.
         if let authority, let hostField, !bytes.span(authority, equalsIgnoringCase: hostField) { isMalformed = true }
         guard !isMalformed, let host = authority ?? hostField, method.count > 0 else {
@@ -193,6 +211,14 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
         case .refused(let error, let revision, let tag):
             if let revision { record.noteRoute(revision: revision, tag: tag) }
             respondLocally(error)
+        case .queued(let revision, let tag):
+            record.noteRoute(revision: revision, tag: tag)
+            guard worker.enqueue(self, revision: revision, front: resumed) else {
+                respondLocally(.queueFull)
+                return
+            }
+            queuedRevision = revision
+            if !resumed { setDeadline(.queued, after: worker.settings.revisionQueue.timeoutMs) }
         case .routedH2(let pool, let revision, let tag, let service):
             record.noteRoute(revision: revision, tag: tag)
             policy.resolve(service: service, revision: revision)
@@ -491,6 +517,10 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             repeat { scratch[23 - n] = UInt8(48 + v % 10); v /= 10; n += 1 } while v > 0
             session.addHeader(name: "content-length", value: UnsafeRawBufferPointer(rebasing: scratch[(24 - n)...]))
         }
+        if response.retryAfterSeconds != nil {
+            let one: StaticString = "1"
+            session.addHeader(name: "retry-after", value: UnsafeRawBufferPointer(start: one.utf8Start, count: one.utf8CodeUnitCount))
+        }
         responseDone = true
         hasPendingBodyEnd = true
         session.submitResponse(id, status: response.status, hasBody: true)
@@ -537,6 +567,9 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
             if let exchange { exchange.responseTimedOut() } else { failExchange(.upstreamTimeout) }
         case .responseBodyIdle:
             abortExchange(.streamIdleTimeout)
+        case .queued:
+            leaveQueue()
+            respondLocally(.queueTimeout)
         }
     }
 
@@ -545,6 +578,7 @@ final class H2Stream: ExchangeDownstream, RequestOwner {
     /// nghttp2 closed the stream (normally, by the client's RST_STREAM, or with the connection): cancel the pod's work.
     func closed(errorCode: UInt32) {
         if case .closed = phase { return }
+        leaveQueue()
         phase = .closed
         isReset = true
         releaseExchange()

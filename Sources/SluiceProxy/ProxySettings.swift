@@ -69,6 +69,15 @@ public struct UpstreamTLSSettings: Hashable, Sendable {
     }
 }
 
+/// Requests beyond a revision's `containerConcurrency` wait here, served in order as slots free.
+public struct RevisionQueueSettings: Hashable, Sendable {
+    /// Requests waiting per slot (Knative's queue-proxy: 10 × containerConcurrency per pod); beyond, 503.
+    public var depthPerSlot = 10
+    /// Longest wait in the queue; then 503.
+    public var timeoutMs = 10_000
+    public init() {}
+}
+
 /// Everything the data plane needs besides the routes.
 public struct ProxySettings: Hashable, Sendable {
     public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8080)
@@ -93,6 +102,8 @@ public struct ProxySettings: Hashable, Sendable {
     public var retries = RetryPolicy()
     /// Passive outlier ejection of endpoints.
     public var outlierDetection = OutlierDetection()
+    /// The queue of a revision with a `containerConcurrency`, as Knative's queue-proxy keeps it.
+    public var revisionQueue = RevisionQueueSettings()
     /// `x-envoy-attempt-count: N` on every proxied response (Envoy's `include_attempt_count_in_response`).
     public var attemptCountHeader = false
     public init() {}

@@ -11,6 +11,8 @@ enum RouteDecision {
     /// Not routed; `revision` (and `tag`) when the refusal came after the pick (no ready endpoint, a connect that
     /// failed at once), so that the request is counted and logged under the revision it was meant for.
     case refused(ErrorResponse, revision: Revision? = nil, tag: TagRoute? = nil)
+    /// Every endpoint of the revision is at its containerConcurrency: the request waits in the revision's queue.
+    case queued(revision: Revision, tag: TagRoute?)
 }
 
 /// A routed request's targets: what its Exchange starts with, and what a retry chooses from.
@@ -27,6 +29,8 @@ struct Route {
     var tried = TriedEndpoints()
     /// The worker's route generation the indices above belong to.
     let generation: Int
+    /// The concurrency slot held at `pool`'s endpoint (revisions with a containerConcurrency only).
+    var slot: EndpointHealthSlot?
 }
 
 /// The last few endpoints a request tried, so that a retry goes elsewhere; a fixed inline ring, no allocation.
@@ -88,9 +92,13 @@ extension Worker {
         guard nextTarget(&route) else { return .refused(.noEndpoint, revision: revision, tag: tag) }
         let retries = service.retries ?? settings.retries
         while true {
+            if route.revision.containerConcurrency > 0 && route.slot == nil {
+                guard claimConcurrencySlot(&route) else { return .queued(revision: route.revision, tag: tag) }
+            }
             route.tried.add(route.pool)
             if let upstream = route.pool.acquire() { return .routed(route, upstream: upstream) }
             // Refused at once (loopback, or a local error): never reached the pod.
+            if let slot = route.slot { concurrencySlotReleased(slot); route.slot = nil }
             recordGatewayFailure(route.pool, revision: route.revision)
             guard retries.retryOn.contains(.connectFailure), route.tried.count <= retries.attempts,
                   retryBudgetAllows(revision.metricsID, retries), nextTarget(&route) else {

@@ -23,6 +23,12 @@ final class Worker {
     var retryLoads: [RetryLoad] = []
     /// When worker 0 next looks for endpoints whose ejection ended.
     var nextReturnSweepMs: Int64 = 0
+    /// Every worker of the gateway (this one included): a freed concurrency slot wakes the others.
+    let siblings: [WorkerHandle]
+    var workerCount: Int { siblings.count }
+    /// Requests waiting for a containerConcurrency slot, per revision (`Revision.metricsID`).
+    var revisionQueues: [Int: RevisionQueue] = [:]
+    lazy var queueKick = QueueKick(worker: self)
     private var poolsByEndpoint: [Endpoint: ConnectionPool] = [:]
     private(set) var connections = 0
     private(set) var isDraining = false
@@ -44,9 +50,10 @@ final class Worker {
     /// This worker's counters and histograms (Telemetry/WorkerMetrics.swift).
     let metrics: WorkerMetrics
 
-    init(handle: WorkerHandle, listenerFD: Int32, routes: RouteTable, settings: ProxySettings, tls: TLSContextSlot?, seed: UInt64,
-         requestObserver: RequestObserver? = nil, accessLog: AccessLogRing? = nil) throws {
+    init(handle: WorkerHandle, siblings: [WorkerHandle], listenerFD: Int32, routes: RouteTable, settings: ProxySettings,
+         tls: TLSContextSlot?, seed: UInt64, requestObserver: RequestObserver? = nil, accessLog: AccessLogRing? = nil) throws {
         self.handle = handle
+        self.siblings = siblings
         self.requestObserver = requestObserver
         self.spans = handle.spans
         self.unixOffsetNs = Worker.unixOffsetNow()
@@ -65,7 +72,10 @@ final class Worker {
         handle.waker.withLock { $0 = loop.waker }
         installPools()
         listener = try Listener(fd: listenerFD, worker: self)
-        loop.onWake = { [unowned self] in self.readMailbox() }
+        loop.onWake = { [unowned self] in
+            self.readMailbox()
+            if queuedRequests.load(ordering: .relaxed) > 0 { self.resumeQueued() }
+        }
         if handle.index == 0 { loop.onSweep = { [unowned self] now in self.announceReturns(now: now) } }
     }
 

@@ -18,6 +18,8 @@ public final class EndpointHealthSlot: Sendable {
     private let ejectionCount = Atomic<Int>(0)
     /// An ejection was announced and its end not yet (Worker+Outliers' sweep announces returns).
     private let announcedEjected = Atomic<Bool>(false)
+    /// Requests at this endpoint now, from every worker; kept only for revisions with a `containerConcurrency`.
+    private let inFlight = Atomic<Int>(0)
     public let ejectionsForGatewayFailures = Atomic<UInt64>(0)
     public let ejectionsFor5xx = Atomic<UInt64>(0)
 
@@ -36,6 +38,23 @@ public final class EndpointHealthSlot: Sendable {
         if consecutiveErrors.load(ordering: .relaxed) != 0 { consecutiveErrors.store(0, ordering: .relaxed) }
         if consecutiveGatewayFailures.load(ordering: .relaxed) != 0 { consecutiveGatewayFailures.store(0, ordering: .relaxed) }
     }
+
+    /// Takes one of the endpoint's `limit` concurrency slots, if one is free.
+    public func claimSlot(limit: Int) -> Bool {
+        var current = inFlight.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = inFlight.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    public func releaseSlot() {
+        inFlight.subtract(1, ordering: .acquiringAndReleasing)
+    }
+
+    public var slotsInUse: Int { inFlight.load(ordering: .relaxed) }
 
     /// A connect failure, a reset or close before the answer, a timeout. True when a threshold is reached.
     public func recordGatewayFailure(_ settings: OutlierDetection) -> Bool {

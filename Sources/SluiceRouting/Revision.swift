@@ -22,15 +22,18 @@ public final class Revision: Sendable {
     public let metricsID: Int
     /// `spec.predictor.timeout` in ms, or nil for the gateway's response timeout.
     public let responseTimeoutMs: Int?
+    /// `containerConcurrency`: concurrent requests per endpoint, 0 for no limit.
+    public let containerConcurrency: Int
 
     init(name: String, serviceName: String, namespace: String, endpointIndices: [Int], grpcEndpointIndices: [Int] = [],
-         responseTimeoutMs: Int? = nil) {
+         responseTimeoutMs: Int? = nil, containerConcurrency: Int = 0) {
         self.name = name
         self.serviceName = serviceName
         self.namespace = namespace
         self.endpointIndices = endpointIndices
         self.grpcEndpointIndices = grpcEndpointIndices
         self.responseTimeoutMs = responseTimeoutMs
+        self.containerConcurrency = containerConcurrency
         let headers = "Knative-Serving-Revision: \(name)\r\n"
             + "Knative-Serving-Namespace: \(namespace)\r\n"
             + "KServe-Isvc-Name: \(serviceName)\r\n"

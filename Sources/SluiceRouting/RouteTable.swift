@@ -62,7 +62,8 @@ public final class RouteTable: Sendable {
                 }
                 revisions.append(Revision(name: revisionSpec.name, serviceName: spec.name,
                                           namespace: spec.namespace, endpointIndices: indices,
-                                          grpcEndpointIndices: grpcIndices, responseTimeoutMs: revisionSpec.responseTimeoutMs))
+                                          grpcEndpointIndices: grpcIndices, responseTimeoutMs: revisionSpec.responseTimeoutMs,
+                                          containerConcurrency: revisionSpec.containerConcurrency))
             }
 
             var revisionIndexOfTarget: [Int] = []

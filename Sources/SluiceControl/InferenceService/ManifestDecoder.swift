@@ -167,7 +167,19 @@ public enum ManifestDecoder {
             }
         }
         predictor["canaryTrafficPercent"] = nil
-        // Knative's revision fields that the gateway enforces: the response timeout, in whole seconds.
+        // Knative's revision fields that the gateway enforces: concurrent requests per pod (Knative's
+        // container-concurrency-max-limit is 1000) and the response timeout, in whole seconds.
+        if let value = predictor["containerConcurrency"], value != .null {
+            let field = "spec.predictor.containerConcurrency"
+            switch value {
+            case .int(let limit) where (0...1000).contains(limit): break
+            case .int(let limit):
+                causes.append(.init(field: field, kind: .invalid(value: String(limit)), detail: "must be between 0 and 1000"))
+            case .bool, .double, .string, .array, .object, .null:
+                causes.append(.init(field: field, kind: .invalid(value: "\"\(value.typeName)\""),
+                                    detail: "\(field) in body must be of type integer: \"\(value.typeName)\""))
+            }
+        }
         if let value = predictor["timeout"], value != .null {
             let field = "spec.predictor.timeout"
             switch value {

@@ -42,6 +42,9 @@ public struct RevisionRecord: Codable, Equatable, Sendable {
     /// `spec.predictor.timeout` (seconds) as the revision's response timeout in ms; nil when the template has none.
     public var responseTimeoutMs: Int? { template["spec"]?["timeout"]?.intValue.map { $0 * 1000 } }
 
+    /// `spec.predictor.containerConcurrency`: concurrent requests per pod, 0 (or absent) for no limit.
+    public var containerConcurrency: Int { template["spec"]?["containerConcurrency"]?.intValue ?? 0 }
+
     /// Ready and with somewhere to send requests: the only revisions the data plane may give a share.
     public var isRoutable: Bool { isReady && !endpoints.isEmpty }
 

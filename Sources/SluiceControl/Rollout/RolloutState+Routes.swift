@@ -46,7 +46,8 @@ extension RolloutState {
             let revisions = revisionNames.map { name in
                 let revision = record.revision(named: name)
                 return RevisionSpec(name: name, endpoints: revision?.isRoutable == true ? revision?.endpoints ?? [] : [],
-                                    responseTimeoutMs: revision?.responseTimeoutMs)
+                                    responseTimeoutMs: revision?.responseTimeoutMs,
+                                    containerConcurrency: revision?.containerConcurrency ?? 0)
             }
             return ServiceSpec(name: record.service.name, namespace: record.service.namespace,
                                tagRouting: record.servesTagHosts(default: tagRoutingDefault),

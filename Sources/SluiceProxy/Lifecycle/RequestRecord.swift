@@ -86,6 +86,8 @@ public struct RequestRecord: Sendable {
         public static let retried = Flags(rawValue: 1 << 12)
         /// The gateway was draining (shutdown) when the request ended early.
         public static let draining = Flags(rawValue: 1 << 13)
+        /// Refused by a concurrency limit: a revision's containerConcurrency queue (Envoy's UO, upstream overflow).
+        public static let upstreamOverflow = Flags(rawValue: 1 << 14)
     }
 
     public internal(set) var clientProtocol: ClientProtocol = .http11
@@ -204,6 +206,7 @@ extension RequestRecord.Flags {
         if contains(.streamIdleTimeout) { body("SI") }
         if contains(.downstreamProtocolError) || (contains(.limitExceeded) && (status == 414 || status == 431)) { body("DPE") }
         if contains(.upstreamProtocolError) { body("UPE") }
+        if contains(.upstreamOverflow) { body("UO") }
     }
 
     /// The codes comma-separated, `-` for none, as Envoy prints `%RESPONSE_FLAGS%` (allocates: not for the request path).

@@ -98,7 +98,7 @@ enum WorkerLayout {
     static let answerStatuses = [400, 404, 405, 408, 413, 414, 431, 501, 502, 503, 504, 505, 0]
     static let answers = 0
     static let answerStatusCount = 13
-    static let answerCells = 14 * answerStatusCount
+    static let answerCells = 16 * answerStatusCount
     static let accepted = answers + answerCells
     static let handedOverHTTP1 = accepted + 1
     static let handedOverH2 = accepted + 2

@@ -347,6 +347,8 @@ struct MetricsSnapshot {
         case .headTooLarge: "head_too_large"
         case .malformedRequest: "malformed_request"
         case .methodNotSupported: "method_not_supported"
+        case .queueFull: "queue_full"
+        case .queueTimeout: "queue_timeout"
         }
     }
 

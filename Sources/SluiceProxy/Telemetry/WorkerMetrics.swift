@@ -65,7 +65,7 @@ final class WorkerMetrics {
                      && RevisionLayout.sizeBuckets == MetricsBuckets.size.bucketCount
                      && RevisionLayout.istioBuckets == MetricsBuckets.istioBoundValues.count + 1
                      && WorkerLayout.answerStatusCount == WorkerLayout.answerStatuses.count
-                     && GatewayAnswer.allCases.count == 14, "metrics layout out of step with its buckets")
+                     && GatewayAnswer.allCases.count == 16, "metrics layout out of step with its buckets")
         self.view = view
         workerCells = view.workerCells
         unrouted = view.unrouted.cells
