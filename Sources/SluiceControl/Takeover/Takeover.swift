@@ -49,7 +49,7 @@ public final class TakeoverServer: Sendable {
     public struct Hooks: Sendable {
         /// Stop the admin and metrics listeners (releasing their claims) and release the state directory.
         public var release: @Sendable () -> Void
-        /// Begin the drain (the serve loop's SIGTERM path); called once, after "draining" went out.
+        /// Begin the drain (the serve loop's SIGTERM path), without waiting for it; called once, before "draining".
         public var drain: @Sendable () -> Void
         public init(release: @escaping @Sendable () -> Void, drain: @escaping @Sendable () -> Void) {
             self.release = release
@@ -146,11 +146,12 @@ public final class TakeoverServer: Sendable {
                                     fields: [("peerPid", .int(peer))]))
                 guard (try? TakeoverWire.send(fd, "released")) != nil else { continue }
             case "drain":
-                _ = try? TakeoverWire.send(fd, "draining")
                 handedOverFlag.store(true, ordering: .releasing)
                 events.record(Event("takeover.completed", reason: "TakeoverCompleted",
                                     message: "process \(peer) serves \(address) now; draining", fields: [("peerPid", .int(peer))]))
                 hooks.drain()
+                // The answer says the drain has begun (the hook only starts it: the serve loop does the drain).
+                _ = try? TakeoverWire.send(fd, "draining")
                 return true
             default:
                 let reason = line.hasPrefix("abort ") ? String(line.dropFirst(6)) : line
