@@ -245,7 +245,7 @@ struct ServeCommand: ParsableCommand {
                      fields: [("version", .string(Sluice.version)), ("versions", versions), ("listeners", .object(listeners)),
                               ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)),
                               ("stateDir", .string(config.control.stateDir)), ("services", .int(services)),
-                              ("pid", .int(Int(getpid()))), ("takeoverFromPid", takeoverFrom.map { .int(Int($0)) } ?? .null)])
+                              ("pid", .int(Int(getpid())))] + (takeoverFrom.map { [("takeoverFromPid", .int(Int($0)))] } ?? []))
     }
 
     private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway, metrics: MetricsEndpoint, top: TopSampler) throws -> BlockingServer {
