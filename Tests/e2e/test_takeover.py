@@ -207,3 +207,9 @@ def test_takeover_under_load_loses_no_request(setup):
     assert code is not None and code != 0
     assert f"sluice process {new.proc.pid}" in third.events("gateway.start_failed")[0]["message"], third.stderr()
     assert all(o.ok for o in served_by_everyone(setup.url, 20))
+
+    # The sockets (and the claim) travel on: the new process can be taken over in turn.
+    newer = setup.serve("--takeover")
+    assert exited(new, 15) == 0, tail_logs(new.logs)
+    assert newer.events("takeover.started")[0]["fromPid"] == new.proc.pid
+    assert all(o.ok for o in served_by_everyone(setup.url, 20))
