@@ -8,11 +8,6 @@ import Synchronization
 import Glibc
 #endif
 
-public struct TakeoverError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The claims this process holds, by address. Why abstract unix sockets rather than a lock file or a first bind
 /// without SO_REUSEPORT: the workers must bind with SO_REUSEPORT among themselves, which lets any other process of
 /// the same user bind the port too, so the port cannot be the lock; a lock file outlives a killed process (stale
