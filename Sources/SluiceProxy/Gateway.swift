@@ -154,8 +154,9 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Builds a TLS generation; errors name the pair's place in the list, the file and the reason.
-    static func tlsContext(_ settings: TLSSettings) throws(GatewayError) -> TLSContext {
+    /// Builds a TLS generation; errors name the pair's place in the list, the file and the reason. Public for a
+    /// takeover, which checks the certificates before the running process releases anything.
+    public static func tlsContext(_ settings: TLSSettings) throws(GatewayError) -> TLSContext {
         guard !settings.certificates.isEmpty else { throw GatewayError(description: "tls.certificates: at least one certificate is needed") }
         do {
             return try TLSContext(certificates: settings.certificates, offerH2: settings.offersH2)

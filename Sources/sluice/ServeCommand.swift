@@ -77,6 +77,13 @@ struct ServeCommand: ParsableCommand {
             guard loaded.proxy.listen.port != 0 else { throw ValidationError("--takeover needs a fixed listen port (the configuration asks for port 0)") }
             let client = try TakeoverClient.connect(loaded.proxy.listen)
             try client.verify(listen: loaded.proxy.listen)
+            // What can fail later is checked now, while a refusal still leaves the running process untouched.
+            do {
+                if let tls = loaded.proxy.tls { _ = try Gateway.tlsContext(tls) }
+                if let file = loaded.control.adminTokenFile { _ = try String(contentsOfFile: file, encoding: .utf8) }
+            } catch {
+                try client.refuse("\(error)")
+            }
             events.record(Event("takeover.started", reason: "TakeoverStarted",
                                 message: "taking over \(loaded.proxy.listen) from sluice process \(client.pid): received \(client.listeners.count) listening sockets",
                                 fields: [("fromPid", .int(Int(client.pid))), ("listeners", .int(client.listeners.count))]))
