@@ -31,6 +31,8 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
     private var clientFinishedSending = false
     /// The handshake timeout, then the request-head timeout (absolute from the end of the handshake, or accept).
     private var deadline: Int64 = .max
+    /// When the connection was accepted (the loop's clock): a drain gives a fresh connection its first bytes' grace.
+    private var acceptedAt: Int64 = 0
 
     /// Takes a just-accepted client socket: registers it once (edge-triggered, both directions) for its whole life.
     static func accept(fd: Int32, peer: SocketAddress, worker: Worker) {
@@ -56,6 +58,7 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
         }
         worker.connectionOpened()
         worker.metrics.clientAccepted()
+        acceptor.acceptedAt = worker.loop.now
         if session != nil {
             acceptor.deadline = worker.loop.now + Int64(worker.settings.tls?.handshakeTimeoutMs ?? 10_000)
             // No handshake step here: the registration's first (writable) edge arrives right away and drives it.
@@ -100,8 +103,9 @@ final class ClientAcceptor: EventHandler, ClosableOnDrain {
 
     func checkDeadline(now: Int64) {
         if case .done = phase { return }
-        // Draining, or silent too long: no request has started, so the connection closes without a word.
-        if worker.isDraining || now >= deadline { close() }
+        // Silent too long, or draining and silent past the grace (a client that just connected is sending its
+        // request: DownstreamConnection.drainIdleGraceMs): no request has started, so it closes without a word.
+        if now >= deadline || (worker.isDraining && now - acceptedAt >= DownstreamConnection.drainIdleGraceMs) { close() }
     }
 
     func closeAtDrainDeadline() { close() }

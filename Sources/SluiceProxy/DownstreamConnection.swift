@@ -50,6 +50,13 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
     var requestsServed = 0
     var deadline: Int64 = .max
     var deadlineKind: DeadlineKind = .none
+    /// When the connection last fell idle between requests (the loop's clock), for the drain's grace.
+    private var idleSince: Int64 = 0
+    /// A connection idle this long when the drain starts closes at once; one that just carried a request is given the
+    /// rest of it, since its client's next request may already be on the wire: answered (with Connection: close) it
+    /// is a request served, met by our FIN it is a request lost. Longer than a client's turnaround plus a round trip
+    /// on the networks a gateway serves, short against any shutdownTimeout. A takeover under load depends on it.
+    static let drainIdleGraceMs: Int64 = 500
     /// The request in flight (nil between requests).
     var exchange: Exchange?
     /// The request's X-Request-Id (the client's, or one we made), reused across requests.
@@ -100,6 +107,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         connection.clientFinishedSending = clientFinishedSending
         connection.deadline = requestHeadDeadline
         connection.deadlineKind = .requestHead
+        connection.idleSince = worker.loop.now
         connection.advance()
     }
 
@@ -152,8 +160,8 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
 
     func checkDeadline(now: Int64) {
         if worker.isDraining && phase == .awaitingRequest && (input?.isEmpty ?? true) {
-            // Draining: a connection between requests closes now; a busy one closes after its response.
-            close()
+            // Draining: a connection between requests closes once idle for the grace; a busy one after its response.
+            if now - idleSince >= DownstreamConnection.drainIdleGraceMs { close() }
             return
         }
         guard now >= deadline else { return }
@@ -412,6 +420,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
             setDeadline(.keepAliveIdle, after: 5_000)
         } else {
             phase = .awaitingRequest
+            idleSince = worker.loop.now
             setDeadline(.keepAliveIdle, after: worker.settings.timeouts.keepAliveIdleMs)
         }
         flush()
@@ -433,6 +442,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
             return
         }
         phase = .awaitingRequest
+        idleSince = worker.loop.now
         if let input, !input.isEmpty {
             setDeadline(.requestHead, after: worker.settings.timeouts.requestHeaderMs)
         } else {

@@ -57,7 +57,11 @@ public final class Gateway: Sendable {
 
     /// Binds one SO_REUSEPORT listener per worker, then starts the workers. Throws when the address cannot be bound.
     /// `requestObserver` is told of every finished request, on the worker's thread that served it.
-    public init(settings: ProxySettings, routes: RouteTable, requestObserver: RequestObserver? = nil) throws {
+    /// `adopting`: listening sockets handed over by the process this one takes over (already checked to be bound to
+    /// `settings.listen`); each gets a worker, so the connections queued on them are served (closing one would reset
+    /// its queue), and more are bound only if the settings ask for more workers than that.
+    public init(settings: ProxySettings, routes: RouteTable, requestObserver: RequestObserver? = nil,
+                adopting adopted: [Int32] = []) throws {
         Posix.ignoreSIGPIPE()
         // Certificates are loaded and checked before anything is bound: a broken pair stops the start.
         let tls = try settings.tls.map { (t) throws(GatewayError) in TLSContextSlot(try Gateway.tlsContext(t)) }
@@ -65,17 +69,18 @@ public final class Gateway: Sendable {
         if let caFile = settings.upstreamTLS.caFile {
             do { _ = try TLSClientContext(caFile: caFile) } catch { throw GatewayError(description: "upstreamTLS.caFile: \(error)") }
         }
-        let workerCount = max(1, settings.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let workerCount = max(1, settings.workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), adopted.count)
         // The access log's file is opened before anything is bound too: a path that cannot be written stops the start.
         let accessLog = settings.accessLog.destination == .off
             ? nil : try AccessLogWriter(destination: settings.accessLog.destination, workers: workerCount)
         guard var address = SocketAddress(ip: settings.listen.host, port: settings.listen.port) else {
             throw GatewayError(description: "listen: \(settings.listen) is not an IP literal and port")
         }
-        var fds: [Int32] = []
-        var boundPort = settings.listen.port
+        var fds: [Int32] = adopted
+        var boundPort = adopted.first.map(TCPSocket.localPort) ?? settings.listen.port
+        if boundPort != settings.listen.port { address = SocketAddress(ip: settings.listen.host, port: boundPort)! }
         do {
-            for i in 0..<workerCount {
+            for i in adopted.count..<workerCount {
                 let fd = try TCPSocket.listen(address, reusePort: true)
                 fds.append(fd)
                 if i == 0 && boundPort == 0 {
@@ -122,6 +127,9 @@ public final class Gateway: Sendable {
 
     public var workerCount: Int { handles.count }
 
+    /// The workers' listening sockets, to hand to a process taking over (each worker closes its own when draining).
+    public var listenerDescriptors: [Int32] { listenerFDs }
+
     /// The route table the workers were last given.
     public var routes: RouteTable { current.withLock { $0.0 } }
 
@@ -151,8 +159,9 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Builds a TLS generation; errors name the pair's place in the list, the file and the reason.
-    static func tlsContext(_ settings: TLSSettings) throws(GatewayError) -> TLSContext {
+    /// Builds a TLS generation; errors name the pair's place in the list, the file and the reason. Public for a
+    /// takeover, which checks the certificates before the running process releases anything.
+    public static func tlsContext(_ settings: TLSSettings) throws(GatewayError) -> TLSContext {
         guard !settings.certificates.isEmpty else { throw GatewayError(description: "tls.certificates: at least one certificate is needed") }
         do {
             return try TLSContext(certificates: settings.certificates, offerH2: settings.offersH2)

@@ -1,6 +1,8 @@
 // `sluice serve`: loads the configuration and the saved rollout state, starts the data plane, the admin API (and the
 // metrics-only listener) and the readiness prober, applies a manifest directory, reloads the configuration on SIGHUP
-// (through `Reloader`) and drains on SIGTERM or SIGINT; each step is an event line on stderr.
+// (through `Reloader`) and drains on SIGTERM or SIGINT; claims its listen addresses (one sluice per address), and
+// with --takeover receives the listeners of the sluice serving them and tells it to drain; each step is an event
+// line on stderr.
 import ArgumentParser
 import Foundation
 import SluiceBlockingHTTP
@@ -34,6 +36,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Apply every manifest in this directory at start and whenever it changes (overrides manifests).")
     var manifests: String?
 
+    @Flag(name: .long, help: "Take the listening sockets over from the sluice serving this listen address (its state directory, admin and metrics ports too), then tell it to drain and exit: a binary upgrade without losing a request.")
+    var takeover = false
+
     func run() throws {
         let events = EventLog()
         do {
@@ -50,7 +55,8 @@ struct ServeCommand: ParsableCommand {
         // Every thread started from here on inherits this mask, so the signals reach only sigwait below.
         var signals = sigset_t()
         sigemptyset(&signals)
-        for s in [SIGHUP, SIGINT, SIGTERM, SIGUSR1] { sigaddset(&signals, s) }
+        // SIGUSR2 is internal: the takeover thread's nudge once a new process serves our listeners.
+        for s in [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2] { sigaddset(&signals, s) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         raiseFileLimit()
 
@@ -62,11 +68,39 @@ struct ServeCommand: ParsableCommand {
             return loaded
         }
         let loaded = try load()
+        // One sluice per listen address: each is claimed before anything is bound or the state directory locked.
+        // With --takeover the client listener's sockets and claim come from the running process instead, which
+        // releases its admin and metrics ports and its state directory only once they were checked.
+        let claims = ListenClaims()
+        var handover: TakeoverClient? = nil
+        if takeover {
+            guard loaded.proxy.listen.port != 0 else { throw ValidationError("--takeover needs a fixed listen port (the configuration asks for port 0)") }
+            let client = try TakeoverClient.connect(loaded.proxy.listen)
+            try client.verify(listen: loaded.proxy.listen)
+            // What can fail later is checked now, while a refusal still leaves the running process untouched.
+            do {
+                if let tls = loaded.proxy.tls { _ = try Gateway.tlsContext(tls) }
+                if let file = loaded.control.adminTokenFile { _ = try String(contentsOfFile: file, encoding: .utf8) }
+            } catch {
+                try client.refuse("\(error)")
+            }
+            events.record(Event("takeover.started", reason: "TakeoverStarted",
+                                message: "taking over \(loaded.proxy.listen) from sluice process \(client.pid): received \(client.listeners.count) listening sockets",
+                                fields: [("fromPid", .int(Int(client.pid))), ("listeners", .int(client.listeners.count))]))
+            try client.release()
+            handover = client
+        } else {
+            try claims.claim(loaded.proxy.listen, role: "listen")
+            try ListenClaims.probeExclusive(loaded.proxy.listen, role: "listen")
+        }
+        try claims.claim(loaded.proxy.admin, role: "admin")
+        if let metricsListen = loaded.proxy.metrics.listen { try claims.claim(metricsListen, role: "metrics.listen") }
         let store: StateStore
         let plane: ControlPlane
         let gatewayBox = Mutex<Gateway?>(nil)
         do {
-            store = try StateStore(directory: loaded.control.stateDir)
+            // After a release the old process may still be closing the lock file: wait for it, boundedly.
+            store = try StateStore(directory: loaded.control.stateDir, waitMs: handover == nil ? 0 : 10_000)
             plane = try ControlPlane(config: loaded, store: store, events: events) { routes in
                 gatewayBox.withLock { $0 }?.publish(routes: routes)
             }
@@ -75,8 +109,13 @@ struct ServeCommand: ParsableCommand {
         } catch let error as ControlError {
             throw ValidationError(error.description)
         }
-        let gateway = try Gateway(settings: loaded.proxy, routes: plane.routes)
+        handover?.handOverDescriptors()  // the gateway's now: it closes them, on failure or when it drains
+        let gateway = try Gateway(settings: loaded.proxy, routes: plane.routes, adopting: handover?.listeners ?? [])
         gatewayBox.withLock { $0 = gateway }
+        let listenAddress = SocketAddressSpec(host: loaded.proxy.listen.host, port: gateway.port)
+        if let handover { claims.adopt(handover.claimFD, for: listenAddress) } else if loaded.proxy.listen.port == 0 {
+            try claims.claim(listenAddress, role: "listen")
+        }
         let reloader = Reloader(plane: plane, gateway: gateway, config: loaded)
         let spanExporter = try startSpanExporter(loaded.proxy.tracing, gateway: gateway)
         // Every /metrics family, in order. The data plane's workers add theirs here.
@@ -96,10 +135,36 @@ struct ServeCommand: ParsableCommand {
         plane.start()
         let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway, metrics: metrics, top: top)
         let metricsServer = try startMetricsListener(loaded, metrics: metrics)
+        let adminAddress = SocketAddressSpec(host: loaded.proxy.admin.host, port: adminServer.port)
+        let metricsAddress = metricsServer.map { SocketAddressSpec(host: loaded.proxy.metrics.listen!.host, port: $0.port) }
+        if loaded.proxy.admin.port == 0 { try claims.claim(adminAddress, role: "admin") }
+        if let metricsAddress, loaded.proxy.metrics.listen?.port == 0 { try claims.claim(metricsAddress, role: "metrics.listen") }
+        if let handover {
+            // Our workers accept on the shared sockets already: the old process may stop accepting.
+            do { try handover.drain() } catch {
+                events.record(Event("takeover.drain_unconfirmed", reason: "TakeoverDrainUnconfirmed", level: .warning, message: "\(error)"))
+            }
+        }
+        // The next takeover asks us, on the claim socket of the client listener.
+        let takeoverRequested = Atomic<Bool>(false)
+        let takeoverServer = TakeoverServer(
+            claimFD: claims.descriptor(for: listenAddress)!, listeners: gateway.listenerDescriptors, address: listenAddress, events: events,
+            hooks: .init(release: {
+                // The new process binds these next; the data plane keeps serving with the routes in force.
+                adminServer.stop()
+                metricsServer?.stop()
+                claims.release(adminAddress)
+                if let metricsAddress { claims.release(metricsAddress) }
+                plane.stop()
+            }, drain: {
+                takeoverRequested.store(true, ordering: .releasing)
+                kill(getpid(), SIGUSR2)
+            }))
+        takeoverServer.start()
         if let directory = loaded.control.manifestsDir { try watchManifests(directory, plane: plane) }
         if let tls = loaded.proxy.tls { try watchCertificates(tls, reloader: reloader) }
         events.record(startedEvent(loaded, gateway: gateway, services: plane.routes.services.count,
-                                   metricsPort: metricsServer?.port))
+                                   metricsPort: metricsServer?.port, takeoverFrom: handover?.pid))
 
         while true {
             var received: Int32 = 0
@@ -113,19 +178,23 @@ struct ServeCommand: ParsableCommand {
                 // logrotate's postrotate: the access log file is reopened (by the path) before its next write.
                 gateway.reopenAccessLog()
                 events.record(Event("accesslog.reopened", reason: "AccessLogReopened", message: "access log reopened (SIGUSR1)"))
-            case SIGINT, SIGTERM:
+            case SIGINT, SIGTERM, SIGUSR2:
+                // SIGUSR2 counts only from the takeover thread, once a new process accepts on our listeners.
+                if received == SIGUSR2 && !takeoverRequested.load(ordering: .acquiring) { continue }
                 // readyz false → stop accepting → finish in flight → stop; the admin API answers /readyz
-                // (503) until the workers are done.
+                // (503) until the workers are done (after a takeover the admin API is the new process's already).
                 let graceMs = gateway.settings.shutdownTimeoutMs
                 let started = Date()
+                let cause = received == SIGUSR2 ? "takeover" : received == SIGINT ? "SIGINT" : "SIGTERM"
                 events.record(Event("drain.started", reason: "DrainStarted",
-                                    message: "shutting down: draining connections (up to \(graceMs) ms)",
-                                    fields: [("signal", .string(received == SIGINT ? "SIGINT" : "SIGTERM")),
+                                    message: "shutting down\(received == SIGUSR2 ? " (taken over)" : ""): draining connections (up to \(graceMs) ms)",
+                                    fields: [("signal", .string(cause)),
                                              ("connections", .int(gateway.activeConnections)), ("shutdownTimeoutMs", .int(graceMs))]))
                 gateway.shutdown()
                 let elapsedMs = Int(Date().timeIntervalSince(started) * 1000)
                 events.record(Event("drain.finished", reason: "DrainFinished", message: "drained in \(elapsedMs) ms; stopping",
                                     fields: [("durationMs", .int(elapsedMs)), ("connections", .int(gateway.activeConnections))]))
+                takeoverServer.stop()
                 spanExporter?.stop()  // after the drain: the last requests' spans go out too
                 metricsServer?.stop()
                 adminServer.stop()
@@ -170,7 +239,7 @@ struct ServeCommand: ParsableCommand {
     }
 
     /// `gateway.started`: versions, listeners and workers, what an operator checks first.
-    private func startedEvent(_ config: GatewayConfig, gateway: Gateway, services: Int, metricsPort: UInt16?) -> Event {
+    private func startedEvent(_ config: GatewayConfig, gateway: Gateway, services: Int, metricsPort: UInt16?, takeoverFrom: Int32?) -> Event {
         let listen = SocketAddressSpec(host: config.proxy.listen.host, port: gateway.port)
         var listeners: [String: JSONValue] = ["proxy": .string(listen.description), "admin": .string(config.proxy.admin.description)]
         if let metricsPort, let metricsListen = config.proxy.metrics.listen {
@@ -183,7 +252,7 @@ struct ServeCommand: ParsableCommand {
                      fields: [("version", .string(Sluice.version)), ("versions", versions), ("listeners", .object(listeners)),
                               ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)),
                               ("stateDir", .string(config.control.stateDir)), ("services", .int(services)),
-                              ("pid", .int(Int(getpid())))])
+                              ("pid", .int(Int(getpid())))] + (takeoverFrom.map { [("takeoverFromPid", .int(Int($0)))] } ?? []))
     }
 
     private func startAdmin(_ config: GatewayConfig, plane: ControlPlane, gateway: Gateway, metrics: MetricsEndpoint, top: TopSampler) throws -> BlockingServer {

@@ -83,6 +83,49 @@ final class DrainTests: XCTestCase {
         XCTAssertEqual(drained.wait(timeout: .now() + 5), .success, "the drain ends once nothing is in flight")
     }
 
+    /// A keep-alive client whose next request comes 250 ms into the drain (its turnaround, a round trip) has it
+    /// answered, with Connection: close; the drain used to close every idle connection at its first sweep, so the
+    /// request met our FIN — what a takeover under keep-alive load lost.
+    func testARequestOnAConnectionIdleForLessThanTheGraceIsAnsweredDuringTheDrain() throws {
+        let pod = try HeldPod()
+        defer { pod.stop() }
+        pod.release.signal()
+        let gateway = try GatewayFixture.gateway(to: pod.server.port) { $0.shutdownTimeoutMs = 5_000 }
+        let client = try TestClient(port: gateway.port, timeoutSeconds: 5)
+        try client.send(Self.request)
+        XCTAssertEqual(try client.readResponse().status, 200)
+
+        let drained = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            gateway.shutdown()
+            drained.signal()
+        }
+        XCTAssertTrue(eventually(2) { (try? TestClient(port: gateway.port)) == nil }, "the drain has begun: the listener stops accepting")
+        usleep(250_000)  // the scenario: the client's next request, 250 ms into the drain
+        pod.release.signal()
+        try client.send(Self.request)
+        let response = try client.readResponse()
+        XCTAssertEqual(response.status, 200, "the request on the idle connection is served")
+        XCTAssertEqual(response.header("Connection"), "close")
+        XCTAssertEqual(drained.wait(timeout: .now() + 5), .success)
+    }
+
+    /// A connection idle past the grace is still closed by the drain at once, not held until shutdownTimeout.
+    func testAConnectionIdleLongerThanTheGraceClosesWhenTheDrainStarts() throws {
+        let pod = try HeldPod()
+        defer { pod.stop() }
+        pod.release.signal()
+        let gateway = try GatewayFixture.gateway(to: pod.server.port) { $0.shutdownTimeoutMs = 10_000 }
+        let client = try TestClient(port: gateway.port, timeoutSeconds: 5)
+        try client.send(Self.request)
+        XCTAssertEqual(try client.readResponse().status, 200)
+        usleep(600_000)  // the scenario: idle for longer than the grace (500 ms) when the drain starts
+        let started = Date()
+        gateway.shutdown()
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1, "the drain does not wait for the idle connection")
+        XCTAssertTrue(try client.isClosedByPeer())
+    }
+
     /// A request still running at shutdownTimeout is cut there: shutdown returns and the client gets no answer.
     func testARequestLongerThanTheShutdownTimeoutIsCutAtIt() throws {
         let pod = try HeldPod()

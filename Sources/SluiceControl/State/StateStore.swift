@@ -15,8 +15,9 @@ public final class StateStore: @unchecked Sendable {  // used under the control 
     static let fileName = "state.json"
 
     /// Opens (creating if needed) the directory and takes an exclusive lock on it: two gateways must never
-    /// write one state directory.
-    public init(directory: String) throws(StateStoreError) {
+    /// write one state directory. `waitMs`: how long to wait for the lock to be released (a takeover waits for the
+    /// old process, which releases it when told to drain); 0 refuses at once.
+    public init(directory: String, waitMs: Int = 0) throws(StateStoreError) {
         self.directory = directory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -25,16 +26,26 @@ public final class StateStore: @unchecked Sendable {  // used under the control 
         }
         let fd = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StateStoreError(description: "state directory \(directory): cannot open lock file: \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw StateStoreError(description: "state directory \(directory) is in use by another sluice process")
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let until = Int(deadline.tv_sec) * 1000 + Int(deadline.tv_nsec) / 1_000_000 + waitMs
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            if Int(now.tv_sec) * 1000 + Int(now.tv_nsec) / 1_000_000 >= until {
+                close(fd)
+                throw StateStoreError(description: "state directory \(directory) is in use by another sluice process"
+                                      + (waitMs > 0 ? " (still locked after \(waitMs) ms)" : ""))
+            }
+            usleep(5_000)
         }
         lockFD = fd
     }
 
     deinit { unlock() }
 
-    /// Gives up the directory (at shutdown): another process may take it from here on.
+    /// Gives up the directory (at shutdown, or handed to a process taking over): another process may take it from
+    /// here on, and this store writes nothing more.
     public func unlock() {
         guard lockFD >= 0 else { return }
         close(lockFD)
@@ -55,6 +66,8 @@ public final class StateStore: @unchecked Sendable {  // used under the control 
 
     /// Replaces the document atomically and durably; returns only once it is on disk.
     public func save(_ data: Data) throws(StateStoreError) {
+        // Released (handed over): the directory may be another process's now; writing would overwrite its state.
+        guard lockFD >= 0 else { throw StateStoreError(description: "state directory \(directory) was released (handed to another process)") }
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("create \(temporary)") }
