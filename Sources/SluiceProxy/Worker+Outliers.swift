@@ -53,9 +53,9 @@ extension Worker {
         nextReturnSweepMs = now + 1_000
         for slot in EndpointHealth.all {
             guard let byCheck = slot.takeReturn(nowMs: now) else { continue }
-            let why = byCheck ? "its active health check passed" : "its ejection time is over"
+            let why = byCheck ? "it answered again (an active health check or a trial request passed)" : "its ejection time is over"
             logLine("endpoint \(slot.endpoint) back in rotation: \(why)", event: "endpoint.returned", level: .info,
-                    fields: ["endpoint": "\(slot.endpoint)", "reason": byCheck ? "health_check_passed" : "ejection_expired"])
+                    fields: ["endpoint": "\(slot.endpoint)", "reason": byCheck ? "answered" : "ejection_expired"])
         }
     }
 

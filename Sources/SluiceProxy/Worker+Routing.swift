@@ -141,7 +141,9 @@ extension Worker {
     func pickEndpoint(_ indices: [Int], tried: TriedEndpoints, skipEjected: Bool) -> ConnectionPool? {
         let now = loop.now
         @inline(__always) func usable(_ pool: ConnectionPool) -> Bool {
-            !tried.contains(pool) && !(skipEjected && pool.health.isEjected(nowMs: now))
+            guard !tried.contains(pool) else { return false }
+            guard skipEjected, pool.health.isEjected(nowMs: now) else { return true }
+            return pool.health.takeTrial(nowMs: now)  // one request a second tries it (retried elsewhere if it fails)
         }
         @inline(__always) func load(_ pool: ConnectionPool) -> Int {
             pool.outstanding + 4 * pool.health.recentFailures

@@ -16,6 +16,9 @@ public final class EndpointHealthSlot: Sendable {
     private let ejectedFor5xx = Atomic<Bool>(false)
     /// Ejections so far, the multiplier of the next ejection's time.
     private let ejectionCount = Atomic<Int>(0)
+    /// While ejected, the next time one request may go to the endpoint as a trial (a half-open circuit): a success
+    /// ends the ejection, so a restarted pod is back within a second even without active health checks.
+    private let nextTrialMs = Atomic<Int64>(0)
     /// An ejection was announced and its end not yet (Worker+Outliers' sweep announces returns).
     private let announcedEjected = Atomic<Bool>(false)
     /// Requests at this endpoint now, from every worker; kept only for revisions with a `containerConcurrency`.
@@ -32,9 +35,11 @@ public final class EndpointHealthSlot: Sendable {
     @inline(__always)
     public var recentFailures: Int { consecutiveErrors.load(ordering: .relaxed) }
 
-    /// The pod answered below 500: the failure runs end. Writes only when there was a run.
+    /// The pod answered below 500: the failure runs end, and an ejection too (the trial request succeeded). Writes
+    /// only when there was a run or an ejection.
     @inline(__always)
     public func recordSuccess() {
+        if ejectedUntilMs.load(ordering: .relaxed) != 0 { ejectedUntilMs.store(0, ordering: .relaxed) }
         if consecutiveErrors.load(ordering: .relaxed) != 0 { consecutiveErrors.store(0, ordering: .relaxed) }
         if consecutiveGatewayFailures.load(ordering: .relaxed) != 0 { consecutiveGatewayFailures.store(0, ordering: .relaxed) }
     }
@@ -55,6 +60,13 @@ public final class EndpointHealthSlot: Sendable {
     }
 
     public var slotsInUse: Int { inFlight.load(ordering: .relaxed) }
+
+    /// One request a second may try an ejected endpoint: true for the caller that takes this second's trial.
+    public func takeTrial(nowMs: Int64) -> Bool {
+        let next = nextTrialMs.load(ordering: .relaxed)
+        guard nowMs >= next else { return false }
+        return nextTrialMs.compareExchange(expected: next, desired: nowMs + 1_000, ordering: .relaxed).exchanged
+    }
 
     /// A connect failure, a reset or close before the answer, a timeout. True when a threshold is reached.
     public func recordGatewayFailure(_ settings: OutlierDetection) -> Bool {
@@ -84,6 +96,7 @@ public final class EndpointHealthSlot: Sendable {
         let length = min(base * Int64(count), cap)
         guard ejectedUntilMs.compareExchange(expected: until, desired: nowMs + length, ordering: .relaxed).exchanged else { return nil }
         ejectionCount.store(count, ordering: .relaxed)
+        nextTrialMs.store(nowMs + 1_000, ordering: .relaxed)
         ejectedFor5xx.store(for5xx, ordering: .relaxed)
         consecutiveErrors.store(0, ordering: .relaxed)
         consecutiveGatewayFailures.store(0, ordering: .relaxed)
@@ -99,7 +112,8 @@ public final class EndpointHealthSlot: Sendable {
         _ = ejectedUntilMs.compareExchange(expected: until, desired: 0, ordering: .relaxed)
     }
 
-    /// Once per ejection, after it ended: whether an active check ended it (true) or its time ran out (false).
+    /// Once per ejection, after it ended: whether a success ended it — an active check, or a trial request — (true)
+    /// or its time ran out (false).
     public func takeReturn(nowMs: Int64) -> Bool? {
         guard announcedEjected.load(ordering: .relaxed) else { return nil }
         let until = ejectedUntilMs.load(ordering: .relaxed)

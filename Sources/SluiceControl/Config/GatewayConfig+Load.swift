@@ -57,7 +57,7 @@ extension GatewayConfig {
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
                                           "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout",
-                                          "metrics", "accessLog", "tracing", "retries", "outlierDetection", "attemptCountHeader"])
+                                          "metrics", "accessLog", "tracing", "retries", "outlierDetection", "revisionQueue", "attemptCountHeader"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -93,6 +93,7 @@ extension GatewayConfig {
         if let node = top["tracing"] { proxy.tracing = try decodeTracing(node) }
         if let node = top["retries"] { proxy.retries = try decodeRetries(node) }
         if let node = top["outlierDetection"] { proxy.outlierDetection = try decodeOutlierDetection(node) }
+        if let node = top["revisionQueue"] { proxy.revisionQueue = try decodeRevisionQueue(node) }
         if let node = top["attemptCountHeader"] { proxy.attemptCountHeader = try node.bool() }
         if let node = top["routing"] {
             let routing = try node.mapping(keys: ["domain", "serviceHostTemplate", "componentSuffix", "tagHeaderRouting", "revisionHeader"])

@@ -1,4 +1,4 @@
-// Control layer: the `retries` and `outlierDetection` sections of the configuration file (and of a static service, and
+// Control layer: the `retries`, `outlierDetection` and `revisionQueue` sections of the configuration file (and of a static service, and
 // the `serving.sluice.dev/retries` annotation of a manifest), checked into the data plane's retry and ejection settings.
 import SluiceProxy
 import SluiceRouting
@@ -61,6 +61,18 @@ extension GatewayConfig {
             throw value.error("maxEjectionTime (\(settings.maxEjectionMs) ms) is below baseEjectionTime (\(settings.baseEjectionMs) ms)")
         }
         if let value = mapping["maxEjectionPercent"] { settings.maxEjectionPercent = try value.int(in: 0...100) }
+        return settings
+    }
+
+    /// `revisionQueue: {depthPerSlot: 10, timeout: 10s}`: where requests beyond a revision's containerConcurrency wait.
+    static func decodeRevisionQueue(_ node: ConfigNode) throws(ConfigError) -> RevisionQueueSettings {
+        let mapping = try node.mapping(keys: ["depthPerSlot", "timeout"])
+        var settings = RevisionQueueSettings()
+        if let value = mapping["depthPerSlot"] { settings.depthPerSlot = try value.int(in: 0...10_000) }
+        if let value = mapping["timeout"] {
+            settings.timeoutMs = try value.milliseconds()
+            guard settings.timeoutMs > 0 else { throw value.error("must be greater than 0") }
+        }
         return settings
     }
 

@@ -1,6 +1,8 @@
 // Proxy layer: the scrape — sums every worker's cells (relaxed loads, no lock on the request path) and writes the
 // data plane's families (`Gateway.writeMetrics`), and the per-revision summary `sluice top` reads
 // (`Gateway.revisionStats`).
+import SluiceIO
+import SluiceRouting
 
 /// One revision's traffic so far, summed over the workers (for `sluice top`: rates and quantiles come from the
 /// difference of two of these).
@@ -284,6 +286,19 @@ struct MetricsSnapshot {
         }
         out.family("sluice_upstream_outstanding_requests", .gauge, help: "Requests sent to each endpoint and not answered yet.")
         for e in endpoints { out.gauge(MetricLabels([("endpoint", e.endpoint)]), gauge(e.cells, EndpointLayout.outstanding)) }
+        // Outlier ejection and concurrency slots: every endpoint of the routes, from its shared health.
+        let now = Posix.nowMilliseconds()
+        let health = EndpointHealth.all.sorted { "\($0.endpoint)" < "\($1.endpoint)" }
+        out.family("sluice_endpoint_ejected", .gauge, help: "1 while passive outlier detection has the endpoint ejected.")
+        for slot in health { out.gauge(MetricLabels([("endpoint", "\(slot.endpoint)")]), slot.isEjected(nowMs: now) ? 1 : 0) }
+        out.family("sluice_endpoint_ejections", .counter, help: "Outlier ejections of each endpoint, by reason.")
+        for slot in health {
+            out.counter(MetricLabels([("endpoint", "\(slot.endpoint)"), ("reason", "consecutive_gateway_failures")]),
+                        slot.ejectionsForGatewayFailures.load(ordering: .relaxed))
+            out.counter(MetricLabels([("endpoint", "\(slot.endpoint)"), ("reason", "consecutive_5xx")]), slot.ejectionsFor5xx.load(ordering: .relaxed))
+        }
+        out.family("sluice_endpoint_concurrency_slots_in_use", .gauge, help: "Requests holding one of the endpoint's containerConcurrency slots.")
+        for slot in health { out.gauge(MetricLabels([("endpoint", "\(slot.endpoint)")]), slot.slotsInUse) }
     }
 
     private func writeIstio(_ out: inout MetricsExposition) {
