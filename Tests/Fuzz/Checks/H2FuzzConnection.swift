@@ -70,7 +70,12 @@ final class H2FuzzConnection: H2SessionDelegate {
         }
         for id in ready where streams[id] != nil && !closed.contains(id) { answer(id) }
         ready.removeAll()
-        if session.streamsOpened >= 6 && !session.isGoingAway { session.announceShutdown() } else if session.isGoingAway && rounds % 4 == 0 { session.goAway() }
+        // The two-step GOAWAY of a draining gateway (RFC 9113 §6.8): a notice, then the last stream a few reads later.
+        if session.streamsOpened >= 6 && !session.isGoingAway {
+            session.announceShutdown()
+        } else if session.isGoingAway && rounds % 4 == 0 {
+            session.goAway()
+        }
     }
 
     /// The answer depends on the stream id only, so that every kind is reached by short inputs.
