@@ -8,7 +8,7 @@ TEST_APT_PACKAGES := prometheus
 VENV := .venv
 CONFIG ?= config/sluice.yaml
 
-.PHONY: deps deps-test venv build build-debug run test test-unit test-asan test-tsan test-alloc test-e2e bench clean
+.PHONY: deps deps-test venv build build-debug run test test-unit test-asan test-tsan test-alloc test-e2e fuzz bench clean
 
 # Installs the Debian packages of $(1) that are missing (the package's service is not started: policy-rc.d or no
 # systemd on these machines; the tests start their own on loopback).
@@ -109,6 +109,36 @@ test-tsan: deps
 
 test-e2e: venv deps-test build
 	SLUICE_BIN=$$($(SWIFT) build -c release --show-bin-path)/sluice $(VENV)/bin/python -m pytest -q Tests/e2e
+
+# libFuzzer targets (Tests/Fuzz): each built with -sanitize=fuzzer,address (release, as shipped) in its own scratch
+# path, then run for FUZZ_SECONDS on a working corpus in .build-fuzz seeded from Tests/Fuzz/corpus (libFuzzer adds
+# what it finds to the first directory only, so the checked-in seeds stay as they are). A crash stops only its target;
+# its reproducer lands in .build-fuzz/crashes and `make fuzz` fails at the end. Not part of `make test`: the unit
+# tests replay the checked-in corpus through the same checks (SluiceFuzzTests).
+FUZZ_SECONDS ?= 60
+# target:corpus directory:dictionary:max input length
+FUZZ_TARGETS := FuzzH1Request:h1-request:http.dict:16384 FuzzH1Response:h1-response:http.dict:16384 \
+	FuzzChunked:chunked:http.dict:4096 FuzzH2Session:h2-session:h2.dict:65536
+FUZZ_BUILD := -c release --scratch-path .build-fuzz -Xswiftc -DFUZZING -Xswiftc -sanitize=fuzzer,address
+# The Swift runtime's own backtracer trips ASan and hides the report (hardening.md §6.2).
+FUZZ_ENV := SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
+
+fuzz: deps
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+	  $(SWIFT) build $(FUZZ_BUILD) --product $${t%%:*} 2>&1 | tail -3 || exit 1; done
+	@bin=$$($(SWIFT) build $(FUZZ_BUILD) --show-bin-path); failed=""; mkdir -p .build-fuzz/crashes; \
+	for t in $(FUZZ_TARGETS); do \
+	  IFS=: read name dir dict len <<< "$$t"; mkdir -p .build-fuzz/corpus/$$dir; \
+	  log=.build-fuzz/$$name.log; start=$$(date +%s); \
+	  $(FUZZ_ENV) $$bin/$$name .build-fuzz/corpus/$$dir Tests/Fuzz/corpus/$$dir -dict=Tests/Fuzz/$$dict -max_len=$$len \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=.build-fuzz/crashes/$$name- >$$log 2>&1; \
+	  rc=$$?; took=$$(( $$(date +%s) - start )); \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); eps=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log); \
+	  cov=$$(grep -o 'cov: [0-9]*' $$log | tail -1); \
+	  printf '%-15s %4ss  %9s runs  %7s exec/s  %s  corpus %s\n' $$name $$took "$${runs:-?}" "$${eps:-?}" "$$cov" "$$(ls .build-fuzz/corpus/$$dir | wc -l)"; \
+	  if [ $$rc -ne 0 ]; then failed="$$failed $$name"; grep -m3 -E 'ERROR|Fatal error|violated' $$log; echo "  log: $$log"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in$$failed (reproducers in .build-fuzz/crashes)"; exit 1; fi
 
 bench: build
 	$(MAKE) -C benchmarks

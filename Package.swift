@@ -55,6 +55,15 @@ let package = Package(
         ], swiftSettings: strict),
         // Test support: a malloc interposer counting the gateway workers' allocations (the allocation test).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
+        // Fuzzing (Tests/Fuzz, `make fuzz`): the per-input checks, shared by the libFuzzer executables and the corpus
+        // replay test. The executables are stubs unless built with -DFUZZING -sanitize=fuzzer,address, so a plain
+        // build links them; they are in the package so that `make fuzz` builds them with SwiftPM, like the rest.
+        .target(name: "SluiceFuzzChecks", dependencies: ["SluiceHTTP1", "SluiceHTTP2", "SluiceIO"], path: "Tests/Fuzz/Checks", swiftSettings: strict),
+        .executableTarget(name: "FuzzH1Request", dependencies: ["SluiceFuzzChecks"], path: "Tests/Fuzz/Targets/FuzzH1Request", swiftSettings: strict),
+        .executableTarget(name: "FuzzH1Response", dependencies: ["SluiceFuzzChecks"], path: "Tests/Fuzz/Targets/FuzzH1Response", swiftSettings: strict),
+        .executableTarget(name: "FuzzChunked", dependencies: ["SluiceFuzzChecks"], path: "Tests/Fuzz/Targets/FuzzChunked", swiftSettings: strict),
+        .executableTarget(name: "FuzzH2Session", dependencies: ["SluiceFuzzChecks"], path: "Tests/Fuzz/Targets/FuzzH2Session", swiftSettings: strict),
+        .testTarget(name: "SluiceFuzzTests", dependencies: ["SluiceFuzzChecks"], path: "Tests/Fuzz/Replay"),
         .testTarget(name: "SluiceHTTP1Tests", dependencies: ["SluiceHTTP1"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting"]),
         .testTarget(name: "SluiceIOTests", dependencies: ["SluiceIO"]),
