@@ -315,9 +315,10 @@ class PodControl:
 # ---------------------------------------------------------------------------------------------- Sluice configurations
 
 def resilience_yaml(per_try_timeout: str = "0s") -> str:
-    """The retry and outlier-detection settings of issue 9's finished work (today's main refuses these keys)."""
-    return f"""retries: {{attempts: 2, perTryTimeout: {per_try_timeout}, retryOn: [connect-failure, refused-stream, reset-idempotent, retriable-status-codes],
-          retriableStatusCodes: [503], maxReplayBytes: 64KiB, budget: {{percent: 20, minConcurrency: 3}}, attemptCountHeader: false}}
+    """The retry and outlier-detection settings (the defaults written out, with the scenario's per-try timeout)."""
+    return f"""retries: {{attempts: 2, perTryTimeout: {per_try_timeout}, retryOn: [connect-failure, refused-stream, reset-before-request, reset-idempotent, retriable-status-codes],
+          retriableStatusCodes: [503], maxReplayBytes: 64KiB, budget: {{percent: 20, minConcurrency: 3}}}}
+attemptCountHeader: false
 outlierDetection: {{consecutiveGatewayFailures: 5, consecutive5xx: 5, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50}}
 """
 

@@ -41,7 +41,7 @@ extension GatewayConfig {
         var checks: [String: ProbeSettings] = [:]
         for node in services {
             // decodeService has checked the mapping's keys and its name and namespace.
-            let mapping = try node.mapping(keys: ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck"])
+            let mapping = try node.mapping(keys: serviceKeys)
             guard let value = mapping["healthCheck"] else { continue }
             let key = serviceKey(namespace: try mapping.required("namespace").string(), name: try mapping.required("name").string())
             if case .mapping = value.node {

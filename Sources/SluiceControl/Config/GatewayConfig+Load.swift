@@ -176,9 +176,12 @@ extension GatewayConfig {
         return limits
     }
 
+    /// The keys of a static service (`services[i]`).
+    static let serviceKeys = ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries"]
+
     /// A static service; its own `retries:` starts from the gateway's (its `healthCheck` is decodeHealthChecks').
     private static func decodeService(_ node: ConfigNode, retries: RetryPolicy) throws(ConfigError) -> ServiceSpec {
-        let mapping = try node.mapping(keys: ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries"])
+        let mapping = try node.mapping(keys: serviceKeys)
         let name = try mapping.required("name").string()
         let namespace = try mapping.required("namespace").string()
         let tagRouting = try mapping["tagRouting"]?.bool() ?? false
