@@ -140,10 +140,12 @@ extension Worker {
     /// look idle. Nil when no endpoint qualifies.
     func pickEndpoint(_ indices: [Int], tried: TriedEndpoints, skipEjected: Bool) -> ConnectionPool? {
         let now = loop.now
-        @inline(__always) func usable(_ pool: ConnectionPool) -> Bool {
-            guard !tried.contains(pool) else { return false }
-            guard skipEjected, pool.health.isEjected(nowMs: now) else { return true }
-            return pool.health.takeTrial(nowMs: now)  // one request a second tries it (retried elsewhere if it fails)
+        /// 0: not usable; 1: usable; 2: ejected, and this request is its trial of the second (it wins the draw: its
+        /// failure count would otherwise keep it losing every comparison, and it never be tried).
+        @inline(__always) func usable(_ pool: ConnectionPool) -> Int {
+            guard !tried.contains(pool) else { return 0 }
+            guard skipEjected, pool.health.isEjected(nowMs: now) else { return 1 }
+            return pool.health.takeTrial(nowMs: now) ? 2 : 0  // retried elsewhere if it fails
         }
         @inline(__always) func load(_ pool: ConnectionPool) -> Int {
             pool.outstanding + 4 * pool.health.recentFailures
@@ -153,7 +155,7 @@ extension Worker {
             return nil
         case 1:
             let pool = pools[indices[0]]
-            return usable(pool) ? pool : nil
+            return usable(pool) > 0 ? pool : nil
         default:
             let r = random.next()
             let a = Int(truncatingIfNeeded: r % UInt64(indices.count))
@@ -161,15 +163,21 @@ extension Worker {
             if b >= a { b += 1 }
             let pa = pools[indices[a]], pb = pools[indices[b]]
             switch (usable(pa), usable(pb)) {
-            case (true, true): return load(pb) < load(pa) ? pb : pa
-            case (true, false): return pa
-            case (false, true): return pb
-            case (false, false):
-                // Both drawn are out: the least loaded of the rest, if any.
+            case (2, _): return pa
+            case (_, 2): return pb
+            case (1, 1): return load(pb) < load(pa) ? pb : pa
+            case (1, _): return pa
+            case (_, 1): return pb
+            default:
+                // Both drawn are out: the least loaded of the rest, if any (a trial first).
                 var best: ConnectionPool?
                 for index in indices where index != indices[a] && index != indices[b] {
                     let pool = pools[index]
-                    if usable(pool), best.map({ load(pool) < load($0) }) ?? true { best = pool }
+                    switch usable(pool) {
+                    case 2: return pool
+                    case 1: if best.map({ load(pool) < load($0) }) ?? true { best = pool }
+                    default: continue
+                    }
                 }
                 return best
             }

@@ -8,7 +8,6 @@ import atexit
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -152,19 +151,8 @@ def tail_logs(prefix: Optional[pathlib.Path], chars: int = 3000) -> str:
     return text
 
 
-def free_port() -> int:
-    """A port the kernel just handed out on 127.0.0.1 (free now; the OS does not reuse it at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+# One copy of the port helpers, in the stdlib-only module the fault benchmark imports too.
+from fault_load import free_port, port_open  # noqa: E402,F401
 
 
 def http_ok(url: str) -> bool:

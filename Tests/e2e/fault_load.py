@@ -251,6 +251,7 @@ def describe(outcomes: Sequence[Outcome], examples: int = 3) -> str:
 # ---------------------------------------------------------------------------------------------- processes and pods
 
 def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (free now; the OS does not reuse it at once)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
