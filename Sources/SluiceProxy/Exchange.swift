@@ -75,9 +75,19 @@ final class Exchange: UpstreamDelegate {
     private(set) var firstResponseByteNs: UInt64 = 0
     /// The routes this request started with (a hand-over mid-request does not move it), the endpoints it tried, and
     /// where it is now: a retry may move it to another endpoint, or another revision of its service.
-    private(set) var route: Route!
-    var revision: Revision { route.revision }
-    var tag: TagRoute? { route.tag }
+    /// What another attempt chooses from, kept as plain fields (a `Route` held here was copied, and each of its
+    /// references counted, at every read): the service (unowned(unsafe): read only while `routeGeneration` is the
+    /// worker's, see Route), the revision's index in it, the endpoints tried.
+    private unowned(unsafe) var service: ServiceRoute?
+    private var revisionIndex = 0
+    private var routeGeneration = 0
+    private var tried = TriedEndpoints()
+    private(set) var revision: Revision!
+    private(set) var tag: TagRoute?
+    /// The containerConcurrency slot held at the current attempt's endpoint.
+    private var concurrencySlot: EndpointHealthSlot?
+    /// The endpoint `retry` chose, between choosing it and starting the attempt there.
+    private var nextPool: ConnectionPool?
     private(set) var requestWasHEAD = false
     /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 §9.2.2): `reset-idempotent` retries these.
     private var requestIsIdempotent = false
@@ -93,7 +103,7 @@ final class Exchange: UpstreamDelegate {
     private var replay = ReplayBuffer()
     private var isPumpingResponse = false
     /// Timeouts, limits and retries, resolved when the request was routed.
-    private(set) var policy: RequestPolicy!
+    private(set) var policy: RequestPolicy
     private var bufferBytes: Int { policy.bufferBytes }
     /// The revision this request counts under in its worker's retry budget (`Revision.metricsID`), and whether it
     /// counts as a retry there (from its first retry to its end); -1 when it no longer counts.
@@ -106,6 +116,7 @@ final class Exchange: UpstreamDelegate {
     /// An exchange for `worker`'s requests; `start` readies it for each one (ExchangeRecycler.take).
     init(worker: Worker) {
         self.worker = worker
+        policy = RequestPolicy(settings: worker.settings)  // replaced by each request's own in `start`
     }
 
     /// Readies the exchange for one request: every per-request field is set here, for a new and a recycled
@@ -119,7 +130,13 @@ final class Exchange: UpstreamDelegate {
         var policy = policy
         policy.resolve(service: route.service, revision: route.revision)
         self.policy = policy
-        self.route = route
+        revision = route.revision
+        tag = route.tag
+        concurrencySlot = route.slot
+        service = route.service
+        revisionIndex = route.revisionIndex
+        routeGeneration = route.generation
+        tried = route.tried
         requestWasHEAD = head.isHEAD
         requestIsIdempotent = Self.isIdempotent(methodBytes)
         switch head.framing {
@@ -161,13 +178,16 @@ final class Exchange: UpstreamDelegate {
         precondition(upstream == nil && replay.bytes == nil && loadID < 0, "an exchange is recycled with its pod connection, replay buffer or retry load")
         downstream = nil
         attempt = nil
-        route = nil
+        service = nil
+        revision = nil
+        tag = nil
+        nextPool = nil
     }
 
     /// The request stops counting in its revision's retry budget (its last attempt ended).
     private func endLoad() {
-        if let slot = route?.slot {
-            route.slot = nil
+        if let slot = concurrencySlot {
+            concurrencySlot = nil
             worker.concurrencySlotReleased(slot)
         }
         guard loadID >= 0 else { return }
@@ -573,13 +593,26 @@ final class Exchange: UpstreamDelegate {
         case .status(let status): guard retries.retries(status: status) else { return false }
         }
         guard isRetrying || worker.retryBudgetAllows(loadID, retries) else { return false }
-        var next = route!
+        guard routeGeneration == worker.routeGeneration, let service = self.service else {
+            // The routes were swapped since: the indices mean other endpoints now, and the service may be gone (it is
+            // not read, so not retained, here). The same endpoint again, on a fresh connection.
+            attemptCount += 1
+            guard let fresh = pool.connect() else {
+                worker.recordGatewayFailure(pool, revision: revision)
+                return false
+            }
+            nextPool = pool
+            startAttempt(on: fresh, replaying: replayable)
+            return true
+        }
+        var next = Route(service: service, revisionIndex: revisionIndex, revision: revision, tag: tag, pool: pool,
+                         tried: tried, generation: routeGeneration, slot: concurrencySlot)
         while attemptCount <= retries.attempts {
             guard worker.nextTarget(&next) else { return false }
             if next.revision.containerConcurrency > 0 || next.slot != nil {
                 // The slot goes with the endpoint: give the old one back, take one where the retry goes.
-                if let slot = next.slot { next.slot = nil; route.slot = nil; worker.concurrencySlotReleased(slot) }
-                if next.revision.containerConcurrency > 0 && !worker.claimConcurrencySlot(&next) { route = next; return false }
+                if let slot = next.slot { next.slot = nil; concurrencySlot = nil; worker.concurrencySlotReleased(slot) }
+                if next.revision.containerConcurrency > 0 && !worker.claimConcurrencySlot(&next) { adopt(next); return false }
             }
             next.tried.add(next.pool)
             attemptCount += 1
@@ -588,19 +621,29 @@ final class Exchange: UpstreamDelegate {
                 guard retries.retryOn.contains(.connectFailure) else { break }
                 continue
             }
-            route = next
+            adopt(next)
             startAttempt(on: fresh, replaying: replayable)
             return true
         }
-        route = next
+        adopt(next)
         return false
+    }
+
+    /// The request's route is now `next` (its endpoint, revision and slot for the next attempt).
+    private func adopt(_ next: Route) {
+        revision = next.revision
+        revisionIndex = next.revisionIndex
+        concurrencySlot = next.slot
+        tried = next.tried
+        nextPool = next.pool
     }
 
     /// Ends the current attempt and sends the request again on `fresh` (a new connection to the route's endpoint).
     private func startAttempt(on fresh: UpstreamConnection, replaying replayable: ByteBuffer) {
         upstream?.close()
         attempt.end()
-        attempt = UpstreamAttempt(pool: route.pool, upstream: fresh)
+        attempt = UpstreamAttempt(pool: nextPool!, upstream: fresh)
+        nextPool = nil
         attempt.markOutstanding()
         if !isRetrying {
             isRetrying = true

@@ -90,7 +90,6 @@ extension Worker {
         var route = Route(service: service, revisionIndex: revisionIndex, revision: revision, tag: tag,
                           pool: pools[revision.endpointIndices[0]], generation: routeGeneration)
         guard nextTarget(&route) else { return .refused(.noEndpoint, revision: revision, tag: tag) }
-        let retries = service.retries ?? settings.retries
         while true {
             if route.revision.containerConcurrency > 0 && route.slot == nil {
                 guard claimConcurrencySlot(&route) else { return .queued(revision: route.revision, tag: tag) }
@@ -100,6 +99,7 @@ extension Worker {
             // Refused at once (loopback, or a local error): never reached the pod.
             if let slot = route.slot { concurrencySlotReleased(slot); route.slot = nil }
             recordGatewayFailure(route.pool, revision: route.revision)
+            let retries = service.retries ?? settings.retries  // read on this path only: it is a large value
             guard retries.retryOn.contains(.connectFailure), route.tried.count <= retries.attempts,
                   retryBudgetAllows(revision.metricsID, retries), nextTarget(&route) else {
                 return .refused(.upstreamConnectFailed, revision: route.revision, tag: tag)
