@@ -301,7 +301,7 @@ final class Exchange: UpstreamDelegate {
     func responseTimedOut() {
         let now = worker.loop.now
         let overall = responseDeadlineMs > 0 && now >= responseDeadlineMs
-        worker.recordGatewayFailure(pool, revision: revision)
+        worker.recordGatewayFailure(pool, revision: revision, timedOut: true)
         if !overall && tryDeadlineMs > 0 && retry(after: .perTryTimeout) { return }
         failBeforeResponse(.upstreamTimeout)
     }
@@ -309,7 +309,7 @@ final class Exchange: UpstreamDelegate {
     /// The downstream's `.upstreamConnect` timer fired.
     func connectTimedOut() {
         pool.connectFailedLater()
-        worker.recordGatewayFailure(pool, revision: revision)
+        worker.recordGatewayFailure(pool, revision: revision, timedOut: true)
         if retry(after: .connectFailure) { return }
         failBeforeResponse(.upstreamConnectTimeout)
     }

@@ -14,9 +14,10 @@ extension Worker {
     // MARK: Outlier ejection
 
     /// A connect failure, a reset or close before any answer, a timeout.
-    func recordGatewayFailure(_ pool: ConnectionPool, revision: Revision) {
+    /// `timedOut`: a connect, response or per-try timeout (an ejection after one gets no trial requests).
+    func recordGatewayFailure(_ pool: ConnectionPool, revision: Revision, timedOut: Bool = false) {
         let settings = self.settings.outlierDetection
-        if pool.health.recordGatewayFailure(settings) { considerEjecting(pool, revision: revision, for5xx: false) }
+        if pool.health.recordGatewayFailure(settings, timedOut: timedOut) { considerEjecting(pool, revision: revision, for5xx: false) }
     }
 
     /// The pod's final response head: 5xx counts toward ejection, anything else ends the failure run.

@@ -19,6 +19,11 @@ public final class EndpointHealthSlot: Sendable {
     /// While ejected, the next time one request may go to the endpoint as a trial (a half-open circuit): a success
     /// ends the ejection, so a restarted pod is back within a second even without active health checks.
     private let nextTrialMs = Atomic<Int64>(0)
+    /// The failure run had a timeout (a connect, response or per-try timeout): such an ejection gets no trial
+    /// requests, since a trial to a pod that hangs costs its client the timeout. A pod that fails fast (refused
+    /// connects, resets: killed, crash-looping) gets them; a trial then fails in microseconds and is retried.
+    private let runHadTimeout = Atomic<Bool>(false)
+    private let trialsAllowed = Atomic<Bool>(false)
     /// An ejection was announced and its end not yet (Worker+Outliers' sweep announces returns).
     private let announcedEjected = Atomic<Bool>(false)
     /// Requests at this endpoint now, from every worker; kept only for revisions with a `containerConcurrency`.
@@ -42,6 +47,7 @@ public final class EndpointHealthSlot: Sendable {
         if ejectedUntilMs.load(ordering: .relaxed) != 0 { ejectedUntilMs.store(0, ordering: .relaxed) }
         if consecutiveErrors.load(ordering: .relaxed) != 0 { consecutiveErrors.store(0, ordering: .relaxed) }
         if consecutiveGatewayFailures.load(ordering: .relaxed) != 0 { consecutiveGatewayFailures.store(0, ordering: .relaxed) }
+        if runHadTimeout.load(ordering: .relaxed) { runHadTimeout.store(false, ordering: .relaxed) }
     }
 
     /// Takes one of the endpoint's `limit` concurrency slots, if one is free.
@@ -61,15 +67,18 @@ public final class EndpointHealthSlot: Sendable {
 
     public var slotsInUse: Int { inFlight.load(ordering: .relaxed) }
 
-    /// One request a second may try an ejected endpoint: true for the caller that takes this second's trial.
+    /// One request a second may try an endpoint ejected for fast failures: true for the caller that takes this
+    /// second's trial.
     public func takeTrial(nowMs: Int64) -> Bool {
+        guard trialsAllowed.load(ordering: .relaxed) else { return false }
         let next = nextTrialMs.load(ordering: .relaxed)
         guard nowMs >= next else { return false }
         return nextTrialMs.compareExchange(expected: next, desired: nowMs + 1_000, ordering: .relaxed).exchanged
     }
 
     /// A connect failure, a reset or close before the answer, a timeout. True when a threshold is reached.
-    public func recordGatewayFailure(_ settings: OutlierDetection) -> Bool {
+    public func recordGatewayFailure(_ settings: OutlierDetection, timedOut: Bool) -> Bool {
+        if timedOut && !runHadTimeout.load(ordering: .relaxed) { runHadTimeout.store(true, ordering: .relaxed) }
         let gateway = consecutiveGatewayFailures.add(1, ordering: .relaxed).newValue
         let errors = consecutiveErrors.add(1, ordering: .relaxed).newValue
         return (settings.consecutiveGatewayFailures > 0 && gateway >= settings.consecutiveGatewayFailures)
@@ -97,6 +106,8 @@ public final class EndpointHealthSlot: Sendable {
         guard ejectedUntilMs.compareExchange(expected: until, desired: nowMs + length, ordering: .relaxed).exchanged else { return nil }
         ejectionCount.store(count, ordering: .relaxed)
         nextTrialMs.store(nowMs + 1_000, ordering: .relaxed)
+        trialsAllowed.store(!for5xx && !runHadTimeout.load(ordering: .relaxed), ordering: .relaxed)
+        runHadTimeout.store(false, ordering: .relaxed)
         ejectedFor5xx.store(for5xx, ordering: .relaxed)
         consecutiveErrors.store(0, ordering: .relaxed)
         consecutiveGatewayFailures.store(0, ordering: .relaxed)

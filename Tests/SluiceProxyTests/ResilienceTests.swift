@@ -91,11 +91,12 @@ final class ResilienceTests: XCTestCase {
     }
 
     func testAnEjectedPodThatServesAgainIsBackWithinTwoSecondsWithoutActiveChecks() throws {
-        // A pod ejected (as after a crash) that serves again: one trial request a second finds it, and its success
-        // ends the ejection — no 30 s wait, no active health check needed.
+        // A pod ejected for fast failures (refused connects, resets: a crash) that serves again: one trial request a second finds
+        // it, and its success ends the ejection — no 30 s wait, no active health check needed.
         let pod = try ok(), alive = try ok()
         let g = try gateway([pod.port, alive.port], workers: 1)
         let slot = EndpointHealth.slot(for: Endpoint(host: "127.0.0.1", port: pod.port))
+        _ = slot.recordGatewayFailure(OutlierDetection(), timedOut: false)
         XCTAssertNotNil(slot.eject(nowMs: monotonicMs(), for5xx: false, OutlierDetection()))
         let before = pod.requestsServed
         let ejected = Date()
@@ -108,6 +109,26 @@ final class ResilienceTests: XCTestCase {
         XCTAssertGreaterThan(back, 0.9, "no request before its trial second")
         XCTAssertLessThan(back, 2.0, "the trial came within the second after")
         XCTAssertFalse(slot.isEjected(nowMs: monotonicMs()), "the trial's success ended the ejection")
+    }
+
+    func testAPodEjectedForTimeoutsGetsNoTrialRequests() throws {
+        // A hung pod's trial would cost its client the per-try timeout: an ejection after a timeout gets no trials.
+        let pod = try ok(), alive = try ok()
+        let g = try gateway([pod.port, alive.port], workers: 1)
+        let slot = EndpointHealth.slot(for: Endpoint(host: "127.0.0.1", port: pod.port))
+        _ = slot.recordGatewayFailure(OutlierDetection(), timedOut: true)
+        XCTAssertNotNil(slot.eject(nowMs: monotonicMs(), for5xx: false, OutlierDetection()))
+        let before = pod.requestsServed
+        let ejected = Date()
+        let c = try TestClient(port: g.port)
+        var sent = 0
+        while Date().timeIntervalSince(ejected) < 1.6 {
+            XCTAssertEqual(try c.request("POST", "/v1/models/svc:predict", host: host, body: "{}").status, 200)
+            sent += 1
+        }
+        XCTAssertGreaterThan(sent, 10)
+        XCTAssertEqual(pod.requestsServed, before, "no trial request went to it past its first second")
+        XCTAssertTrue(slot.isEjected(nowMs: monotonicMs()))
     }
 
     func testFiveConsecutive5xxEjectTheEndpoint() throws {
