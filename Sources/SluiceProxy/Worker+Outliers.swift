@@ -17,14 +17,14 @@ extension Worker {
     /// `timedOut`: a connect, response or per-try timeout (an ejection after one gets no trial requests).
     func recordGatewayFailure(_ pool: ConnectionPool, revision: Revision, timedOut: Bool = false) {
         let settings = self.settings.outlierDetection
-        if pool.health.recordGatewayFailure(settings, timedOut: timedOut) { considerEjecting(pool, revision: revision, for5xx: false) }
+        if pool.health.recordGatewayFailure(settings, timedOut: timedOut, nowMs: loop.now) { considerEjecting(pool, revision: revision, for5xx: false) }
     }
 
     /// The pod's final response head: 5xx counts toward ejection, anything else ends the failure run.
     @inline(__always)
     func recordAnswer(_ pool: ConnectionPool, status: Int, revision: Revision) {
         if status >= 500 {
-            if pool.health.recordServerError(settings.outlierDetection) { considerEjecting(pool, revision: revision, for5xx: true) }
+            if pool.health.recordServerError(settings.outlierDetection, nowMs: loop.now) { considerEjecting(pool, revision: revision, for5xx: true) }
         } else {
             pool.health.recordSuccess()
         }

@@ -148,7 +148,7 @@ extension Worker {
             return pool.health.takeTrial(nowMs: now) ? 2 : 0  // retried elsewhere if it fails
         }
         @inline(__always) func load(_ pool: ConnectionPool) -> Int {
-            pool.outstanding + 4 * pool.health.recentFailures
+            pool.outstanding + 4 * pool.health.recentFailures(nowMs: now)
         }
         switch indices.count {
         case 0:

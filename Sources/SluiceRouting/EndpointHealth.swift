@@ -36,9 +36,19 @@ public final class EndpointHealthSlot: Sendable {
     @inline(__always)
     public func isEjected(nowMs: Int64) -> Bool { ejectedUntilMs.load(ordering: .relaxed) > nowMs }
 
-    /// Consecutive failures (gateway failures and 5xx) seen by all workers: the endpoint choice's penalty.
+    /// When the last failure was seen (monotonic ms).
+    private let lastFailureMs = Atomic<Int64>(0)
+
+    /// Consecutive failures (gateway failures and 5xx) seen by all workers in the last second: the endpoint choice's
+    /// penalty. It fades a second after the last failure, so that an endpoint it steered traffic away from before
+    /// ejection was reached is tried again (and recovers, or fails on to its ejection) instead of being avoided for
+    /// good.
     @inline(__always)
-    public var recentFailures: Int { consecutiveErrors.load(ordering: .relaxed) }
+    public func recentFailures(nowMs: Int64) -> Int {
+        let count = consecutiveErrors.load(ordering: .relaxed)
+        guard count != 0 else { return 0 }
+        return nowMs - lastFailureMs.load(ordering: .relaxed) < 1_000 ? count : 0
+    }
 
     /// The pod answered below 500: the failure runs end, and an ejection too (the trial request succeeded). Writes
     /// only when there was a run or an ejection.
@@ -77,7 +87,8 @@ public final class EndpointHealthSlot: Sendable {
     }
 
     /// A connect failure, a reset or close before the answer, a timeout. True when a threshold is reached.
-    public func recordGatewayFailure(_ settings: OutlierDetection, timedOut: Bool) -> Bool {
+    public func recordGatewayFailure(_ settings: OutlierDetection, timedOut: Bool, nowMs: Int64) -> Bool {
+        lastFailureMs.store(nowMs, ordering: .relaxed)
         if timedOut && !runHadTimeout.load(ordering: .relaxed) { runHadTimeout.store(true, ordering: .relaxed) }
         let gateway = consecutiveGatewayFailures.add(1, ordering: .relaxed).newValue
         let errors = consecutiveErrors.add(1, ordering: .relaxed).newValue
@@ -86,7 +97,8 @@ public final class EndpointHealthSlot: Sendable {
     }
 
     /// The pod answered 5xx. True when the threshold is reached.
-    public func recordServerError(_ settings: OutlierDetection) -> Bool {
+    public func recordServerError(_ settings: OutlierDetection, nowMs: Int64) -> Bool {
+        lastFailureMs.store(nowMs, ordering: .relaxed)
         if consecutiveGatewayFailures.load(ordering: .relaxed) != 0 { consecutiveGatewayFailures.store(0, ordering: .relaxed) }
         let errors = consecutiveErrors.add(1, ordering: .relaxed).newValue
         return settings.consecutive5xx > 0 && errors >= settings.consecutive5xx

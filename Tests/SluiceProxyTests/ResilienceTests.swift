@@ -96,7 +96,7 @@ final class ResilienceTests: XCTestCase {
         let pod = try ok(), alive = try ok()
         let g = try gateway([pod.port, alive.port], workers: 1)
         let slot = EndpointHealth.slot(for: Endpoint(host: "127.0.0.1", port: pod.port))
-        _ = slot.recordGatewayFailure(OutlierDetection(), timedOut: false)
+        _ = slot.recordGatewayFailure(OutlierDetection(), timedOut: false, nowMs: monotonicMs())
         XCTAssertNotNil(slot.eject(nowMs: monotonicMs(), for5xx: false, OutlierDetection()))
         let before = pod.requestsServed
         let ejected = Date()
@@ -116,7 +116,7 @@ final class ResilienceTests: XCTestCase {
         let pod = try ok(), alive = try ok()
         let g = try gateway([pod.port, alive.port], workers: 1)
         let slot = EndpointHealth.slot(for: Endpoint(host: "127.0.0.1", port: pod.port))
-        _ = slot.recordGatewayFailure(OutlierDetection(), timedOut: true)
+        _ = slot.recordGatewayFailure(OutlierDetection(), timedOut: true, nowMs: monotonicMs())
         XCTAssertNotNil(slot.eject(nowMs: monotonicMs(), for5xx: false, OutlierDetection()))
         let before = pod.requestsServed
         let ejected = Date()
