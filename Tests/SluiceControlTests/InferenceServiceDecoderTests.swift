@@ -42,6 +42,18 @@ final class InferenceServiceDecoderTests: XCTestCase {
         XCTAssertNotEqual(tagged.revisionTemplate, try F.decodeOne(F.canary).revisionTemplate)
     }
 
+    func testRouteAnnotationsAreNotPartOfTheRevisionTemplate() throws {
+        let plain = try F.decodeOne(F.canary)
+        for name in InferenceService.routeAnnotations.sorted() {
+            var annotated = plain
+            annotated.annotations[name] = "x"
+            XCTAssertEqual(annotated.revisionTemplate, plain.revisionTemplate, "\(name) changes routes, not revisions")
+        }
+        var labelled = plain
+        labelled.annotations["example.com/team"] = "vision"
+        XCTAssertNotEqual(labelled.revisionTemplate, plain.revisionTemplate, "any other annotation is a new revision")
+    }
+
     func testJSONSeveralDocumentsAndTheOlderFrameworkForm() throws {
         let text = """
             {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",

@@ -43,12 +43,12 @@ public struct InferenceService: Codable, Equatable, Sendable {
     }
 
     /// What Knative's revision template holds for this component: the predictor spec without
-    /// `canaryTrafficPercent` (a route setting, not a pod setting), plus metadata annotations and labels.
-    /// A change here is a new revision (kserve-rollout.md, "A new revision").
+    /// `canaryTrafficPercent` (a route setting, not a pod setting), plus metadata annotations (but the route
+    /// annotations, `routeAnnotations`) and labels. A change here is a new revision (kserve-rollout.md, "A new revision").
     public var revisionTemplate: JSONValue {
         .object([
             "metadata": .object([
-                "annotations": .object(annotations.mapValues(JSONValue.string)),
+                "annotations": .object(annotations.filter { !Self.routeAnnotations.contains($0.key) }.mapValues(JSONValue.string)),
                 "labels": .object(labels.mapValues(JSONValue.string)),
             ]),
             "spec": predictor.template,
