@@ -22,15 +22,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import train_models  # noqa: E402
+# One copy of the names and port helpers, in the stdlib-only module the fault benchmark imports too.
+from fault_load import (  # noqa: E402,F401
+    COMPONENT, DOMAIN, LOOPBACK, MODEL_NAME, NAMESPACE, REV1, REV2, SERVICE_HOST, free_port, port_open)
 
-LOOPBACK = "127.0.0.1"
-MODEL_NAME = "sklearn-iris"
-NAMESPACE = "kserve-test"
-DOMAIN = "example.com"
-SERVICE_HOST = f"{MODEL_NAME}.{NAMESPACE}.{DOMAIN}"
-COMPONENT = f"{MODEL_NAME}-predictor-default"
-REV1 = f"{COMPONENT}-00001"
-REV2 = f"{COMPONENT}-00002"
 LATEST_HOST = f"latest-{COMPONENT}.{NAMESPACE}.{DOMAIN}"
 PREV_HOST = f"prev-{COMPONENT}.{NAMESPACE}.{DOMAIN}"
 
@@ -149,10 +144,6 @@ def tail_logs(prefix: Optional[pathlib.Path], chars: int = 3000) -> str:
         if p.exists():
             text += f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}\n"
     return text
-
-
-# One copy of the port helpers, in the stdlib-only module the fault benchmark imports too.
-from fault_load import free_port, port_open  # noqa: E402,F401
 
 
 def http_ok(url: str) -> bool:
