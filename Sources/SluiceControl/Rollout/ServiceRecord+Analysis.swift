@@ -67,23 +67,17 @@ extension ServiceRecord {
 
     private func analysisMessage(_ analysis: CanaryAnalysis) -> String {
         let settings = service.canaryAnalysisSettings
-        var text = "\(analysis.revision) vs \(analysis.previousRevision): "
-        switch analysis.phase {
-        case .progressing, .paused: text += "step \(analysis.weight)%"
-        case .promoted: text += "promoted"
-        case .rolledBack: text += "rolled back"
-        case .superseded: text += "superseded"
+        var text = "\(analysis.revision) vs \(analysis.previousRevision)" + (analysis.phase.isRunning ? ": " : "")
+        if analysis.phase.isRunning { text += "step \(analysis.weight)%" + (analysis.phase == .paused ? " (paused)" : "") }
+        if let decision = analysis.lastDecision { text += "; \(decision.reason): \(decision.message)" }
+        // A decision that is not a check's (started, paused, resumed, aborted) still shows the count and the last figures.
+        if !(analysis.lastDecision?.message.contains("failed checks") ?? false) {
+            text += "; failed checks \(analysis.failedChecks)/\(settings.map { String($0.failureLimit) } ?? "?")"
+            if let figures = analysis.lastCheck { text += "; last check: " + CanaryAnalysis.describe(figures) }
         }
-        text += ", failed checks \(analysis.failedChecks)/\(settings.map { String($0.failureLimit) } ?? "?")"
-        if let figures = analysis.lastCheck {
-            text += "; last check: " + CanaryAnalysis.describe(figures)
-            if let minimum = settings?.minRequests, figures.canaryRequests < UInt64(minimum) {
-                text += " — fewer than minRequests \(minimum): it did not count"
-            }
-        } else if analysis.phase == .progressing {
+        if analysis.lastCheck == nil, analysis.phase == .progressing {
             text += "; first check one interval after the revision is ready"
         }
-        if let decision = analysis.lastDecision { text += "; \(decision.reason): \(decision.message)" }
         return text
     }
 
