@@ -16,7 +16,8 @@ extension ServiceRecord {
     /// - a spec change or the annotation's removal ends a running analysis (Superseded); after a finished one
     ///   (Promoted, RolledBack) it hands the traffic back to the manifest (the analysis object goes);
     /// - a new revision with the annotation, no `canaryTrafficPercent` and a rolled-out previous revision starts one;
-    /// - a changed gate annotation pauses, resumes or aborts (the most recent action, this or `sluice rollout`, wins).
+    /// - a changed gate annotation pauses, resumes or aborts (the most recent action, this or `sluice rollout`, wins);
+    ///   a new analysis starts paused under a `paused` gate.
     /// Other annotation changes leave it running; changed thresholds apply from the next check.
     mutating func updateAnalysis(old: InferenceService, revisionCreated: Bool) {
         let specChanged = old.manifest["spec"] != service.manifest["spec"]
@@ -40,7 +41,10 @@ extension ServiceRecord {
         guard revisionCreated, let settings, service.predictor.canaryTrafficPercent == nil,
               let previous = latestRolledoutRevision else { return }
         // Superseded by this very apply: its end is recorded from the old state; the new analysis replaces it.
-        analysis = CanaryAnalysis(revision: latestCreatedRevision, previousRevision: previous, settings: settings, gate: service.rolloutGate)
+        // `paused` holds a new analysis at its first step; `aborted` left over from an earlier analysis does not kill
+        // the next one (the gate acts when it changes), only an `aborted` written by this very apply does.
+        let gate = service.rolloutGate == .aborted && old.rolloutGate == .aborted ? .running : service.rolloutGate
+        analysis = CanaryAnalysis(revision: latestCreatedRevision, previousRevision: previous, settings: settings, gate: gate)
     }
 
     /// The `CanaryAnalysis` condition: True while Progressing or Paused, False once finished, reason the phase and the

@@ -326,6 +326,21 @@ final class CanaryAnalysisTests: XCTestCase {
         XCTAssertEqual(driver.record?.analysis?.phase, .progressing)
     }
 
+    func testTheGateAtANewRevision() throws {
+        let paused = try analysing(gate: "paused")
+        XCTAssertEqual(paused.record?.analysis?.phase, .paused, "a paused gate holds a new analysis at its first step")
+        XCTAssertEqual(paused.traffic, ["00002:10", "00001:90:prev"])
+
+        // Aborted by the annotation, then a fixed model applied with the gate left as it was: analysed, not killed.
+        var driver = try analysing()
+        _ = try driver.apply(Self.analysed(gate: "aborted"), at: F.t0 + 13)
+        XCTAssertEqual(driver.record?.analysis?.phase, .rolledBack)
+        _ = try driver.apply(Self.analysed(storageUri: F.model1, gate: "aborted", extra: ["example.com/build": "3"]), at: F.t0 + 20)
+        XCTAssertEqual(driver.record?.analysis?.revision, F.revision(3))
+        XCTAssertEqual(driver.record?.analysis?.phase, .progressing, "a left-over aborted gate does not act again")
+        XCTAssertEqual(driver.record?.analysis?.previousRevision, F.revision(1))
+    }
+
     func testTheStateFileKeepsTheAnalysisAndOlderFilesStillLoad() throws {
         var driver = try analysing()
         try check(&driver, Self.figures(success: 0.5), at: F.t0 + 14)
