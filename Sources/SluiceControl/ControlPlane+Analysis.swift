@@ -56,11 +56,11 @@ extension ControlPlane {
         if let settings = record.service.canaryAnalysisSettings { fields.append(("failureLimit", .int(settings.failureLimit))) }
         if let figures = analysis.lastCheck, decision.reason.hasPrefix("CanaryCheck") || decision.reason == "CanaryStepAdvanced"
             || decision.reason == "CanaryPromoted" || (decision.reason == "CanaryRolledBack" && !decision.message.contains("aborted")) {
-            fields.append(("canaryRequests", .int(Int(figures.canaryRequests))))
-            if let rate = figures.successRate { fields.append(("successRate", .double(rate))) }
-            if let p99 = figures.p99 { fields.append(("p99Seconds", .double(p99))) }
-            fields.append(("previousRequests", .int(Int(figures.previousRequests))))
-            if let p99 = figures.previousP99 { fields.append(("previousP99Seconds", .double(p99))) }
+            // In the units of the annotation and of `status.canaryAnalysis.lastCheck`: percent and milliseconds.
+            let check = ServiceRecord.checkJSON(figures)
+            for key in ["canaryRequests", "successRate", "p99Ms", "previousRequests", "previousP99Ms"] {
+                if let value = check[key] { fields.append((key, value)) }
+            }
         }
         fields.append(("traffic", trafficJSON(record.traffic)))
         return Event("canary." + eventName(decision.reason), reason: decision.reason, level: decision.isWarning ? .warning : .info,

@@ -196,7 +196,7 @@ def test_good_canary_is_promoted_through_every_step(sluice, trained):
     assert reasons == ["CanaryAnalysisStarted", "CanaryStepAdvanced", "CanaryPromoted"], reasons
     lines = {l["reason"]: l for l in canary_lines(sluice)}
     for reason in ("CanaryStepAdvanced", "CanaryPromoted"):
-        assert lines[reason]["canaryRequests"] >= 20 and lines[reason]["successRate"] == 1, lines[reason]
+        assert lines[reason]["canaryRequests"] >= 20 and lines[reason]["successRate"] == 100, lines[reason]
         assert "canary requests" in lines[reason]["message"], lines[reason]
     predictor = get_json(sluice)["status"]["components"]["predictor"]
     assert predictor["latestRolledoutRevision"] == REV2 and predictor["previousRolledoutRevision"] == REV1, predictor
@@ -227,7 +227,7 @@ def test_failing_canary_is_rolled_back_within_the_allowed_failures(sluice, train
     reasons = [e["reason"] for e in events(sluice) if e["reason"].startswith("Canary")]
     assert reasons == ["CanaryAnalysisStarted", "CanaryCheckFailed", "CanaryRolledBack"], reasons
     rolled_back = [l for l in canary_lines(sluice) if l["reason"] == "CanaryRolledBack"][-1]
-    assert rolled_back["level"] == "warning" and rolled_back["successRate"] < 0.95, rolled_back
+    assert rolled_back["level"] == "warning" and rolled_back["successRate"] < 95, rolled_back
     # As canaryTrafficPercent: 0: the previous revision has everything, the canary is kept at 0 %.
     predictor = get_json(sluice)["status"]["components"]["predictor"]
     assert {t["revisionName"]: t["percent"] for t in predictor["traffic"]} == {REV2: 0, REV1: 100}, predictor

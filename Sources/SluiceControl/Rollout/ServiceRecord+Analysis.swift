@@ -85,6 +85,19 @@ extension ServiceRecord {
         return text
     }
 
+    /// A check's figures in the annotation's units: success rate in percent, p99 in milliseconds (one decimal).
+    static func checkJSON(_ figures: CanaryCheckFigures) -> [String: JSONValue] {
+        var check: [String: JSONValue] = [
+            "canaryRequests": .int(Int(figures.canaryRequests)),
+            "previousRequests": .int(Int(figures.previousRequests)),
+            "windowSeconds": .double((figures.windowSeconds * 1000).rounded() / 1000),
+        ]
+        if let rate = figures.successRate { check["successRate"] = .double((rate * 1000).rounded() / 10) }
+        if let p99 = figures.p99 { check["p99Ms"] = .double((p99 * 10_000).rounded() / 10) }
+        if let p99 = figures.previousP99 { check["previousP99Ms"] = .double((p99 * 10_000).rounded() / 10) }
+        return check
+    }
+
     /// `status.canaryAnalysis` of `get isvc -o json`.
     var analysisStatusJSON: JSONValue? {
         guard let analysis else { return nil }
@@ -101,14 +114,7 @@ extension ServiceRecord {
         }
         if let percent = analysis.canaryTrafficPercent { object["weight"] = .int(percent) }
         if let figures = analysis.lastCheck {
-            var check: [String: JSONValue] = [
-                "canaryRequests": .int(Int(figures.canaryRequests)),
-                "previousRequests": .int(Int(figures.previousRequests)),
-                "windowSeconds": .double(figures.windowSeconds),
-            ]
-            if let rate = figures.successRate { check["successRate"] = .double((rate * 1000).rounded() / 10) }
-            if let p99 = figures.p99 { check["p99Ms"] = .double((p99 * 10_000).rounded() / 10) }
-            if let p99 = figures.previousP99 { check["previousP99Ms"] = .double((p99 * 10_000).rounded() / 10) }
+            var check = Self.checkJSON(figures)
             if let time = analysis.lastCheckTime { check["time"] = .string(RolloutState.timestamp(time)) }
             object["lastCheck"] = .object(check)
         }

@@ -58,7 +58,7 @@ final class CanaryAnalyzerTests: XCTestCase {
         let advanced = try s.lines.waitFor("canary.step_advanced")
         XCTAssertEqual(advanced["canaryRequests"] as? Int, canary, "the canary's own requests, counted by the data plane")
         XCTAssertEqual(advanced["previousRequests"] as? Int, first["model-1"])
-        XCTAssertEqual(advanced["successRate"] as? Double, 1)
+        XCTAssertEqual(advanced["successRate"] as? Double, 100)
         XCTAssertEqual(advanced["weight"] as? Int, 50)
 
         _ = try s.answers(60)
