@@ -10,7 +10,7 @@ extension ControlPlane {
                           help: "The number of the route table in force: 1 at start, one more for each table handed to the workers.")
         exposition.gauge(MetricLabels(), generation)
         exposition.family("sluice_route_table_publications", .counter,
-                          help: "Route tables handed to the workers, by cause: apply, delete, probe (readiness changed), reload.")
+                          help: "Route tables handed to the workers, by cause: apply, delete, probe (readiness changed), reload, analysis (a canary analysis's decision).")
         for cause in Cause.allCases {
             exposition.counter(MetricLabels(["cause": cause.rawValue]), publications[cause] ?? 0)
         }

@@ -32,6 +32,8 @@ public final class ControlPlane: Sendable {
         case delete
         case probe
         case reload
+        /// A canary analysis's decision (a check, `sluice rollout pause|resume|abort`).
+        case analysis
     }
 
     private let core: Mutex<Core>
@@ -182,6 +184,15 @@ public final class ControlPlane: Sendable {
     /// Every endpoint with an active check (manifest revisions' and checked static services'), for /metrics.
     var checkedEndpoints: [CheckedEndpoint] { core.withLock { CheckedEndpoint.all(state: $0.state, config: $0.config) } }
 
+    /// A change of the rollout state alone (a canary analysis's decision), on the same path as an apply: persisted,
+    /// reconciled, published, told. `ControlPlane+Analysis.swift` holds the callers.
+    func changeState<T>(_ cause: Cause, _ body: (inout RolloutState) -> T) throws(ControlError) -> T {
+        try change(cause) { core in body(&core.state) }
+    }
+
+    /// The running analyses, read in one lock.
+    public var analysisTargets: [AnalysisTarget] { core.withLock { $0.state.analysisTargets() } }
+
     // MARK: Internals
 
     /// A PUT to one resource's URL carries exactly that resource (the API server's words for each mismatch).
@@ -214,6 +225,7 @@ public final class ControlPlane: Sendable {
             next.generation += 1
             next.publications[cause, default: 0] += 1
             let happened = describe(core, next, result) + Self.readinessEvents(old: core.state, new: next.state)
+                + Self.analysisEvents(old: core.state, new: next.state)
             core = next
             // Published under the lock so that two changes reach the workers in the order they were made; the
             // events are recorded under it too, so their lines come in that order.

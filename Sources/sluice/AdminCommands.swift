@@ -1,4 +1,4 @@
-// `sluice apply | get | describe | delete | rollout status`: kubectl's workflow for InferenceServices, over the admin API.
+// `sluice apply | get | describe | delete | rollout status|pause|resume|abort`: kubectl's workflow for InferenceServices, over the admin API.
 import ArgumentParser
 import Foundation
 import SluiceBlockingHTTP
@@ -190,7 +190,44 @@ struct DeleteCommand: ParsableCommand {
 }
 
 struct RolloutCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Watch a rollout.", subcommands: [RolloutStatusCommand.self])
+    static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Watch a rollout; pause, resume or abort its canary analysis.",
+                                                    subcommands: [RolloutStatusCommand.self, RolloutPauseCommand.self, RolloutResumeCommand.self,
+                                                                  RolloutAbortCommand.self])
+}
+
+/// `sluice rollout pause|resume|abort isvc NAME`: the canary analysis's manual gate, as the annotation sets it.
+struct RolloutGateOptions: ParsableArguments {
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "isvc") var kind: String
+    @Argument(help: "The InferenceService's name.") var name: String
+
+    /// POSTs the action to the service's rollout subresource and says what happened as kubectl rollout does.
+    func send(_ action: String, done: String) throws {
+        try runAdmin {
+            try requireInferenceServiceKind(kind)
+            let body = Array("{\"action\": \"\(action)\"}".utf8)
+            _ = try admin.call("POST", "/namespaces/\(admin.namespace)/inferenceservices/\(name)/rollout", body: body, contentType: "application/json")
+            print("inferenceservice.serving.kserve.io/\(name) \(done)")
+        }
+    }
+}
+
+struct RolloutPauseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause the running canary analysis: no checks, no step changes; traffic stays.")
+    @OptionGroup var gate: RolloutGateOptions
+    func run() throws { try gate.send("pause", done: "paused") }
+}
+
+struct RolloutResumeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused canary analysis from its step, with a fresh interval.")
+    @OptionGroup var gate: RolloutGateOptions
+    func run() throws { try gate.send("resume", done: "resumed") }
+}
+
+struct RolloutAbortCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "abort", abstract: "Abort the running canary analysis: roll back to the previous revision now.")
+    @OptionGroup var gate: RolloutGateOptions
+    func run() throws { try gate.send("abort", done: "aborted") }
 }
 
 struct RolloutStatusCommand: ParsableCommand {

@@ -132,6 +132,9 @@ struct ServeCommand: ParsableCommand {
         // `sluice top`: a minute of the revisions' totals, sampled every 5 s off the request path.
         let top = TopSampler { gateway.revisionStats().map(RevisionCounts.init) }
         top.start()
+        // Canary analysis: checks each running analysis's interval about once a second, from the same totals.
+        let analyzer = CanaryAnalyzer(plane: plane) { gateway.revisionStats().map(RevisionCounts.init) }
+        analyzer.start()
         plane.start()
         let adminServer = try startAdmin(loaded, plane: plane, gateway: gateway, metrics: metrics, top: top)
         let metricsServer = try startMetricsListener(loaded, metrics: metrics)
@@ -155,6 +158,7 @@ struct ServeCommand: ParsableCommand {
                 metricsServer?.stop()
                 claims.release(adminAddress)
                 if let metricsAddress { claims.release(metricsAddress) }
+                analyzer.stop()
                 plane.stop()
             }, drain: {
                 takeoverRequested.store(true, ordering: .releasing)
@@ -198,6 +202,7 @@ struct ServeCommand: ParsableCommand {
                 spanExporter?.stop()  // after the drain: the last requests' spans go out too
                 metricsServer?.stop()
                 adminServer.stop()
+                analyzer.stop()
                 plane.stop()
                 return
             default:

@@ -1,5 +1,5 @@
 // Control layer: the admin HTTP API — Kubernetes-shaped InferenceService resources (GET/PUT/POST/DELETE),
-// revisions, events, /metrics, /healthz and /readyz — over the blocking server; bearer-token protected when configured.
+// revisions, events, the rollout gate (POST …/NAME/rollout), /metrics, /healthz and /readyz — over the blocking server; bearer-token protected when configured.
 import Foundation
 import SluiceBlockingHTTP
 import SluiceProxy
@@ -60,7 +60,7 @@ public struct AdminAPI: Sendable {
             let namespace = parts[1]
             let name = parts.count >= 4 ? parts[3] : nil
             let subresource = parts.count >= 5 ? parts[4] : nil
-            guard parts.count <= 5, subresource == nil || subresource == "revisions" || subresource == "events" else { break }
+            guard parts.count <= 5, subresource == nil || ["revisions", "events", "rollout"].contains(subresource!) else { break }
             return handleResource(request, namespace: namespace, name: name, subresource: subresource)
         default:
             break
@@ -83,6 +83,18 @@ public struct AdminAPI: Sendable {
             guard let events = plane.events(namespace: namespace, name: name) else { return Self.notFound(name) }
             return Self.json(200, .object(["apiVersion": "v1", "kind": "EventList", "metadata": .object([:]),
                                            "items": .array(events.map(\.json))]))
+        case ("POST", let name?, "rollout"):
+            // `sluice rollout pause|resume|abort`: `{"action": "pause"}` on the service's running canary analysis.
+            let action = JSONValue.parse(request.body)?["action"]?.stringValue
+            let gates: [String: RolloutGate] = ["pause": .paused, "resume": .running, "abort": .aborted]
+            guard let action, let gate = gates[action] else {
+                return Self.status(400, "BadRequest", "expected a body like {\"action\": \"pause\"}, with action pause, resume or abort")
+            }
+            do {
+                return Self.json(200, try plane.rollout(namespace: namespace, name: name, gate: gate))
+            } catch {
+                return Self.status(error.status, error.reason, error.description)
+            }
         case ("PUT", _, nil), ("POST", _, nil):
             let text = String(decoding: request.body, as: UTF8.self)
             do {

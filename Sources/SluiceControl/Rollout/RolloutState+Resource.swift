@@ -59,6 +59,7 @@ extension RolloutState {
             "conditions": .array(record.conditions.map(Self.conditionJSON)),
             "observedGeneration": .int(record.generation),
         ]
+        if let analysis = record.analysisStatusJSON { status["canaryAnalysis"] = analysis }
         if record.latestReadyRevision != nil {
             predictor["address"] = .object(["url": .string("http://\(component).\(isvc.namespace).svc.cluster.local")])
             predictor["url"] = .string("http://\(component).\(isvc.namespace).\(domain)")

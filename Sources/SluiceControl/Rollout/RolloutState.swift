@@ -50,8 +50,10 @@ public struct RolloutState: Equatable, Sendable {
         if record.service == isvc { return .unchanged }
         if record.service.manifest["spec"] != isvc.manifest["spec"] { record.generation += 1 }
         let templateChanged = record.revisions.last?.template != isvc.revisionTemplate
+        let old = record.service
         record.service = isvc
         if templateChanged { record.addRevision(for: isvc, now: now, resolveEndpoints: resolveEndpoints) }
+        record.updateAnalysis(old: old, revisionCreated: templateChanged)
         record.reconcile(now: now)
         services[key] = record
         return .configured

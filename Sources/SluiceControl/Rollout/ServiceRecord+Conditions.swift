@@ -15,6 +15,7 @@ extension ServiceRecord {
     /// Recomputes every condition; `lastTransitionTime` moves only when a condition's status changes.
     mutating func updateConditions(now: Date) {
         typealias Verdict = (status: StatusCondition.Status, reason: String?, message: String?)
+        let previousAnalysis = condition(Self.analysisConditionType)
         let configuration = configurationVerdict()
         let route = routeVerdict()
         // Knative's service Ready: ConfigurationsReady and RoutesReady, the first unhappy one explaining.
@@ -50,6 +51,8 @@ extension ServiceRecord {
                 : StatusCondition(type: type, status: verdict.status, reason: verdict.reason, message: verdict.message,
                                   lastTransitionTime: since)
         }
+        // The analysis's condition does not count towards Ready; it sorts first, as Knative sorts condition types.
+        if let analysisCondition = analysisCondition(previous: previousAnalysis, now: now) { conditions.insert(analysisCondition, at: 0) }
     }
 
     /// Knative's ConfigurationsReady: is the latest created revision ready? Still starting is Unknown,

@@ -31,9 +31,10 @@ extension ServiceRecord {
 
     /// `createKnativeService` in kserve `pkg/controller/v1beta1/inferenceservice/reconcilers/knative/ksvc_reconciler.go`
     /// (the version after kserve#2130: no rollback special case here any more, it moved into `PropagateStatus`).
+    /// The percent is the manifest's, or a running analysis's step in its place (`effectiveCanaryTrafficPercent`).
     func controllerTraffic() -> [TrafficTarget] {
         let latestTag: String? = service.isTagRoutingEnabled ? "latest" : nil
-        if let canary = service.predictor.canaryTrafficPercent, let rolledOut = latestRolledoutRevision {
+        if let canary = effectiveCanaryTrafficPercent, let rolledOut = latestRolledoutRevision {
             var targets = [TrafficTarget(revisionName: nil, percent: canary, tag: latestTag, latestRevision: true)]
             if canary < 100 {
                 targets.append(TrafficTarget(revisionName: rolledOut, percent: 100 - canary, tag: "prev", latestRevision: false))

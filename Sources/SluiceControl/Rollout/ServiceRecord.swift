@@ -22,6 +22,8 @@ public struct ServiceRecord: Codable, Equatable, Sendable {
     public internal(set) var creationTimestamp: Date
     /// `metadata.generation`: bumped by spec changes only, as for any CRD with a status subresource.
     public internal(set) var generation: Int
+    /// The automatic canary analysis of the latest revision, if one was started (absent from older state files).
+    public internal(set) var analysis: CanaryAnalysis?
 
     public var latestCreatedRevision: String { revisions.last?.name ?? "" }
 
