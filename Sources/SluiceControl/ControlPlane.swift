@@ -18,6 +18,8 @@ public final class ControlPlane: Sendable {
         var state: RolloutState
         var config: GatewayConfig
         var lastPublished: RouteTable?
+        /// What `lastPublished` was built from, to tell whether a change moved any route.
+        var lastSpecs: [ServiceSpec] = []
         /// The number of the table in force: 1 for the first, one more for each table handed to the data plane.
         var generation = 1
         /// Tables handed over, by what caused them (`Cause`).
@@ -76,7 +78,8 @@ public final class ControlPlane: Sendable {
         holder.plane = self
         try core.withLock { core throws(ControlError) in
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(core.config))
-            core.lastPublished = try routeTable(for: core)
+            core.lastSpecs = routeSpecs(for: core)
+            core.lastPublished = try routeTable(core.lastSpecs, rules: core.config.hostRules)
             updateProbeTargets(core)
         }
     }
@@ -219,13 +222,23 @@ public final class ControlPlane: Sendable {
             let result = body(&next)
             // A new revision on endpoints already probed (another revision's pods) is ready at once.
             syncReadiness(&next.state, config: next.config)
-            let table = try routeTable(for: next)
+            let specs = routeSpecs(for: next)
+            // A canary check that moved no traffic (a skipped or passed-but-not-last check, a pause) is kept and
+            // told, but hands the workers no new table: the same routes every interval would be churn.
+            let sameRoutes = cause == .analysis && specs == core.lastSpecs
+            let table = sameRoutes ? core.lastPublished : try routeTable(specs, rules: next.config.hostRules)
             if next.state != core.state { try save(next.state) }
-            next.lastPublished = table
-            next.generation += 1
-            next.publications[cause, default: 0] += 1
             let happened = describe(core, next, result) + Self.readinessEvents(old: core.state, new: next.state)
                 + Self.analysisEvents(old: core.state, new: next.state)
+            guard let table, !sameRoutes else {
+                core = next
+                for event in happened { events.record(event) }
+                return (result, next)
+            }
+            next.lastPublished = table
+            next.lastSpecs = specs
+            next.generation += 1
+            next.publications[cause, default: 0] += 1
             core = next
             // Published under the lock so that two changes reach the workers in the order they were made; the
             // events are recorded under it too, so their lines come in that order.
@@ -259,6 +272,18 @@ public final class ControlPlane: Sendable {
     /// An endpoint not checked yet keeps its place: a manifest revision is routed only once it is ready (some endpoint
     /// passed), and a static service's endpoints are where the operator said pods are until a check says otherwise.
     private func routeTable(for core: Core) throws(ControlError) -> RouteTable {
+        try routeTable(routeSpecs(for: core), rules: core.config.hostRules)
+    }
+
+    private func routeTable(_ specs: [ServiceSpec], rules: HostRules) throws(ControlError) -> RouteTable {
+        do {
+            return try RouteTable(services: specs, rules: rules)
+        } catch {
+            throw ControlError(status: 422, reason: "Invalid", description: "the resulting routes are invalid: \(error)")
+        }
+    }
+
+    private func routeSpecs(for core: Core) -> [ServiceSpec] {
         let isHealthy = { (target: ProbeTarget) in
             let result = self.prober.result(for: target)
             return !result.isProbed || result.isReady
@@ -280,11 +305,7 @@ public final class ControlPlane: Sendable {
             guard let settings = core.config.healthChecks[GatewayConfig.serviceKey(namespace: spec.namespace, name: spec.name)] else { return spec }
             return spec.withHealthyEndpoints { isHealthy(ProbeTarget(endpoint: $0, modelName: spec.name, settings: settings)) }
         }
-        do {
-            return try RouteTable(services: statics + managed, rules: core.config.hostRules)
-        } catch {
-            throw ControlError(status: 422, reason: "Invalid", description: "the resulting routes are invalid: \(error)")
-        }
+        return statics + managed
     }
 
     private func updateProbeTargets(_ core: Core) {

@@ -53,6 +53,7 @@ final class CanaryAnalyzerTests: XCTestCase {
         XCTAssertEqual(try analysisStatus(s)?["weight"], .int(20), "not due before the interval is over")
         analyzer.tick(now: 1_001.1)
         XCTAssertEqual(try analysisStatus(s)?["weight"], .int(50))
+        XCTAssertEqual(s.plane.telemetry.publications[.analysis], 1, "the step to 50 % is a new route table")
         XCTAssertEqual(try s.resource()?["status"]?["components"]?["predictor"]?["traffic"]?.arrayValue?.map { $0["percent"]?.intValue },
                        [50, 50], "status traffic as if canaryTrafficPercent: 50 had been applied")
         let advanced = try s.lines.waitFor("canary.step_advanced")
@@ -82,6 +83,8 @@ final class CanaryAnalyzerTests: XCTestCase {
         XCTAssertEqual(try analysisStatus(s)?["weight"], .int(20))
 
         XCTAssertEqual(try analysisStatus(s)?["failedChecks"], .int(0), "neither passed nor failed")
+        XCTAssertEqual(s.plane.telemetry.publications[.analysis, default: 0], 0,
+                       "a check that moved no traffic hands the workers no new route table")
     }
 
     func testTheAdminAPIGatePausesResumesAndAborts() throws {
