@@ -17,7 +17,9 @@ public final class ServiceRoute: Sendable {
     let hosts: [String]
     /// The service's own retry policy; nil: the gateway's.
     public let retries: RetryPolicy?
-    /// The request key whose hash replaces the random draw of `pick` (`StickyKeyReader`); nil: none.
+    /// The request key whose hash replaces the random draw of `pick`; nil: none.
+    public let stickyKey: StickyKey?
+    /// `stickyKey` ready for the request path; its bytes are freed with this service.
     public let sticky: StickyKeyReader?
 
     init(name: String, namespace: String, revisions: [Revision], tags: [TagRoute],
@@ -30,6 +32,7 @@ public final class ServiceRoute: Sendable {
         self.traffic = traffic
         self.hosts = hosts
         self.retries = retries
+        self.stickyKey = stickyKey
         sticky = stickyKey.map { StickyKeyReader($0, seed: StickyKey.seed(namespace: namespace, name: name)) }
         var sums: [Int] = []
         var targets: [Int] = []
@@ -43,6 +46,10 @@ public final class ServiceRoute: Sendable {
         }
         cumulativePercents = sums
         weightedRevisions = targets
+    }
+
+    deinit {
+        sticky?.deallocate()
     }
 
     /// Picks a revision index for a request on a default host: each target above 0 % gets its

@@ -111,24 +111,32 @@ final class StickyKeyTests: XCTestCase {
         assertShare(both, of: Self.keyCount, percent: 1, "canary users of both services")
     }
 
-    func testTheHashIsFNV1aWithFmix64() {
-        // Reference values computed apart (Python, FNV-1a 64 from the seed, then murmur3 fmix64): replicas running
-        // different builds must agree, so a change here would move users between revisions mid-rollout.
+    func testTheHashIsTheDocumentedFunction() {
+        // Reference values computed apart (Python: the service seed as FNV-1a of `namespace/name`; the key hashed by
+        // 8-byte little-endian words through wyhash's mum, then murmur3's fmix64): replicas running different builds
+        // must agree, so a change here would move users between revisions mid-rollout.
         let seed = StickyKey.seed(namespace: "kserve-test", name: "sklearn-iris")
         XCTAssertEqual(seed, 0x6c4a_a746_b699_c331)
         func hash(_ key: String) -> UInt64 {
             var key = key
             return key.withUTF8 { StickyKey.hash(UnsafeRawBufferPointer($0), seed: seed) }
         }
-        XCTAssertEqual(hash("user-1"), 0xdb4f_b665_9fd4_97fa)
-        XCTAssertEqual(hash("5f1c2a9e-7d43-4b8e-9a61-0c2f3e4d5b6a"), 0x57c0_550d_2575_4454)
+        XCTAssertEqual(hash("user-1"), 0x2133_ace3_9d3b_70c8, "a tail only")
+        XCTAssertEqual(hash("abcdefgh"), 0x3c55_abc1_7830_dcfc, "one whole word")
+        XCTAssertEqual(hash("5f1c2a9e-7d43-4b8e-9a61-0c2f3e4d5b6a"), 0xe94a_bc27_1a63_9f8d, "words and a tail")
+        XCTAssertEqual(hash(""), 0xd85d_4f49_366c_1732)
     }
 
     // MARK: Extraction
 
     /// What the worker does: the field lines in order, the first answer other than `.other` decides.
     func key(_ key: StickyKey, _ fields: [(String, String)]) -> String? {
-        let reader = StickyKeyReader(key, seed: 0)
+        var spec = R.iris()
+        spec.stickyKey = key
+        guard let service = try? RouteTable(services: [spec], rules: HostRules()).services[0], let reader = service.sticky else {
+            XCTFail("no sticky service")
+            return nil
+        }
         for (name, value) in fields {
             var name = name, value = value
             let field: String?? = name.withUTF8 { name in
@@ -140,9 +148,9 @@ final class StickyKeyTests: XCTestCase {
                     }
                 }
             }
-            if let field { return field }
+            if let field { return withExtendedLifetime(service) { field } }
         }
-        return nil
+        return withExtendedLifetime(service) { nil }
     }
 
     func testHeaderKeyIsTheFirstLineOfItsNameInAnyCase() {

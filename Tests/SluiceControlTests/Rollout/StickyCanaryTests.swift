@@ -43,7 +43,7 @@ final class StickyCanaryTests: XCTestCase {
         XCTAssertEqual(driver.state.serviceSpecs().first?.stickyKey, .header("x-user-id"), "before a revision is ready too")
         driver.ready(1, at: F.t0 + 5)
         let table = try RouteTable(services: driver.state.serviceSpecs(), rules: HostRules())
-        XCTAssertEqual(table.services.first?.sticky?.key, .header("x-user-id"))
+        XCTAssertEqual(table.services.first?.stickyKey, .header("x-user-id"))
         // A route setting: dropping it changes the routes, not the revisions.
         XCTAssertEqual(try driver.apply(F.create, at: F.t0 + 10), .configured)
         XCTAssertEqual(driver.record?.revisions.count, 1)
