@@ -207,7 +207,8 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
         }
         var tagHeader: UnsafeRawBufferPointer? = nil
         if let field = fields.first(where: { $0.kind == .knativeServingTag }) { tagHeader = bytes.bytes(field.value) }
-        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, fields: fields, fieldBytes: bytes.baseAddress,
+        // The fields' bytes read afresh: joining the cookies appended to `headBytes`, which may have moved it.
+        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, fields: fields, fieldBytes: headBytes.readable.baseAddress,
                             isGRPC: isGRPC) {
         case .refused(let error, let revision, let tag):
             if let revision { record.noteRoute(revision: revision, tag: tag) }
