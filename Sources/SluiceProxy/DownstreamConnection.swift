@@ -348,7 +348,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         if let field = head.headers.first(where: { $0.kind == .knativeServingTag }) {
             tagHeader = UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count)
         }
-        switch worker.route(host: host, tagHeader: tagHeader) {
+        switch worker.route(host: host, tagHeader: tagHeader, fields: head.headers, fieldBytes: base) {
         case .refused(let error, let revision, let tag):
             if let revision { record.noteRoute(revision: revision, tag: tag) }
             finishLocally(error, closeAfter: hasBody || !head.keepAlive)

@@ -171,7 +171,7 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
     func route(resumed: Bool = false) {
         guard case .awaitingRoute = phase, queuedRevision == nil else { return }
         let endStream = headEndedStream
-        let bytes = headBytes.readable
+        var bytes = headBytes.readable
         if isGRPC { record.clientProtocol = .grpc }
         if !resumed {  // a stream back from the queue keeps what was noted, its trace decision first of all
             record.noteHead(method: bytes.bytes(method), authority: (authority ?? hostField).map { bytes.bytes($0) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
@@ -201,13 +201,15 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
             framing = .chunked
         }
         joinCookies()
+        bytes = headBytes.readable  // the join appends to the buffer, which may move it (spans are offsets: still valid)
         if let contentLength, policy.maxRequestBodyBytes > 0, contentLength > policy.maxRequestBodyBytes {
             respondLocally(.payloadTooLarge)
             return
         }
         var tagHeader: UnsafeRawBufferPointer? = nil
         if let field = fields.first(where: { $0.kind == .knativeServingTag }) { tagHeader = bytes.bytes(field.value) }
-        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, isGRPC: isGRPC) {
+        switch worker.route(host: bytes.bytes(host), tagHeader: tagHeader, fields: fields, fieldBytes: bytes.baseAddress,
+                            isGRPC: isGRPC) {
         case .refused(let error, let revision, let tag):
             if let revision { record.noteRoute(revision: revision, tag: tag) }
             respondLocally(error)

@@ -1,6 +1,7 @@
 // Proxy layer: the routing phase shared by every downstream protocol — host → service → revision → endpoint
 // → upstream connection — and the choice of each retry's endpoint. HTTP/1.1 passes its Host (or absolute-form
 // authority), HTTP/2 its `:authority`.
+import SluiceHTTP1
 import SluiceRouting
 
 /// Where a request goes, or why it cannot go anywhere.
@@ -59,10 +60,12 @@ struct TriedEndpoints {
 }
 
 extension Worker {
-    /// Routes one request. `tagHeader` is the value of `Knative-Serving-Tag`, when the request carried one.
+    /// Routes one request. `tagHeader` is the value of `Knative-Serving-Tag`, when the request carried one;
+    /// `fields` (spans into `fieldBytes`) are read only for a service with a sticky key.
     /// gRPC requests (`isGRPC`) go to the revision's h2c endpoints, everything else to its HTTP/1.1 endpoints.
     /// A connect that fails at once is retried here on another endpoint, as the service's retry policy allows.
-    func route(host: UnsafeRawBufferPointer, tagHeader: UnsafeRawBufferPointer?, isGRPC: Bool = false) -> RouteDecision {
+    func route(host: UnsafeRawBufferPointer, tagHeader: UnsafeRawBufferPointer?, fields: [HeaderField] = [],
+               fieldBytes: UnsafeRawPointer? = nil, isGRPC: Bool = false) -> RouteDecision {
         guard let match = routes.match(host: host) else { return .refused(.unknownHost) }
         let service = match.service
         var tag = match.tag
@@ -72,7 +75,7 @@ extension Worker {
         let revisionIndex: Int
         if let tag {
             revisionIndex = tag.revisionIndex
-        } else if let picked = service.pick(random.next()) {
+        } else if let picked = service.pick(stickyDraw(service, fields: fields, fieldBytes: fieldBytes) ?? random.next()) {
             revisionIndex = picked
         } else {
             return .refused(.noRevision)
@@ -105,6 +108,22 @@ extension Worker {
                 return .refused(.upstreamConnectFailed, revision: route.revision, tag: tag)
             }
         }
+    }
+
+    /// The hash of the request's sticky key, which `pick` then takes for its draw (the same key, the same revision
+    /// while the split holds); nil without a sticky key for the service or a key in the request. Allocation-free.
+    @inline(__always)
+    private func stickyDraw(_ service: ServiceRoute, fields: [HeaderField], fieldBytes: UnsafeRawPointer?) -> UInt64? {
+        guard let sticky = service.sticky, let fieldBytes else { return nil }
+        for field in fields {
+            switch sticky.read(name: UnsafeRawBufferPointer(start: fieldBytes + field.name.start, count: field.name.count),
+                               value: UnsafeRawBufferPointer(start: fieldBytes + field.value.start, count: field.value.count)) {
+            case .other: continue
+            case .empty: return nil
+            case .key(let key): return StickyKey.hash(key, seed: sticky.seed)
+            }
+        }
+        return nil
     }
 
     /// Moves `route` to the endpoint of its next attempt: one of its revision's not tried yet and not ejected; else,

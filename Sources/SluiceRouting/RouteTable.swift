@@ -131,7 +131,8 @@ public final class RouteTable: Sendable {
 
             let service = ServiceRoute(name: spec.name, namespace: spec.namespace, revisions: revisions,
                                        tags: tags, traffic: spec.traffic,
-                                       revisionIndexOfTarget: revisionIndexOfTarget, hosts: hosts, retries: spec.retries)
+                                       revisionIndexOfTarget: revisionIndexOfTarget, hosts: hosts, retries: spec.retries,
+                                       stickyKey: spec.stickyKey)
             services.append(service)
             for (host, tag) in zip(hosts, hostTags) {
                 hostKeys.append(Array(host.utf8))

@@ -17,9 +17,14 @@ public final class ServiceRoute: Sendable {
     let hosts: [String]
     /// The service's own retry policy; nil: the gateway's.
     public let retries: RetryPolicy?
+    /// The request key whose hash replaces the random draw of `pick`; nil: none.
+    public let stickyKey: StickyKey?
+    /// `stickyKey` ready for the request path; its bytes are freed with this service.
+    public let sticky: StickyKeyReader?
 
     init(name: String, namespace: String, revisions: [Revision], tags: [TagRoute],
-         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String], retries: RetryPolicy? = nil) {
+         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String], retries: RetryPolicy? = nil,
+         stickyKey: StickyKey? = nil) {
         self.name = name
         self.namespace = namespace
         self.revisions = revisions
@@ -27,6 +32,8 @@ public final class ServiceRoute: Sendable {
         self.traffic = traffic
         self.hosts = hosts
         self.retries = retries
+        self.stickyKey = stickyKey
+        sticky = stickyKey.map { StickyKeyReader($0, seed: StickyKey.seed(namespace: namespace, name: name)) }
         var sums: [Int] = []
         var targets: [Int] = []
         var total = 0
@@ -41,8 +48,18 @@ public final class ServiceRoute: Sendable {
         weightedRevisions = targets
     }
 
+    deinit {
+        sticky?.deallocate()
+    }
+
     /// Picks a revision index for a request on a default host: each target above 0 % gets its
-    /// percent's share of `random`'s range. Nil when no target has a share. Allocation-free.
+    /// percent's share of `random`'s range, in traffic order. Nil when no target has a share. Allocation-free.
+    ///
+    /// Sticky keys rely on that order: `random` is then the key's hash (`StickyKey.hash`), and the first target owns the
+    /// low end of the range. KServe writes the `latest` (canary) target first (`ServiceRecord.controllerTraffic`), so
+    /// as its share grows 10 → 25 %, exactly the keys in [10 %, 25 %) move from the previous revision to the canary
+    /// and no key ever moves back; after promotion (100 % latest) every key is on it, and the next canary at 10 %
+    /// takes the keys in [0, 10 %) from it. A static service that lists its canary first gets the same.
     public func pick(_ random: UInt64) -> Int? {
         guard let total = cumulativePercents.last else { return nil }
         // Multiply-high maps the 64-bit draw onto 0..<total without the bias of `%` (Lemire).

@@ -10,14 +10,18 @@ public struct ServiceSpec: Hashable, Sendable {
     public var traffic: [TrafficTargetSpec]
     /// This service's retry policy; nil: the gateway's `retries:`.
     public var retries: RetryPolicy?
+    /// The request key that keeps a client on one revision (`serving.sluice.dev/sticky-key`); nil: none.
+    public var stickyKey: StickyKey?
 
     public init(name: String, namespace: String, tagRouting: Bool = false,
-                revisions: [RevisionSpec], traffic: [TrafficTargetSpec], retries: RetryPolicy? = nil) {
+                revisions: [RevisionSpec], traffic: [TrafficTargetSpec], retries: RetryPolicy? = nil,
+                stickyKey: StickyKey? = nil) {
         self.name = name
         self.namespace = namespace
         self.tagRouting = tagRouting
         self.revisions = revisions
         self.traffic = traffic
         self.retries = retries
+        self.stickyKey = stickyKey
     }
 }

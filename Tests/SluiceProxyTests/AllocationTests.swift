@@ -4,6 +4,7 @@ import CMallocCounter
 import SluiceBlockingHTTP
 import SluiceDemo
 import SluiceProxy
+import SluiceRouting
 import XCTest
 
 final class AllocationTests: XCTestCase {
@@ -27,6 +28,21 @@ final class AllocationTests: XCTestCase {
     #endif
 
     func testSteadyStateHTTP1RequestCostsAMeasuredNumberOfWorkerMallocs() throws {
+        try assertWorkerMallocsPerRequest()
+    }
+
+    /// A sticky service: the key read from its header line and hashed, on the request path, allocates nothing either.
+    func testSteadyStateRequestsWithAStickyHeaderKeyCostNoMoreWorkerMallocs() throws {
+        try assertWorkerMallocsPerRequest(stickyKey: .header("x-user-id"), headers: [("Accept", "*/*"), ("X-User-Id", "user-1234")])
+    }
+
+    /// The same with the key in a cookie among others.
+    func testSteadyStateRequestsWithAStickyCookieKeyCostNoMoreWorkerMallocs() throws {
+        try assertWorkerMallocsPerRequest(stickyKey: .cookie("session"),
+                                          headers: [("Cookie", "theme=dark; xsession=1; session=\"5f1c2a9e-7d43\"; lang=en")])
+    }
+
+    private func assertWorkerMallocsPerRequest(stickyKey: StickyKey? = nil, headers: [(String, String)] = []) throws {
         try XCTSkipUnless(malloc_counter_available() == 1, "malloc is owned by the sanitizer runtime in this build")
         try XCTSkipIf(Self.isDebugBuild, "allocation counts are asserted on the optimised build: make test-alloc")
         let pod1 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v1, revision: rev1))
@@ -34,7 +50,7 @@ final class AllocationTests: XCTestCase {
         pod1.start()
         pod2.start()
         defer { pod1.stop(); pod2.stop() }
-        let routes = try GatewayFixture.table(split: 0, ports: (pod1.port, pod2.port))
+        let routes = try GatewayFixture.table(split: 0, ports: (pod1.port, pod2.port), stickyKey: stickyKey)
 
         // Only the threads Gateway.init creates (its one worker) are tagged: the client and pod threads are not.
         let taggedBefore = malloc_counter_tagged_threads()
@@ -58,18 +74,18 @@ final class AllocationTests: XCTestCase {
         // counter is live, so a zero below would mean zero.
         malloc_counter_start()
         let client = try TestClient(port: gateway.port)
-        let first = try request(client)
+        let first = try request(client, headers)
         malloc_counter_stop()
         XCTAssertEqual(first.status, 200)
         XCTAssertEqual(first.header("Sluice-Revision"), rev1)
         XCTAssertGreaterThan(malloc_counter_read().taggedMallocs, 0, "accepting a connection allocates on the worker")
 
-        for _ in 0..<200 { XCTAssertEqual(try request(client).status, 200) }  // warm up: pools, buffers, caches
+        for _ in 0..<200 { XCTAssertEqual(try request(client, headers).status, 200) }  // warm up: pools, buffers, caches
 
         let n = 1_000
         malloc_counter_start()
         var failures = 0
-        for _ in 0..<n where try request(client).status != 200 { failures += 1 }
+        for _ in 0..<n where try request(client, headers).status != 200 { failures += 1 }
         malloc_counter_stop()
         let totals = malloc_counter_read()
         XCTAssertEqual(failures, 0)
@@ -90,7 +106,7 @@ final class AllocationTests: XCTestCase {
         XCTAssertLessThan(processPerRequest, 20_000)
     }
 
-    private func request(_ client: TestClient) throws -> TestResponse {
-        try client.request("POST", "/v1/models/sklearn-iris:predict", host: serviceHost, body: irisBody)
+    private func request(_ client: TestClient, _ headers: [(String, String)]) throws -> TestResponse {
+        try client.request("POST", "/v1/models/sklearn-iris:predict", host: serviceHost, headers: headers, body: irisBody)
     }
 }

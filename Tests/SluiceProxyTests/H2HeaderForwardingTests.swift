@@ -40,4 +40,24 @@ final class H2HeaderForwardingTests: XCTestCase {
         XCTAssertEqual(r.header("sluice-revision"), rev1)
         XCTAssertEqual(r.header("x-request-id"), "req-42")
     }
+
+    func testCookiesWhoseJoinOutgrowsTheHeadBufferAreForwardedWhole() throws {
+        // 60 cookie fields of 500 bytes: joined, 30 KB more than the stream's 36 KiB head buffer holds, so the join
+        // moves it. The request was then routed and forwarded from the freed buffer (AddressSanitizer: heap use after
+        // free in Exchange.begin; without ASan the stale bytes usually still read right).
+        let echo: @Sendable (BlockingRequest) -> BlockingResponse = { r in
+            let lines = ["\(r.method) \(r.target)"] + r.headers.map { "\($0.name.lowercased()): \($0.value)" }
+            return BlockingResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array(lines.joined(separator: "\n").utf8))
+        }
+        let f = try GatewayFixture(split: 0, workers: 1, handler1: echo)
+        let c = try H2TestClient(port: f.port)
+        let cookies = (0..<60).map { "c\($0)=" + String(repeating: "v", count: 500) }
+        let id = c.request("GET", "/v2/health/ready", authority: serviceHost, headers: cookies.map { ("cookie", $0) })
+        try c.run { c.responses[id]?.isClosed == true }
+        XCTAssertEqual(c.responses[id]?.status, 200)
+        let seen = c.responses[id]?.text.split(separator: "\n").map(String.init) ?? []
+        XCTAssertEqual(seen.first, "GET /v2/health/ready")
+        XCTAssertTrue(seen.contains("host: \(serviceHost)"))
+        XCTAssertTrue(seen.contains("cookie: " + cookies.joined(separator: "; ")), "one joined cookie line")
+    }
 }

@@ -177,7 +177,7 @@ extension GatewayConfig {
     }
 
     /// The keys of a static service (`services[i]`).
-    static let serviceKeys = ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries"]
+    static let serviceKeys = ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries", "stickyKey"]
 
     /// A static service; its own `retries:` starts from the gateway's (its `healthCheck` is decodeHealthChecks').
     private static func decodeService(_ node: ConfigNode, retries: RetryPolicy) throws(ConfigError) -> ServiceSpec {
@@ -212,6 +212,15 @@ extension GatewayConfig {
                 latestRevision: try target["latestRevision"]?.bool() ?? false))
         }
         let own = try mapping["retries"].map { (node) throws(ConfigError) in try decodeRetries(node, base: retries) }
-        return ServiceSpec(name: name, namespace: namespace, tagRouting: tagRouting, revisions: revisions, traffic: traffic, retries: own)
+        // `header:NAME` or `cookie:NAME`, as the `serving.sluice.dev/sticky-key` annotation; list the canary first.
+        let sticky = try mapping["stickyKey"].map { (node) throws(ConfigError) in
+            let text = try node.string()
+            switch StickyKey.parse(text) {
+            case .success(let key): return key
+            case .failure(let error): throw node.error("\"\(text)\": \(error.reason)")
+            }
+        }
+        return ServiceSpec(name: name, namespace: namespace, tagRouting: tagRouting, revisions: revisions, traffic: traffic,
+                           retries: own, stickyKey: sticky)
     }
 }

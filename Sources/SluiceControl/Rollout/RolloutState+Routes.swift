@@ -51,7 +51,8 @@ extension RolloutState {
             }
             return ServiceSpec(name: record.service.name, namespace: record.service.namespace,
                                tagRouting: record.servesTagHosts(default: tagRoutingDefault),
-                               revisions: revisions, traffic: targets, retries: record.service.retryPolicy(base: retries))
+                               revisions: revisions, traffic: targets, retries: record.service.retryPolicy(base: retries),
+                               stickyKey: record.service.stickyKey)
         }
     }
 
@@ -69,7 +70,8 @@ extension RolloutState {
         for target in targets where !names.contains(target.revisionName) { names.append(target.revisionName) }
         return ServiceSpec(name: record.service.name, namespace: record.service.namespace,
                            tagRouting: record.servesTagHosts(default: tagRoutingDefault),
-                           revisions: names.map { RevisionSpec(name: $0, endpoints: []) }, traffic: targets)
+                           revisions: names.map { RevisionSpec(name: $0, endpoints: []) }, traffic: targets,
+                           stickyKey: record.service.stickyKey)
     }
 
     /// The percent each revision of one service gets from the data plane right now (0 when none; none at all while

@@ -17,7 +17,7 @@ final class GatewayFixture: @unchecked Sendable {  // immutable after init; its 
     let gateway: Gateway
     var port: UInt16 { gateway.port }
 
-    init(split: Int = 10, workers: Int = 2, tagRouting: Bool = true, tagHeaderRouting: Bool = false,
+    init(split: Int = 10, workers: Int = 2, tagRouting: Bool = true, tagHeaderRouting: Bool = false, stickyKey: StickyKey? = nil,
          settings: (inout ProxySettings) -> Void = { _ in },
          handler1: (@Sendable (BlockingRequest) -> BlockingResponse)? = nil,
          handler2: (@Sendable (BlockingRequest) -> BlockingResponse)? = nil) throws {
@@ -31,12 +31,13 @@ final class GatewayFixture: @unchecked Sendable {  // immutable after init; its 
         settings(&s)
         var rules = HostRules()
         rules.tagHeaderRouting = tagHeaderRouting
-        let routes = try GatewayFixture.table(split: split, ports: (backend1.port, backend2.port), tagRouting: tagRouting, rules: rules)
+        let routes = try GatewayFixture.table(split: split, ports: (backend1.port, backend2.port), tagRouting: tagRouting, rules: rules,
+                                              stickyKey: stickyKey)
         gateway = try Gateway(settings: s, routes: routes)
     }
 
     static func table(split: Int, ports: (UInt16, UInt16), tagRouting: Bool = true, rules: HostRules = HostRules(),
-                      extra: [ServiceSpec] = []) throws -> RouteTable {
+                      extra: [ServiceSpec] = [], stickyKey: StickyKey? = nil) throws -> RouteTable {
         let service = ServiceSpec(
             name: "sklearn-iris", namespace: "kserve-test", tagRouting: tagRouting,
             revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: ports.0)]),
@@ -45,7 +46,8 @@ final class GatewayFixture: @unchecked Sendable {  // immutable after init; its 
                 ? [TrafficTargetSpec(revisionName: rev2, percent: 100, tag: "latest", latestRevision: true),
                    TrafficTargetSpec(revisionName: rev1, percent: 0, tag: "prev")]
                 : [TrafficTargetSpec(revisionName: rev2, percent: split, tag: "latest", latestRevision: true),
-                   TrafficTargetSpec(revisionName: rev1, percent: 100 - split, tag: "prev")])
+                   TrafficTargetSpec(revisionName: rev1, percent: 100 - split, tag: "prev")],
+            stickyKey: stickyKey)
         return try RouteTable(services: [service] + extra, rules: rules)
     }
 
