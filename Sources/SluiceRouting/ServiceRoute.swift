@@ -17,9 +17,12 @@ public final class ServiceRoute: Sendable {
     let hosts: [String]
     /// The service's own retry policy; nil: the gateway's.
     public let retries: RetryPolicy?
+    /// The share of the default host's requests mirrored, and to which revision (MirrorSpec.swift); nil: none.
+    public let mirror: MirrorRoute?
 
     init(name: String, namespace: String, revisions: [Revision], tags: [TagRoute],
-         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String], retries: RetryPolicy? = nil) {
+         traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String], retries: RetryPolicy? = nil,
+         mirror: MirrorRoute? = nil) {
         self.name = name
         self.namespace = namespace
         self.revisions = revisions
@@ -27,6 +30,7 @@ public final class ServiceRoute: Sendable {
         self.traffic = traffic
         self.hosts = hosts
         self.retries = retries
+        self.mirror = mirror
         var sums: [Int] = []
         var targets: [Int] = []
         var total = 0

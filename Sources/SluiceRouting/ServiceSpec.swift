@@ -10,14 +10,17 @@ public struct ServiceSpec: Hashable, Sendable {
     public var traffic: [TrafficTargetSpec]
     /// This service's retry policy; nil: the gateway's `retries:`.
     public var retries: RetryPolicy?
+    /// Traffic mirroring (MirrorSpec.swift): a share of the default host's requests copied to one revision.
+    public var mirror: MirrorSpec?
 
     public init(name: String, namespace: String, tagRouting: Bool = false,
-                revisions: [RevisionSpec], traffic: [TrafficTargetSpec], retries: RetryPolicy? = nil) {
+                revisions: [RevisionSpec], traffic: [TrafficTargetSpec], retries: RetryPolicy? = nil, mirror: MirrorSpec? = nil) {
         self.name = name
         self.namespace = namespace
         self.tagRouting = tagRouting
         self.revisions = revisions
         self.traffic = traffic
         self.retries = retries
+        self.mirror = mirror
     }
 }
