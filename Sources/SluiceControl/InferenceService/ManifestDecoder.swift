@@ -109,6 +109,7 @@ public enum ManifestDecoder {
                                 detail: "\"\(error.entry)\" is not an IP:port endpoint; expected a comma-separated list like 127.0.0.1:9001,[::1]:9002"))
         }
         if let cause = InferenceService.readinessPathCause(annotations) { causes.append(cause) }
+        if let cause = InferenceService.mirrorCause(annotations) { causes.append(cause) }
 
         if let text = annotations[InferenceService.retriesAnnotation],
            case .failure(let error) = GatewayConfig.decodeRetriesAnnotation(text, base: RetryPolicy()) {
