@@ -336,7 +336,7 @@ final class Exchange: UpstreamDelegate {
             // With a body to come, the pump flushes head and body together: one send per request, not two.
             if requestBodyDone { upstream.flush() }
         }
-        // After the primary's own send: the mirror never goes ahead of it.
+        // After the primary's own send (or its connect, under way): the mirror never goes ahead of it.
         if shadow != nil && requestBodyDone { releaseShadow(complete: true) }
     }
 
@@ -775,7 +775,8 @@ final class Exchange: UpstreamDelegate {
     /// Ends the exchange without a response: the upstream connection is closed, never pooled. Nothing to do once
     /// the exchange is over (finished, or abandoned already): its downstream releases every exchange through here.
     func abandonUpstream() {
-        releaseShadow(complete: false)
+        // A request that was complete is still mirrored (its copy is whole) even if its own exchange failed after.
+        releaseShadow(complete: requestBodyDone)
         if case .done = response, upstream == nil { endLoad(); return }
         attempt.end()
         endLoad()
