@@ -240,8 +240,7 @@ final class Exchange: UpstreamDelegate {
     func clear() {
         precondition(upstream == nil && replay.bytes == nil && loadID < 0, "an exchange is recycled with its pod connection, replay buffer or retry load")
         downstream = nil
-        attempt = nil
-        shadow = nil
+        attempt = nil  // `shadow` is nil already: every way out of a request passes abandonUpstream
         service = nil
         revision = nil
         tag = nil
@@ -448,12 +447,14 @@ final class Exchange: UpstreamDelegate {
                 downstream.failExchange(.payloadTooLarge)
                 return
             }
-            if replay.bytes != nil || shadow != nil {
+            if replay.bytes != nil {
                 // What this step appended is the tail of `out` (appending may compact, so count from the end).
                 let appended = out.readableBytes - before
-                let tail = UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...])
-                if replay.bytes != nil { replay.keep(tail, limit: policy.retries.maxReplayBytes, worker.buffers) }
-                if let shadow, !shadow.copyBody(tail) { releaseShadow(complete: false) }
+                replay.keep(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]), limit: policy.retries.maxReplayBytes, worker.buffers)
+            }
+            if let shadow {
+                let appended = out.readableBytes - before
+                if !shadow.copyBody(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...])) { releaseShadow(complete: false) }
             }
             progressed = true
         }
@@ -758,7 +759,7 @@ final class Exchange: UpstreamDelegate {
     }
 
     private func finishResponse() {
-        releaseShadow(complete: false)  // answered before its body ended: the copy can never be complete
+        if shadow != nil { releaseShadow(complete: false) }  // answered before its body ended: the copy can never be whole
         response = .done
         downstream.endResponseBody()
         attempt.end()
@@ -776,7 +777,7 @@ final class Exchange: UpstreamDelegate {
     /// the exchange is over (finished, or abandoned already): its downstream releases every exchange through here.
     func abandonUpstream() {
         // A request that was complete is still mirrored (its copy is whole) even if its own exchange failed after.
-        releaseShadow(complete: requestBodyDone)
+        if shadow != nil { releaseShadow(complete: requestBodyDone) }
         if case .done = response, upstream == nil { endLoad(); return }
         attempt.end()
         endLoad()
