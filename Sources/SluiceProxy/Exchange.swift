@@ -1,7 +1,8 @@
 // Proxy layer: one request/response pair between a client and a pod, whatever protocol the client speaks —
 // serialises the request head for the pod, streams both bodies with backpressure, parses and relays the response,
 // pools (or retries on) the upstream connection and keeps the deadlines. The client side plugs in through
-// ExchangeDownstream: DownstreamConnection for HTTP/1.1, H2Stream for HTTP/2.
+// ExchangeDownstream: DownstreamConnection for HTTP/1.1, H2Stream for HTTP/2, ShadowDownstream for a mirror's copy
+// (which the client's exchange makes as it sends the request).
 import SluiceHTTP1
 import SluiceIO
 import SluiceRouting
@@ -112,6 +113,9 @@ final class Exchange: UpstreamDelegate {
     /// Loop-clock ms: the end of the response timeout over all attempts, and of the current try's; 0 when unset.
     private var responseDeadlineMs: Int64 = 0
     private var tryDeadlineMs: Int64 = 0
+    /// The mirror copying this request as it is sent (ShadowExchange.swift), until the request is complete and the
+    /// mirror goes, or it is dropped; nil for a request that is not mirrored.
+    private var shadow: ShadowDownstream?
 
     /// An exchange for `worker`'s requests; `start` readies it for each one (ExchangeRecycler.take).
     init(worker: Worker) {
@@ -158,6 +162,65 @@ final class Exchange: UpstreamDelegate {
         if isRetrying { worker.retryLoadStartRetrying(loadID) }
         downstream.responseParser.reset()
         downstream.responseDecoder.reset()
+        // Mirroring: default-host requests only (no tag), and not those the split sent to the mirror revision itself.
+        if let mirror = route.service.mirror, route.tag == nil, route.revisionIndex != mirror.revisionIndex {
+            shadow = worker.beginMirror(mirror, service: route.service, head: head)
+        }
+    }
+
+    /// Readies the exchange for a mirrored request (ShadowExchange.swift) and sends it: `request` is the whole
+    /// request as the mirror revision gets it, copied; no retry, no retry budget, the mirror's own timeout.
+    func startShadow(downstream: ShadowDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision,
+                     slot: EndpointHealthSlot?, requestWasHEAD: Bool, request: ByteBuffer) {
+        self.downstream = downstream
+        attempt = UpstreamAttempt(pool: pool, upstream: upstream)
+        attemptCount = 1
+        firstResponseByteNs = 0
+        var policy = RequestPolicy(settings: worker.settings)
+        policy.resolveShadow(revision: revision, mirror: worker.settings.mirror)
+        self.policy = policy
+        self.revision = revision
+        tag = nil
+        concurrencySlot = slot
+        service = nil
+        revisionIndex = 0
+        routeGeneration = worker.routeGeneration
+        tried = TriedEndpoints()
+        self.requestWasHEAD = requestWasHEAD
+        requestIsIdempotent = false
+        requestBody = .done
+        requestBodyBytes = 0
+        response = .awaitingHead
+        closeAfterResponse = false
+        upstreamKeepAlive = true
+        responseStarted = false
+        isPumpingResponse = false
+        responseDeadlineMs = 0
+        tryDeadlineMs = 0
+        loadID = -1
+        isRetrying = false
+        shadow = nil
+        replay = ReplayBuffer()
+        downstream.responseParser.reset()
+        downstream.responseDecoder.reset()
+        upstream.attach(self)
+        upstream.output!.append(request.readable)
+        attempt.markOutstanding()
+        if upstream.state == .connecting {
+            downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
+        } else {
+            attempt.connectedNs = MonotonicClock.nanoseconds()
+            armRequestDeadline()
+            upstream.flush()
+        }
+    }
+
+    /// The request is complete (its body all sent): a mirror that copied it goes now; one that could not copy
+    /// it is dropped.
+    private func releaseShadow(complete: Bool) {
+        guard let shadow else { return }
+        self.shadow = nil
+        if complete { worker.launchMirror(shadow) } else { worker.dropMirror(shadow, .droppedBody) }
     }
 
     /// RFC 9110 §9.2.2's idempotent methods.
@@ -177,7 +240,7 @@ final class Exchange: UpstreamDelegate {
     func clear() {
         precondition(upstream == nil && replay.bytes == nil && loadID < 0, "an exchange is recycled with its pod connection, replay buffer or retry load")
         downstream = nil
-        attempt = nil
+        attempt = nil  // `shadow` is nil already: every way out of a request passes abandonUpstream
         service = nil
         revision = nil
         tag = nil
@@ -257,6 +320,7 @@ final class Exchange: UpstreamDelegate {
             out.append("Transfer-Encoding: chunked\r\n")
         }
         out.append("\r\n")
+        if let shadow, !shadow.copyHead(out.readable, primary: revision) { self.shadow = nil; worker.dropMirror(shadow, .droppedBody) }
         replay = ReplayBuffer()
         if policy.retries.attempts > 0 {
             replay.start(worker.buffers)
@@ -271,6 +335,8 @@ final class Exchange: UpstreamDelegate {
             // With a body to come, the pump flushes head and body together: one send per request, not two.
             if requestBodyDone { upstream.flush() }
         }
+        // After the primary's own send (or its connect, under way): the mirror never goes ahead of it.
+        if shadow != nil && requestBodyDone { releaseShadow(complete: true) }
     }
 
     private func armRequestDeadline() {
@@ -367,6 +433,7 @@ final class Exchange: UpstreamDelegate {
             case .noData:
                 if progressed || requestBodyDone { armRequestDeadline() }
                 flushRequest(upstream)
+                if shadow != nil && requestBodyDone { releaseShadow(complete: true) }
                 return
             case .failed(let error):
                 downstream.failExchange(error)
@@ -385,10 +452,15 @@ final class Exchange: UpstreamDelegate {
                 let appended = out.readableBytes - before
                 replay.keep(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...]), limit: policy.retries.maxReplayBytes, worker.buffers)
             }
+            if let shadow {
+                let appended = out.readableBytes - before
+                if !shadow.copyBody(UnsafeRawBufferPointer(rebasing: out.readable[(out.readableBytes - appended)...])) { releaseShadow(complete: false) }
+            }
             progressed = true
         }
         if progressed || requestBodyDone { armRequestDeadline() }
         flushRequest(upstream)
+        if shadow != nil && requestBodyDone { releaseShadow(complete: true) }
     }
 
     /// Sends what is buffered for the pod; tells the source when the socket took all of it (HTTP/2 flow control).
@@ -687,6 +759,7 @@ final class Exchange: UpstreamDelegate {
     }
 
     private func finishResponse() {
+        if shadow != nil { releaseShadow(complete: false) }  // answered before its body ended: the copy can never be whole
         response = .done
         downstream.endResponseBody()
         attempt.end()
@@ -703,6 +776,8 @@ final class Exchange: UpstreamDelegate {
     /// Ends the exchange without a response: the upstream connection is closed, never pooled. Nothing to do once
     /// the exchange is over (finished, or abandoned already): its downstream releases every exchange through here.
     func abandonUpstream() {
+        // A request that was complete is still mirrored (its copy is whole) even if its own exchange failed after.
+        if shadow != nil { releaseShadow(complete: requestBodyDone) }
         if case .done = response, upstream == nil { endLoad(); return }
         attempt.end()
         endLoad()

@@ -78,6 +78,19 @@ public struct RevisionQueueSettings: Hashable, Sendable {
     public init() {}
 }
 
+/// Traffic mirroring's bounds (a service's share and target are its routes': ServiceSpec.mirror).
+public struct MirrorSettings: Hashable, Sendable {
+    /// Mirrored requests in flight per worker and target revision; a mirror over it is dropped (`dropped_full`).
+    public var maxInFlight = 64
+    /// A mirrored request's response timeout; 0: the target revision's (its `spec.predictor.timeout`, else
+    /// `timeouts.upstreamResponse`).
+    public var timeoutMs = 0
+    /// The largest request (head as sent plus body) copied for a mirror; a larger or longer one is not mirrored
+    /// (`dropped_body`). The retry replay bound's default: the shadow is a buffered copy, like a replay.
+    public var maxRequestBytes = 64 * 1024
+    public init() {}
+}
+
 /// Everything the data plane needs besides the routes.
 public struct ProxySettings: Hashable, Sendable {
     public var listen = SocketAddressSpec(host: "127.0.0.1", port: 8080)
@@ -106,5 +119,7 @@ public struct ProxySettings: Hashable, Sendable {
     public var revisionQueue = RevisionQueueSettings()
     /// `x-envoy-attempt-count: N` on every proxied response (Envoy's `include_attempt_count_in_response`).
     public var attemptCountHeader = false
+    /// Traffic mirroring's bounds: in flight, timeout, copied size.
+    public var mirror = MirrorSettings()
     public init() {}
 }

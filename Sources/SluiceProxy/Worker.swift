@@ -49,6 +49,8 @@ final class Worker {
     let unixOffsetNs: Int64
     /// This worker's counters and histograms (Telemetry/WorkerMetrics.swift).
     let metrics: WorkerMetrics
+    /// Mirrored requests in flight and spare shadows (ShadowExchange.swift).
+    let mirrors = Mirrors()
 
     init(handle: WorkerHandle, siblings: [WorkerHandle], listenerFD: Int32, routes: RouteTable, settings: ProxySettings,
          tls: TLSContextSlot?, seed: UInt64, requestObserver: RequestObserver? = nil, accessLog: AccessLogRing? = nil) throws {
@@ -76,7 +78,7 @@ final class Worker {
             self.readMailbox()
             if queuedRequests.load(ordering: .relaxed) > 0 { self.resumeQueued() }
         }
-        if handle.index == 0 { loop.onSweep = { [unowned self] now in self.announceReturns(now: now) } }
+        loop.onSweep = { [unowned self] now in self.sweep(now: now) }
     }
 
     func run() {
@@ -101,12 +103,20 @@ final class Worker {
                 drainDeadline = deadline
                 listener?.close()
                 listener = nil
-                loop.onSweep = { [unowned self] now in
-                    if now >= self.drainDeadline { self.drainDeadlinePassed() }
-                }
                 stopIfDrained()
             }
         }
+    }
+
+    /// Every sweep (100 ms): the drain deadline while draining, else (worker 0) the endpoints whose ejection
+    /// ended; the mirrors' timers always (they are no loop handlers, having no client socket).
+    private func sweep(now: Int64) {
+        if isDraining {
+            if now >= drainDeadline { drainDeadlinePassed() }
+        } else if handle.index == 0 {
+            announceReturns(now: now)
+        }
+        checkMirrorDeadlines(now: now)
     }
 
     /// Maps the route table's endpoints to pools, keeping the pools (and their idle connections) of endpoints that stay.
@@ -186,12 +196,14 @@ final class Worker {
         loop.forEachHandler { handler in
             (handler as? any ClosableOnDrain)?.closeAtDrainDeadline()
         }
+        abandonMirrors()
         for pool in poolsByEndpoint.values { pool.closeIdle() }
         loop.stop()
     }
 
     private func stopIfDrained() {
         if connections == 0 {
+            abandonMirrors()
             for pool in poolsByEndpoint.values { pool.closeIdle() }
             loop.stop()
         }

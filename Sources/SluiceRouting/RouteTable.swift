@@ -129,10 +129,11 @@ public final class RouteTable: Sendable {
                 hostTags.append(candidate.tag)
             }
 
+            let mirror = try spec.mirror.map { (m) throws(RouteTableError) in try MirrorRoute.build(m, revisionIndexByName: revisionIndexByName, path: path) }
             let service = ServiceRoute(name: spec.name, namespace: spec.namespace, revisions: revisions,
                                        tags: tags, traffic: spec.traffic,
                                        revisionIndexOfTarget: revisionIndexOfTarget, hosts: hosts, retries: spec.retries,
-                                       stickyKey: spec.stickyKey)
+                                       stickyKey: spec.stickyKey, mirror: mirror)
             services.append(service)
             for (host, tag) in zip(hosts, hostTags) {
                 hostKeys.append(Array(host.utf8))

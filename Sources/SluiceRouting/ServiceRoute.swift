@@ -21,10 +21,12 @@ public final class ServiceRoute: Sendable {
     public let stickyKey: StickyKey?
     /// `stickyKey` ready for the request path; its bytes are freed with this service.
     public let sticky: StickyKeyReader?
+    /// The share of the default host's requests mirrored, and to which revision (MirrorSpec.swift); nil: none.
+    public let mirror: MirrorRoute?
 
     init(name: String, namespace: String, revisions: [Revision], tags: [TagRoute],
          traffic: [TrafficTargetSpec], revisionIndexOfTarget: [Int], hosts: [String], retries: RetryPolicy? = nil,
-         stickyKey: StickyKey? = nil) {
+         stickyKey: StickyKey? = nil, mirror: MirrorRoute? = nil) {
         self.name = name
         self.namespace = namespace
         self.revisions = revisions
@@ -34,6 +36,7 @@ public final class ServiceRoute: Sendable {
         self.retries = retries
         self.stickyKey = stickyKey
         sticky = stickyKey.map { StickyKeyReader($0, seed: StickyKey.seed(namespace: namespace, name: name)) }
+        self.mirror = mirror
         var sums: [Int] = []
         var targets: [Int] = []
         var total = 0

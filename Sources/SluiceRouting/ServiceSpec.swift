@@ -12,10 +12,12 @@ public struct ServiceSpec: Hashable, Sendable {
     public var retries: RetryPolicy?
     /// The request key that keeps a client on one revision (`serving.sluice.dev/sticky-key`); nil: none.
     public var stickyKey: StickyKey?
+    /// Traffic mirroring (MirrorSpec.swift): a share of the default host's requests copied to one revision.
+    public var mirror: MirrorSpec?
 
     public init(name: String, namespace: String, tagRouting: Bool = false,
                 revisions: [RevisionSpec], traffic: [TrafficTargetSpec], retries: RetryPolicy? = nil,
-                stickyKey: StickyKey? = nil) {
+                stickyKey: StickyKey? = nil, mirror: MirrorSpec? = nil) {
         self.name = name
         self.namespace = namespace
         self.tagRouting = tagRouting
@@ -23,5 +25,6 @@ public struct ServiceSpec: Hashable, Sendable {
         self.traffic = traffic
         self.retries = retries
         self.stickyKey = stickyKey
+        self.mirror = mirror
     }
 }

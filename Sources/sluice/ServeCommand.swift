@@ -130,7 +130,7 @@ struct ServeCommand: ParsableCommand {
             { gateway.accessLogStats.write(into: &$0) },
         ])
         // `sluice top`: a minute of the revisions' totals, sampled every 5 s off the request path.
-        let top = TopSampler { gateway.revisionStats().map(RevisionCounts.init) }
+        let top = TopSampler { gateway.revisionStats().filter { !$0.shadow }.map(RevisionCounts.init) }  // client traffic only
         top.start()
         // Canary analysis: checks each running analysis's interval about once a second, from the same totals.
         let analyzer = CanaryAnalyzer(plane: plane) { gateway.revisionStats().map(RevisionCounts.init) }

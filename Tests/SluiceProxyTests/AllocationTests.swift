@@ -50,8 +50,32 @@ final class AllocationTests: XCTestCase {
         pod1.start()
         pod2.start()
         defer { pod1.stop(); pod2.stop() }
-        let routes = try GatewayFixture.table(split: 0, ports: (pod1.port, pod2.port), stickyKey: stickyKey)
+        try assertSteadyStateWorkerMallocs(routes: GatewayFixture.table(split: 0, ports: (pod1.port, pod2.port), stickyKey: stickyKey),
+                                           headers: headers)
+    }
 
+    /// The same with every request also mirrored to revision 2 (ShadowExchange.swift): the copy goes in a pooled
+    /// buffer, its exchange and shadow are recycled, its pod connection pooled — 0 mallocs per mirrored request too.
+    func testSteadyStateMirroredRequestCostsNoMoreWorkerMallocs() throws {
+        try XCTSkipUnless(malloc_counter_available() == 1, "malloc is owned by the sanitizer runtime in this build")
+        try XCTSkipIf(Self.isDebugBuild, "allocation counts are asserted on the optimised build: make test-alloc")
+        let pod1 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v1, revision: rev1))
+        let pod2 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v2, revision: rev2))
+        pod1.start()
+        pod2.start()
+        defer { pod1.stop(); pod2.stop() }
+        let service = ServiceSpec(
+            name: "sklearn-iris", namespace: "kserve-test",
+            revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pod1.port)]),
+                        RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pod2.port)])],
+            traffic: [TrafficTargetSpec(revisionName: rev1, percent: 100),
+                      TrafficTargetSpec(revisionName: rev2, percent: 0, tag: "latest", latestRevision: true)],
+            mirror: MirrorSpec(revisionName: rev2, percent: 100))
+        try assertSteadyStateWorkerMallocs(routes: RouteTable(services: [service], rules: HostRules()))
+        XCTAssertGreaterThanOrEqual(pod2.requestsServed, 1_000, "the mirrors reached revision 2's pod")
+    }
+
+    private func assertSteadyStateWorkerMallocs(routes: RouteTable, headers: [(String, String)] = []) throws {
         // Only the threads Gateway.init creates (its one worker) are tagged: the client and pod threads are not.
         let taggedBefore = malloc_counter_tagged_threads()
         malloc_counter_tag_new_threads(1)

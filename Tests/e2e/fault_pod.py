@@ -11,7 +11,9 @@ For the fault tests it also:
 - answers every predict with 503 while in mode 503 (`PUT /_fault/mode` with body `503`, back with `ok`), its
   readiness paths still answering 200 — the hard case, a broken model behind a healthy health check;
 - counts what it served (`GET /_fault/stats`: predicts, answered_503, in_flight, max_in_flight — the most predicts it
-  was ever working on at once, to check a concurrency limit in front of it).
+  was ever working on at once, to check a concurrency limit in front of it);
+- counts the mirrored (shadow) predicts apart: `shadow_predicts` carry `X-Sluice-Shadow: 1`, `shadow_hosts` a Host
+  whose name ends in `-shadow` (Envoy's convention, which Sluice follows too), for the mirroring tests.
 A hung pod is this process stopped (SIGSTOP): the kernel still accepts its connections, nothing answers.
 """
 
@@ -37,10 +39,13 @@ class Pod:
         self.answered_503 = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.shadow_predicts = 0
+        self.shadow_hosts = 0
 
     def stats(self) -> dict:
         return {"predicts": self.predicts, "answered_503": self.answered_503, "in_flight": self.in_flight,
-                "max_in_flight": self.max_in_flight, "mode": self.mode, "pid": os.getpid()}
+                "max_in_flight": self.max_in_flight, "mode": self.mode, "pid": os.getpid(),
+                "shadow_predicts": self.shadow_predicts, "shadow_hosts": self.shadow_hosts}
 
     def response(self, status: int, body: dict, keep_alive: bool) -> bytes:
         data = json.dumps(body).encode()
@@ -60,6 +65,10 @@ class Pod:
             return 404, {"error": f"no route {path.decode(errors='replace')}"}
         # A predict: counted as in flight from its arrival to its answer, whatever the answer.
         self.predicts += 1
+        if headers.get(b"x-sluice-shadow") == b"1":
+            self.shadow_predicts += 1
+        if headers.get(b"host", b"").rsplit(b":", 1)[0].endswith(b"-shadow"):
+            self.shadow_hosts += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

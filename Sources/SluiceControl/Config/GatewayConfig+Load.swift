@@ -57,7 +57,8 @@ extension GatewayConfig {
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
                                           "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout",
-                                          "metrics", "accessLog", "tracing", "retries", "outlierDetection", "revisionQueue", "attemptCountHeader"])
+                                          "metrics", "accessLog", "tracing", "retries", "outlierDetection", "revisionQueue", "attemptCountHeader",
+                                          "mirror"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -95,6 +96,7 @@ extension GatewayConfig {
         if let node = top["outlierDetection"] { proxy.outlierDetection = try decodeOutlierDetection(node) }
         if let node = top["revisionQueue"] { proxy.revisionQueue = try decodeRevisionQueue(node) }
         if let node = top["attemptCountHeader"] { proxy.attemptCountHeader = try node.bool() }
+        if let node = top["mirror"] { proxy.mirror = try decodeMirrorSettings(node) }
         if let node = top["routing"] {
             let routing = try node.mapping(keys: ["domain", "serviceHostTemplate", "componentSuffix", "tagHeaderRouting", "revisionHeader"])
             if let value = routing["domain"] { rules.domain = try value.string() }
@@ -177,7 +179,7 @@ extension GatewayConfig {
     }
 
     /// The keys of a static service (`services[i]`).
-    static let serviceKeys = ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries", "stickyKey"]
+    static let serviceKeys = ["name", "namespace", "tagRouting", "revisions", "traffic", "healthCheck", "retries", "stickyKey", "mirror"]
 
     /// A static service; its own `retries:` starts from the gateway's (its `healthCheck` is decodeHealthChecks').
     private static func decodeService(_ node: ConfigNode, retries: RetryPolicy) throws(ConfigError) -> ServiceSpec {
@@ -220,7 +222,8 @@ extension GatewayConfig {
             case .failure(let error): throw node.error("\"\(text)\": \(error.reason)")
             }
         }
+        let mirror = try mapping["mirror"].map { (node) throws(ConfigError) in try decodeServiceMirror(node) }
         return ServiceSpec(name: name, namespace: namespace, tagRouting: tagRouting, revisions: revisions, traffic: traffic,
-                           retries: own, stickyKey: sticky)
+                           retries: own, stickyKey: sticky, mirror: mirror)
     }
 }

@@ -111,6 +111,7 @@ public enum ManifestDecoder {
         if let cause = InferenceService.readinessPathCause(annotations) { causes.append(cause) }
         causes += InferenceService.analysisCauses(annotations)
         if let cause = InferenceService.stickyKeyCause(annotations) { causes.append(cause) }
+        if let cause = InferenceService.mirrorCause(annotations) { causes.append(cause) }
 
         if let text = annotations[InferenceService.retriesAnnotation],
            case .failure(let error) = GatewayConfig.decodeRetriesAnnotation(text, base: RetryPolicy()) {

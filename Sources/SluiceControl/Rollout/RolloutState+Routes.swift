@@ -49,10 +49,12 @@ extension RolloutState {
                                     responseTimeoutMs: revision?.responseTimeoutMs,
                                     containerConcurrency: revision?.containerConcurrency ?? 0)
             }
-            return ServiceSpec(name: record.service.name, namespace: record.service.namespace,
-                               tagRouting: record.servesTagHosts(default: tagRoutingDefault),
-                               revisions: revisions, traffic: targets, retries: record.service.retryPolicy(base: retries),
-                               stickyKey: record.service.stickyKey)
+            var spec = ServiceSpec(name: record.service.name, namespace: record.service.namespace,
+                                   tagRouting: record.servesTagHosts(default: tagRoutingDefault),
+                                   revisions: revisions, traffic: targets, retries: record.service.retryPolicy(base: retries),
+                                   stickyKey: record.service.stickyKey)
+            Self.addMirror(of: record, to: &spec)  // serving.sluice.dev/mirror-percent: InferenceService+Mirror.swift
+            return spec
         }
     }
 

@@ -46,9 +46,11 @@ enum ForwardedHeaders {
         }
     }
 
-    /// Headers we add toward the pod; a client's copies are dropped so they cannot be spoofed.
+    /// Headers we add toward the pod; a client's copies are dropped so they cannot be spoofed (a client request
+    /// must never pass for a mirror's: a model server may skip side effects for those).
     static func isInjectedHeader(_ name: UnsafeRawBufferPointer) -> Bool {
         switch name.count {
+        case 15: return equalsIgnoringCase(name, "x-sluice-shadow")
         case 16: return equalsIgnoringCase(name, "kserve-isvc-name")
         case 21: return equalsIgnoringCase(name, "kserve-isvc-namespace")
         case 24: return equalsIgnoringCase(name, "knative-serving-revision")

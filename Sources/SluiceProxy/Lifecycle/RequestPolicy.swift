@@ -33,6 +33,13 @@ struct RequestPolicy {
         retries = settings.retries
     }
 
+    /// A mirrored request's (ShadowExchange.swift): never retried, and the mirror's own timeout when one is set.
+    mutating func resolveShadow(revision: Revision, mirror: MirrorSettings) {
+        retries = .none
+        if let own = revision.responseTimeoutMs { upstreamResponseMs = own }
+        if mirror.timeoutMs > 0 { upstreamResponseMs = mirror.timeoutMs }
+    }
+
     /// The routed request's own parts: its service's retry policy, its revision's response timeout.
     mutating func resolve(service: ServiceRoute, revision: Revision) {
         if let own = service.retries { retries = own }

@@ -79,7 +79,12 @@ enum RevisionLayout {
     static let upstream = firstByte + latencyStride
     static let requestSize = upstream + latencyStride
     static let responseSize = requestSize + sizeStride
-    static let cells = responseSize + sizeStride
+    /// Mirrored requests sent to this revision (ShadowExchange.swift), apart from its client traffic: one count per
+    /// `MirrorResult`, then the mirrors' duration histogram.
+    static let mirrorResults = responseSize + sizeStride
+    static let mirrorResultCount = 8
+    static let mirrorDuration = mirrorResults + mirrorResultCount
+    static let cells = mirrorDuration + latencyStride
 }
 
 /// An endpoint's cells on one worker.

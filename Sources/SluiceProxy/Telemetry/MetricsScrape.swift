@@ -1,6 +1,6 @@
 // Proxy layer: the scrape — sums every worker's cells (relaxed loads, no lock on the request path) and writes the
 // data plane's families (`Gateway.writeMetrics`), and the per-revision summary `sluice top` reads
-// (`Gateway.revisionStats`).
+// (`Gateway.revisionStats`), with the mirrored requests of a revision apart from its client traffic.
 import SluiceIO
 import SluiceRouting
 
@@ -18,6 +18,10 @@ public struct RevisionStats: Sendable, Hashable {
     public let durationBounds: [Double]
     /// Requests that took at most `durationBounds[i]`, cumulative (the last one is `requests`).
     public let durationCumulativeCounts: [UInt64]
+    /// Mirrored (shadow) requests sent to the revision, not client traffic: an entry of its own beside the
+    /// revision's client entry, present once some mirror reached it. `requests` counts those that reached the pod
+    /// and ended (dropped ones never did), `failed` the 5xx, failed and timed-out ones among them.
+    public var shadow = false
 }
 
 extension Gateway {
@@ -152,6 +156,7 @@ struct MetricsSnapshot {
                        offset: RevisionLayout.requestSize, latency: false)
         writeHistogram(&out, "sluice_response_body_bytes", "Response body bytes relayed to the client.",
                        offset: RevisionLayout.responseSize, latency: false)
+        writeMirrors(&out)
         writeWorkerFamilies(&out, tls: tls, openConnections: openConnections)
         writeEndpoints(&out)
         if istio { writeIstio(&out) }
@@ -216,6 +221,49 @@ struct MetricsSnapshot {
             cumulative &+= scratch[1 + boundCount]
             let sum = latency ? Double(scratch[0]) / 1e9 : Double(scratch[0])
             out.histogramEnd(group.labels, count: cumulative, sum: sum)
+        }
+    }
+
+    /// A group's mirror result counts, summed over its blocks.
+    private func mirrorCounts(_ group: Group) -> [UInt64] {
+        var counts = [UInt64](repeating: 0, count: MirrorResult.allCases.count)
+        for block in group.blocks {
+            for result in MirrorResult.allCases {
+                counts[Int(result.rawValue)] &+= cellLoad(block.cells + RevisionLayout.mirrorResults + Int(result.rawValue))
+            }
+        }
+        return counts
+    }
+
+    /// Mirrored requests by target revision and result, and the duration of those that reached the pod: only
+    /// revisions some mirror was meant for, so a gateway without mirrors shows the families empty.
+    private mutating func writeMirrors(_ out: inout MetricsExposition) {
+        out.family("sluice_mirror_requests", .counter, help: "Mirrored (shadow) requests by target revision and result: ok (a non-5xx answer), failed (5xx, reset, refused), timeout, dropped_full (over the in-flight bound or the revision's concurrency), dropped_body (a body larger than the copy bound, or never completed).")
+        var mirrored: [Int] = []
+        for (index, group) in groups.enumerated() where group.first.id >= 0 {
+            let counts = mirrorCounts(group)
+            guard counts.contains(where: { $0 > 0 }) else { continue }
+            mirrored.append(index)
+            for result in MirrorResult.allCases {
+                var labels = group.labels
+                labels.append("result", result.name)
+                out.counter(labels, counts[Int(result.rawValue)])
+            }
+        }
+        out.family("sluice_mirror_request_duration_seconds", .histogram, help: "Time from a mirrored request being sent to its whole response, of mirrors that reached the pod.")
+        let texts = MetricsBuckets.latencyBoundTexts
+        let boundCount = RevisionLayout.latencyStride - 2
+        for index in mirrored {
+            let group = groups[index]
+            sum(group, at: RevisionLayout.mirrorDuration, cells: RevisionLayout.latencyStride)
+            var cumulative: UInt64 = 0
+            for i in 0..<boundCount {
+                let here = scratch[1 + i]
+                cumulative &+= here
+                if here > 0 || scratch[2 + i] > 0 { out.histogramBucket(group.labels, le: texts[i], cumulative) }
+            }
+            cumulative &+= scratch[1 + boundCount]
+            out.histogramEnd(group.labels, count: cumulative, sum: Double(scratch[0]) / 1e9)
         }
     }
 
@@ -397,6 +445,19 @@ struct MetricsSnapshot {
             out.append(RevisionStats(namespace: block.namespace, service: block.service, revision: block.revision,
                                      requests: requests, failed: failed, durationBounds: bounds,
                                      durationCumulativeCounts: counts))
+            let mirrors = mirrorCounts(group)
+            let reached = MirrorResult.allCases.filter(\.wasSent).reduce(UInt64(0)) { $0 &+ mirrors[Int($1.rawValue)] }
+            guard reached > 0 else { continue }
+            sum(group, at: RevisionLayout.mirrorDuration, cells: RevisionLayout.latencyStride)
+            cumulative = 0
+            counts.removeAll(keepingCapacity: true)
+            for i in 0..<bounds.count {
+                cumulative &+= scratch[1 + i]
+                counts.append(cumulative)
+            }
+            out.append(RevisionStats(namespace: block.namespace, service: block.service, revision: block.revision,
+                                     requests: reached, failed: reached &- mirrors[Int(MirrorResult.ok.rawValue)],
+                                     durationBounds: bounds, durationCumulativeCounts: counts, shadow: true))
         }
         return out
     }

@@ -226,6 +226,19 @@ final class WorkerMetrics {
         return 0
     }
 
+    // MARK: Mirrors
+
+    /// One mirrored request's end under its target revision (`metricsID`): its result, and for one that reached
+    /// the pod and ended (`durationNs` > 0) its duration. Off the client series: they count client traffic only.
+    @inline(__always)
+    func recordMirror(revisionID id: Int, result: MirrorResult, durationNs: UInt64) {
+        guard id >= 0, id < cellsByID.count, let cells = cellsByID[id] else { return }
+        cellAdd(cells + RevisionLayout.mirrorResults + Int(result.rawValue))
+        guard result.wasSent else { return }
+        cellAdd(cells + RevisionLayout.mirrorDuration, durationNs)
+        cellAdd(cells + RevisionLayout.mirrorDuration + 1 + latency.index(of: durationNs))
+    }
+
     // MARK: Connections
 
     func clientAccepted() {
