@@ -4,7 +4,7 @@ import Yams
 
 /// How a new revision is analysed: the canary's traffic steps and what each check demands of it.
 public struct CanaryAnalysisSettings: Codable, Equatable, Sendable {
-    /// Canary percents, strictly increasing in 1...99; promotion after the last step's check is the implicit 100.
+    /// Canary percents, strictly increasing in 0...99 (a first 0: a dark launch on mirrored requests); promotion after the last step's check is the implicit 100.
     public var steps: [Int]
     /// Time between checks, at least 1 s.
     public var intervalMs: Int = 30_000
@@ -61,7 +61,8 @@ extension InferenceService {
         let stepsNode = try mapping.required("steps")
         var steps: [Int] = []
         for item in try stepsNode.list() {
-            let step = try item.int(in: 1...99)
+            // 0 can only come first (strictly increasing): a dark launch, checked on mirrored requests alone.
+            let step = try item.int(in: 0...99)
             if let last = steps.last, step <= last { throw item.error("steps must be strictly increasing: \(step) follows \(last)") }
             steps.append(step)
         }
@@ -101,10 +102,18 @@ extension InferenceService {
     /// The refusals for invalid analysis or gate annotations (kubectl's words); empty when absent or valid.
     static func analysisCauses(_ annotations: [String: String]) -> [ManifestError.FieldError] {
         var causes: [ManifestError.FieldError] = []
-        if let text = annotations[canaryAnalysisAnnotation], case .failure(let error) = decodeCanaryAnalysis(text) {
-            let at = error.path.isEmpty ? "" : "\(error.path): "
-            causes.append(.init(field: "metadata.annotations[\(canaryAnalysisAnnotation)]", kind: .invalid(value: "\"\(text)\""),
-                                detail: at + error.reason))
+        if let text = annotations[canaryAnalysisAnnotation] {
+            switch decodeCanaryAnalysis(text) {
+            case .failure(let error):
+                let at = error.path.isEmpty ? "" : "\(error.path): "
+                causes.append(.init(field: "metadata.annotations[\(canaryAnalysisAnnotation)]", kind: .invalid(value: "\"\(text)\""),
+                                    detail: at + error.reason))
+            case .success(let settings) where settings.steps.first == 0 && annotations[mirrorAnnotation] == nil:
+                causes.append(.init(field: "metadata.annotations[\(canaryAnalysisAnnotation)]", kind: .invalid(value: "\"\(text)\""),
+                                    detail: "steps[0]: a 0% step (a dark launch) needs the \(mirrorAnnotation) annotation: without mirrored requests the canary would never be checked"))
+            case .success:
+                break
+            }
         }
         if let text = annotations[rolloutGateAnnotation], RolloutGate(rawValue: text) == nil {
             // apimachinery's `NotSupported` wording for an enum field.

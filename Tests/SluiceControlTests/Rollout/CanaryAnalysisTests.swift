@@ -195,6 +195,29 @@ final class CanaryAnalysisTests: XCTestCase {
         XCTAssertEqual(driver.ready, "True")
     }
 
+    /// `steps: [0, 50]` with mirroring: the canary serves nobody at the first step (traffic as `canaryTrafficPercent: 0`)
+    /// while every mirrored request goes to it, so its first check runs on mirrored requests alone.
+    func testADarkLaunchStepServesNobodyAndMirrorsToTheCanary() throws {
+        var driver = RolloutDriver()
+        _ = try driver.apply(F.create, at: F.t0)
+        driver.ready(1, at: F.t0 + 1)
+        let dark = Self.analysed(analysis: "{steps: [0, 50], interval: 1s, minRequests: 10}",
+                                 extra: [InferenceService.mirrorAnnotation: "100"])
+        _ = try driver.apply(dark, at: F.t0 + 10)
+        driver.ready(2, at: F.t0 + 12)
+        XCTAssertEqual(driver.record?.analysis?.phase, .progressing)
+        assertSameTraffic(driver, try manual([0]), "step 0: as canaryTrafficPercent: 0")
+        XCTAssertEqual(driver.state.serviceSpecs().first?.mirror, MirrorSpec(revisionName: F.revision(2), percent: 100),
+                       "the canary receives the mirrored requests")
+        try check(&driver, at: F.t0 + 14)
+        XCTAssertEqual(driver.record?.analysis?.canaryTrafficPercent, 50)
+        assertSameTraffic(driver, try manual([0, 50]), "step 50")
+        try check(&driver, Self.figures(success: 0.5), at: F.t0 + 15)
+        try check(&driver, Self.figures(success: 0.5), at: F.t0 + 16)
+        XCTAssertEqual(driver.record?.analysis?.phase, .rolledBack)
+        assertSameTraffic(driver, try manual([0, 50, 0]), "rolled back")
+    }
+
     func testRollbackLooksLikeCanaryTrafficPercentZero() throws {
         var driver = try analysing()
         try check(&driver, Self.figures(success: 0.5), at: F.t0 + 14)
@@ -410,8 +433,9 @@ final class CanaryAnalysisTests: XCTestCase {
             ("{interval: 1s}", "steps: required"),
             ("{steps: []}", "steps: must list at least one canary percent, e.g. [10, 50]"),
             ("{steps: [10, 10]}", "steps[1]: steps must be strictly increasing: 10 follows 10"),
-            ("{steps: [0, 10]}", "steps[0]: 0 is outside 1...99"),
-            ("{steps: [10, 100]}", "steps[1]: 100 is outside 1...99"),
+            ("{steps: [0, 10]}", "steps[0]: a 0% step (a dark launch) needs the serving.sluice.dev/mirror-percent annotation: without mirrored requests the canary would never be checked"),
+            ("{steps: [10, 0]}", "steps[1]: steps must be strictly increasing: 0 follows 10"),
+            ("{steps: [10, 100]}", "steps[1]: 100 is outside 0...99"),
             ("{steps: [10], interval: 500ms}", "interval: must be at least 1s"),
             ("{steps: [10], interval: 30}", "interval: expected a duration like 250ms, 10s or 5m, got \"30\""),
             ("{steps: [10], minRequests: 0}", "minRequests: 0 is outside 1...1000000000"),
@@ -428,5 +452,7 @@ final class CanaryAnalysisTests: XCTestCase {
         XCTAssertEqual(refusal([InferenceService.rolloutGateAnnotation: "stopped"]),
                        #"The InferenceService "sklearn-iris" is invalid: metadata.annotations[serving.sluice.dev/rollout-gate]: Invalid value: "stopped": supported values: "running", "paused", "aborted""#)
         XCTAssertNil(refusal([InferenceService.rolloutGateAnnotation: "aborted", InferenceService.canaryAnalysisAnnotation: Self.analysisText]))
+        XCTAssertNil(refusal([InferenceService.canaryAnalysisAnnotation: "{steps: [0, 50]}", InferenceService.mirrorAnnotation: "100"]),
+                     "a dark launch: checked on mirrored requests first")
     }
 }
