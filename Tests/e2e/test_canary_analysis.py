@@ -5,7 +5,9 @@ driven with the `sluice` CLI, a background load of keep-alive clients during eve
 - a canary answering 500 for 30 % of its predictions is rolled back within the allowed failed checks;
 - a canary slower than the previous revision is rolled back on the p99 ratio;
 - a user's apply in the middle (canaryTrafficPercent) ends the analysis;
-- pause and resume work from the CLI (`sluice rollout pause|resume`) and from the gate annotation.
+- pause and resume work from the CLI (`sluice rollout pause|resume`) and from the gate annotation;
+- a dark launch (a first step of 0 with mirroring) rolls a failing canary back on mirrored requests alone, before a
+  single client was served by it.
 
 Every interval is 1 s and every wait has a deadline; the bad canaries are extra KServe servers started once for this
 module with kserve_iris.py's `--fail-percent` / `--delay-ms`.
@@ -82,9 +84,9 @@ def show(result) -> str:
 
 
 def manifest(tmp_path, storage_uri: str, analysis: Optional[str] = None, gate: Optional[str] = None,
-             canary: Optional[int] = None) -> str:
-    """An InferenceService for STORAGE_URI, with the analysis and gate annotations when given; returns its path."""
-    annotations = {}
+             canary: Optional[int] = None, extra: Optional[Dict[str, str]] = None) -> str:
+    """An InferenceService for STORAGE_URI, with the analysis, gate and `extra` annotations when given; its path."""
+    annotations = dict(extra or {})
     if analysis is not None:
         annotations[ANALYSIS_ANNOTATION] = analysis
     if gate is not None:
@@ -306,3 +308,23 @@ def test_pause_and_resume_from_the_cli_and_the_annotation(sluice, trained):
     reasons = [e["reason"] for e in events(sluice) if e["reason"].startswith("Canary")]
     assert reasons.count("CanaryPaused") == 2 and reasons.count("CanaryResumed") == 2, reasons
     assert reasons[-1] == "CanaryPromoted", reasons
+
+
+def test_a_dark_launch_rolls_a_failing_canary_back_before_anyone_is_served_by_it(sluice, trained):
+    first_deploy(sluice)
+    background = load(sluice, trained)
+    try:
+        background.wait_for(50)
+        settings = "{steps: [0, 50], interval: 1s, minRequests: 20, successRate: 95, failureLimit: 2}"
+        apply(sluice, manifest_path(sluice, STORAGE_URI_FAILING, analysis=settings,
+                                    extra={"serving.sluice.dev/mirror-percent": "100"}), "configured")
+        final = wait_for_analysis(sluice, "the failing dark canary rolled back", lambda a: a.get("phase") == "RolledBack")
+        background.wait_for(20)
+    finally:
+        outcomes = background.stop()
+    assert final["failedChecks"] == 2 and final["lastCheck"]["successRate"] < 95, final
+    assert final["lastCheck"]["canaryRequests"] >= 20, "checked on the mirrored requests: " + json.dumps(final)
+    served = Counter(outcomes)
+    assert set(served) == {(200, REV1)}, f"every client answered by the previous revision, none by the canary: {served}"
+    reasons = [e["reason"] for e in events(sluice) if e["reason"].startswith("Canary")]
+    assert reasons == ["CanaryAnalysisStarted", "CanaryCheckFailed", "CanaryRolledBack"], reasons
