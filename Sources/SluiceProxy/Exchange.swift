@@ -205,13 +205,19 @@ final class Exchange: UpstreamDelegate {
         downstream.responseDecoder.reset()
         upstream.attach(self)
         upstream.output!.append(request.readable)
+        startSending(upstream, flush: true)
+    }
+
+    /// The attempt is under way: a connect in progress has its timer (the send follows on connect), an open
+    /// connection starts the request's timer and, when `flush`, sends what is buffered.
+    private func startSending(_ upstream: UpstreamConnection, flush: Bool) {
         attempt.markOutstanding()
         if upstream.state == .connecting {
             downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
         } else {
             attempt.connectedNs = MonotonicClock.nanoseconds()
             armRequestDeadline()
-            upstream.flush()
+            if flush { upstream.flush() }
         }
     }
 
@@ -326,15 +332,8 @@ final class Exchange: UpstreamDelegate {
             replay.start(worker.buffers)
             replay.keep(out.readable, limit: policy.retries.maxReplayBytes, worker.buffers)
         }
-        attempt.markOutstanding()
-        if upstream.state == .connecting {
-            downstream.setDeadline(.upstreamConnect, after: policy.upstreamConnectMs)
-        } else {
-            attempt.connectedNs = MonotonicClock.nanoseconds()
-            armRequestDeadline()
-            // With a body to come, the pump flushes head and body together: one send per request, not two.
-            if requestBodyDone { upstream.flush() }
-        }
+        // With a body to come, the pump flushes head and body together: one send per request, not two.
+        startSending(upstream, flush: requestBodyDone)
         // After the primary's own send (or its connect, under way): the mirror never goes ahead of it.
         if shadow != nil && requestBodyDone { releaseShadow(complete: true) }
     }

@@ -43,6 +43,14 @@ final class AllocationTests: XCTestCase {
     }
 
     private func assertWorkerMallocsPerRequest(stickyKey: StickyKey? = nil, headers: [(String, String)] = []) throws {
+        try withTwoPods { pod1, pod2 in
+            try assertSteadyStateWorkerMallocs(routes: GatewayFixture.table(split: 0, ports: (pod1.port, pod2.port), stickyKey: stickyKey),
+                                               headers: headers)
+        }
+    }
+
+    /// Two iris pods, revision 1's and revision 2's, for the duration of `body` (release builds only).
+    private func withTwoPods(_ body: (BlockingServer, BlockingServer) throws -> Void) throws {
         try XCTSkipUnless(malloc_counter_available() == 1, "malloc is owned by the sanitizer runtime in this build")
         try XCTSkipIf(Self.isDebugBuild, "allocation counts are asserted on the optimised build: make test-alloc")
         let pod1 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v1, revision: rev1))
@@ -50,29 +58,23 @@ final class AllocationTests: XCTestCase {
         pod1.start()
         pod2.start()
         defer { pod1.stop(); pod2.stop() }
-        try assertSteadyStateWorkerMallocs(routes: GatewayFixture.table(split: 0, ports: (pod1.port, pod2.port), stickyKey: stickyKey),
-                                           headers: headers)
+        try body(pod1, pod2)
     }
 
     /// The same with every request also mirrored to revision 2 (ShadowExchange.swift): the copy goes in a pooled
     /// buffer, its exchange and shadow are recycled, its pod connection pooled — 0 mallocs per mirrored request too.
     func testSteadyStateMirroredRequestCostsNoMoreWorkerMallocs() throws {
-        try XCTSkipUnless(malloc_counter_available() == 1, "malloc is owned by the sanitizer runtime in this build")
-        try XCTSkipIf(Self.isDebugBuild, "allocation counts are asserted on the optimised build: make test-alloc")
-        let pod1 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v1, revision: rev1))
-        let pod2 = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v2, revision: rev2))
-        pod1.start()
-        pod2.start()
-        defer { pod1.stop(); pod2.stop() }
-        let service = ServiceSpec(
-            name: "sklearn-iris", namespace: "kserve-test",
-            revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pod1.port)]),
-                        RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pod2.port)])],
-            traffic: [TrafficTargetSpec(revisionName: rev1, percent: 100),
-                      TrafficTargetSpec(revisionName: rev2, percent: 0, tag: "latest", latestRevision: true)],
-            mirror: MirrorSpec(revisionName: rev2, percent: 100))
-        try assertSteadyStateWorkerMallocs(routes: RouteTable(services: [service], rules: HostRules()))
-        XCTAssertGreaterThanOrEqual(pod2.requestsServed, 1_000, "the mirrors reached revision 2's pod")
+        try withTwoPods { pod1, pod2 in
+            let service = ServiceSpec(
+                name: "sklearn-iris", namespace: "kserve-test",
+                revisions: [RevisionSpec(name: rev1, endpoints: [Endpoint(host: "127.0.0.1", port: pod1.port)]),
+                            RevisionSpec(name: rev2, endpoints: [Endpoint(host: "127.0.0.1", port: pod2.port)])],
+                traffic: [TrafficTargetSpec(revisionName: rev1, percent: 100),
+                          TrafficTargetSpec(revisionName: rev2, percent: 0, tag: "latest", latestRevision: true)],
+                mirror: MirrorSpec(revisionName: rev2, percent: 100))
+            try assertSteadyStateWorkerMallocs(routes: RouteTable(services: [service], rules: HostRules()))
+            XCTAssertGreaterThanOrEqual(pod2.requestsServed, 1_000, "the mirrors reached revision 2's pod")
+        }
     }
 
     private func assertSteadyStateWorkerMallocs(routes: RouteTable, headers: [(String, String)] = []) throws {

@@ -208,20 +208,26 @@ struct MetricsSnapshot {
         out.family(name, .histogram, help: help)
         let cells = latency ? RevisionLayout.latencyStride : RevisionLayout.sizeStride
         let texts = latency ? MetricsBuckets.latencyBoundTexts : MetricsBuckets.sizeBoundTexts
-        let boundCount = cells - 2
         // The requests that reached no revision show only once there are some.
         for group in groups where group.first.id >= 0 || !group.series.isEmpty {
-            sum(group, at: offset, cells: cells)
-            var cumulative: UInt64 = 0
-            for i in 0..<boundCount {
-                let here = scratch[1 + i]
-                cumulative &+= here
-                if here > 0 || scratch[2 + i] > 0 { out.histogramBucket(group.labels, le: texts[i], cumulative) }
-            }
-            cumulative &+= scratch[1 + boundCount]
-            let sum = latency ? Double(scratch[0]) / 1e9 : Double(scratch[0])
-            out.histogramEnd(group.labels, count: cumulative, sum: sum)
+            writeHistogramSeries(&out, group, offset: offset, cells: cells, texts: texts, latency: latency)
         }
+    }
+
+    /// One group's series of a histogram family: its hit buckets (and those just above them), `+Inf`, sum and count.
+    private mutating func writeHistogramSeries(_ out: inout MetricsExposition, _ group: Group, offset: Int, cells: Int,
+                                               texts: [[UInt8]], latency: Bool) {
+        let boundCount = cells - 2
+        sum(group, at: offset, cells: cells)
+        var cumulative: UInt64 = 0
+        for i in 0..<boundCount {
+            let here = scratch[1 + i]
+            cumulative &+= here
+            if here > 0 || scratch[2 + i] > 0 { out.histogramBucket(group.labels, le: texts[i], cumulative) }
+        }
+        cumulative &+= scratch[1 + boundCount]
+        let sum = latency ? Double(scratch[0]) / 1e9 : Double(scratch[0])
+        out.histogramEnd(group.labels, count: cumulative, sum: sum)
     }
 
     /// A group's mirror result counts, summed over its blocks.
@@ -251,19 +257,9 @@ struct MetricsSnapshot {
             }
         }
         out.family("sluice_mirror_request_duration_seconds", .histogram, help: "Time from a mirrored request being sent to its whole response, of mirrors that reached the pod.")
-        let texts = MetricsBuckets.latencyBoundTexts
-        let boundCount = RevisionLayout.latencyStride - 2
         for index in mirrored {
-            let group = groups[index]
-            sum(group, at: RevisionLayout.mirrorDuration, cells: RevisionLayout.latencyStride)
-            var cumulative: UInt64 = 0
-            for i in 0..<boundCount {
-                let here = scratch[1 + i]
-                cumulative &+= here
-                if here > 0 || scratch[2 + i] > 0 { out.histogramBucket(group.labels, le: texts[i], cumulative) }
-            }
-            cumulative &+= scratch[1 + boundCount]
-            out.histogramEnd(group.labels, count: cumulative, sum: Double(scratch[0]) / 1e9)
+            writeHistogramSeries(&out, groups[index], offset: RevisionLayout.mirrorDuration, cells: RevisionLayout.latencyStride,
+                                 texts: MetricsBuckets.latencyBoundTexts, latency: true)
         }
     }
 
