@@ -54,8 +54,7 @@ extension ControlPlane {
         ]
         if let percent = analysis.canaryTrafficPercent { fields.append(("weight", .int(percent))) }
         if let settings = record.service.canaryAnalysisSettings { fields.append(("failureLimit", .int(settings.failureLimit))) }
-        if let figures = analysis.lastCheck, decision.reason.hasPrefix("CanaryCheck") || decision.reason == "CanaryStepAdvanced"
-            || decision.reason == "CanaryPromoted" || (decision.reason == "CanaryRolledBack" && !decision.message.contains("aborted")) {
+        if let figures = analysis.lastCheck, decision.isCheck {
             // In the units of the annotation and of `status.canaryAnalysis.lastCheck`: percent and milliseconds.
             let check = ServiceRecord.checkJSON(figures)
             for key in ["canaryRequests", "successRate", "p99Ms", "previousRequests", "previousP99Ms"] {

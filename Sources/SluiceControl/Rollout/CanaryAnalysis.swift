@@ -47,6 +47,8 @@ public struct CanaryAnalysis: Codable, Equatable, Sendable {
         public var reason: String
         public var message: String
         public var isWarning: Bool
+        /// Made by a check (its figures are `lastCheck`), not by a start, a gate or an apply.
+        public var isCheck = false
     }
 
     /// The analysed revision (the canary) and the rolled-out revision it is compared with.
@@ -108,7 +110,7 @@ public struct CanaryAnalysis: Codable, Equatable, Sendable {
         lastCheckTime = now
         let measured = Self.describe(figures)
         guard figures.canaryRequests >= UInt64(settings.minRequests) else {
-            decide("CanaryCheckSkipped",
+            decideCheck("CanaryCheckSkipped",
                    "check skipped: \(figures.canaryRequests) canary requests in \(Self.seconds(figures.windowSeconds)), fewer than minRequests \(settings.minRequests), so it neither passes nor fails; step \(weight)%, failed checks \(failedChecks)/\(settings.failureLimit)")
             return
         }
@@ -129,11 +131,11 @@ public struct CanaryAnalysis: Codable, Equatable, Sendable {
             let why = failures.joined(separator: "; ")
             if failedChecks >= settings.failureLimit {
                 phase = .rolledBack
-                decide("CanaryRolledBack",
+                decideCheck("CanaryRolledBack",
                        "rolled back: check failed (\(why)); \(measured); failed checks \(failedChecks)/\(settings.failureLimit); \(previousRevision) has 100% again, \(revision) is kept at 0% (its latest tag still reaches it)",
                        warning: true)
             } else {
-                decide("CanaryCheckFailed", "check failed at step \(weight)%: \(why); \(measured); failed checks \(failedChecks)/\(settings.failureLimit)",
+                decideCheck("CanaryCheckFailed", "check failed at step \(weight)%: \(why); \(measured); failed checks \(failedChecks)/\(settings.failureLimit)",
                        warning: true)
             }
             return
@@ -142,10 +144,10 @@ public struct CanaryAnalysis: Codable, Equatable, Sendable {
             let from = weight
             stepIndex = next
             weight = settings.steps[next]
-            decide("CanaryStepAdvanced", "check passed at step \(from)%: \(measured); step \(weight)% now; failed checks \(failedChecks)/\(settings.failureLimit)")
+            decideCheck("CanaryStepAdvanced", "check passed at step \(from)%: \(measured); step \(weight)% now; failed checks \(failedChecks)/\(settings.failureLimit)")
         } else {
             phase = .promoted
-            decide("CanaryPromoted", "promoted: check passed at the last step \(weight)%: \(measured); \(revision) has 100%, failed checks \(failedChecks)/\(settings.failureLimit)")
+            decideCheck("CanaryPromoted", "promoted: check passed at the last step \(weight)%: \(measured); \(revision) has 100%, failed checks \(failedChecks)/\(settings.failureLimit)")
         }
     }
 
@@ -188,9 +190,13 @@ public struct CanaryAnalysis: Codable, Equatable, Sendable {
         }
     }
 
-    private mutating func decide(_ reason: String, _ message: String, warning: Bool = false) {
+    private mutating func decide(_ reason: String, _ message: String, warning: Bool = false, isCheck: Bool = false) {
         decisionCount += 1
-        lastDecision = Decision(reason: reason, message: message, isWarning: warning)
+        lastDecision = Decision(reason: reason, message: message, isWarning: warning, isCheck: isCheck)
+    }
+
+    private mutating func decideCheck(_ reason: String, _ message: String, warning: Bool = false) {
+        decide(reason, message, warning: warning, isCheck: true)
     }
 
     // MARK: Wording

@@ -75,7 +75,7 @@ extension ServiceRecord {
         if analysis.phase.isRunning { text += "step \(analysis.weight)%" + (analysis.phase == .paused ? " (paused)" : "") }
         if let decision = analysis.lastDecision { text += "; \(decision.reason): \(decision.message)" }
         // A decision that is not a check's (started, paused, resumed, aborted) still shows the count and the last figures.
-        if !(analysis.lastDecision?.message.contains("failed checks") ?? false) {
+        if !(analysis.lastDecision?.isCheck ?? false) {
             text += "; failed checks \(analysis.failedChecks)/\(settings.map { String($0.failureLimit) } ?? "?")"
             if let figures = analysis.lastCheck { text += "; last check: " + CanaryAnalysis.describe(figures) }
         }
