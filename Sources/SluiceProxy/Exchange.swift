@@ -127,41 +127,26 @@ final class Exchange: UpstreamDelegate {
     /// exchange alike.
     func start(downstream: any ExchangeDownstream, route: Route, upstream: UpstreamConnection, head: RequestHead,
                methodBytes: UnsafeRawBufferPointer, policy: RequestPolicy, closeAfterResponse: Bool) {
-        self.downstream = downstream
-        attempt = UpstreamAttempt(pool: route.pool, upstream: upstream)
-        attemptCount = route.tried.count
-        firstResponseByteNs = 0
         var policy = policy
         policy.resolve(service: route.service, revision: route.revision)
-        self.policy = policy
-        revision = route.revision
+        prepare(downstream, pool: route.pool, upstream: upstream, policy: policy, revision: route.revision, slot: route.slot,
+                requestWasHEAD: head.isHEAD, closeAfterResponse: closeAfterResponse)
+        attemptCount = route.tried.count
         tag = route.tag
-        concurrencySlot = route.slot
         service = route.service
         revisionIndex = route.revisionIndex
         routeGeneration = route.generation
         tried = route.tried
-        requestWasHEAD = head.isHEAD
         requestIsIdempotent = Self.isIdempotent(methodBytes)
         switch head.framing {
         case .none: requestBody = .done
         case .contentLength(let n): requestBody = n > 0 ? .contentLength(remaining: n) : .done
         case .chunked: requestBody = .chunked
         }
-        requestBodyBytes = 0
-        response = .awaitingHead
-        self.closeAfterResponse = closeAfterResponse
-        upstreamKeepAlive = true
-        responseStarted = false
-        isPumpingResponse = false
-        responseDeadlineMs = 0
-        tryDeadlineMs = 0
         loadID = route.revision.metricsID
         isRetrying = attemptCount > 1
         worker.retryLoadBegin(loadID)
         if isRetrying { worker.retryLoadStartRetrying(loadID) }
-        downstream.responseParser.reset()
-        downstream.responseDecoder.reset()
         // Mirroring: default-host requests only (no tag), and not those the split sent to the mirror revision itself.
         if let mirror = route.service.mirror, route.tag == nil, route.revisionIndex != mirror.revisionIndex {
             shadow = worker.beginMirror(mirror, service: route.service, head: head)
@@ -172,40 +157,50 @@ final class Exchange: UpstreamDelegate {
     /// request as the mirror revision gets it, copied; no retry, no retry budget, the mirror's own timeout.
     func startShadow(downstream: ShadowDownstream, pool: ConnectionPool, upstream: UpstreamConnection, revision: Revision,
                      slot: EndpointHealthSlot?, requestWasHEAD: Bool, request: ByteBuffer) {
-        self.downstream = downstream
-        attempt = UpstreamAttempt(pool: pool, upstream: upstream)
-        attemptCount = 1
-        firstResponseByteNs = 0
         var policy = RequestPolicy(settings: worker.settings)
         policy.resolveShadow(revision: revision, mirror: worker.settings.mirror)
-        self.policy = policy
-        self.revision = revision
+        prepare(downstream, pool: pool, upstream: upstream, policy: policy, revision: revision, slot: slot,
+                requestWasHEAD: requestWasHEAD, closeAfterResponse: false)
+        attemptCount = 1
         tag = nil
-        concurrencySlot = slot
         service = nil
         revisionIndex = 0
         routeGeneration = worker.routeGeneration
         tried = TriedEndpoints()
-        self.requestWasHEAD = requestWasHEAD
         requestIsIdempotent = false
         requestBody = .done
+        loadID = -1
+        isRetrying = false
+        shadow = nil
+        replay = ReplayBuffer()
+        upstream.attach(self)
+        upstream.output!.append(request.readable)
+        startSending(upstream, flush: true)
+    }
+
+    /// The per-request fields a client's request (`start`) and a mirror's (`startShadow`) set alike: the first
+    /// attempt, the policy, the revision and its concurrency slot, and a response not begun.
+    @inline(__always)
+    private func prepare(_ downstream: any ExchangeDownstream, pool: ConnectionPool, upstream: UpstreamConnection,
+                         policy: RequestPolicy, revision: Revision, slot: EndpointHealthSlot?, requestWasHEAD: Bool,
+                         closeAfterResponse: Bool) {
+        self.downstream = downstream
+        attempt = UpstreamAttempt(pool: pool, upstream: upstream)
+        firstResponseByteNs = 0
+        self.policy = policy
+        self.revision = revision
+        concurrencySlot = slot
+        self.requestWasHEAD = requestWasHEAD
         requestBodyBytes = 0
         response = .awaitingHead
-        closeAfterResponse = false
+        self.closeAfterResponse = closeAfterResponse
         upstreamKeepAlive = true
         responseStarted = false
         isPumpingResponse = false
         responseDeadlineMs = 0
         tryDeadlineMs = 0
-        loadID = -1
-        isRetrying = false
-        shadow = nil
-        replay = ReplayBuffer()
         downstream.responseParser.reset()
         downstream.responseDecoder.reset()
-        upstream.attach(self)
-        upstream.output!.append(request.readable)
-        startSending(upstream, flush: true)
     }
 
     /// The attempt is under way: a connect in progress has its timer (the send follows on connect), an open
