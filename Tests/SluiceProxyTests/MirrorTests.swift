@@ -140,7 +140,7 @@ final class MirrorTests: XCTestCase {
         let canary = RawBackend()
         defer { canary.stop() }
         canary.start { conn in
-            defer { Glibc.close(conn.fd) }
+            defer { conn.close() }
             var answered = false
             while let head = try? conn.readRequestHead(), !head.isEmpty {
                 let length = head.first { $0.lowercased().hasPrefix("content-length:") }.map { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0 } ?? 0
@@ -220,9 +220,14 @@ final class MirrorTests: XCTestCase {
             let c = try TestClient(port: f.gateway.port)
             for _ in 0..<100 { XCTAssertEqual(try predict(c).status, 200) }
         }
-        let m = try f.gateway.waitForMetrics { $0.sum("sluice_requests_total", ["revision": rev1]) == 400 }
+        // Every mirror counted (a mirror is counted when its pod's answer is in, after the pod saw it): the pod saw
+        // exactly what the gateway counts.
+        let m = try f.gateway.waitForMetrics {
+            $0.sum("sluice_requests_total", ["revision": rev1]) == 400
+                && $0.sum("sluice_mirror_requests_total", ["revision": rev2]) == Double(f.seen.count)
+        }
         let mirrored = m.sum("sluice_mirror_requests_total", ["revision": rev2])
-        waitUntil("the mirrored share at the pod") { Double(f.seen.count) == mirrored }
+        XCTAssertEqual(m.sum("sluice_mirror_requests_total", ["revision": rev2, "result": "ok"]), mirrored, "none dropped or failed")
         // Binomial(400, 0.25): mean 100, standard deviation 8.7; ±5 deviations fails by chance once in 3.5 million.
         XCTAssertGreaterThan(mirrored, 56, "\(mirrored) of 400")
         XCTAssertLessThan(mirrored, 144, "\(mirrored) of 400")

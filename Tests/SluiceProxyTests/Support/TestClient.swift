@@ -19,6 +19,9 @@ enum TestClientError: Error { case connect(Int32), closed, timeout, malformed(St
 final class TestClient {
     let fd: Int32
     private var buffer: [UInt8] = []
+    /// Closed once, by `close()` or at deinit: a second close(2) of the number could close whatever the process
+    /// (the gateway under test, in this same process) opened under it since.
+    private var isOpen = true
 
     /// Connects to 127.0.0.1:port; every read waits at most `timeoutSeconds`.
     init(port: UInt16, timeoutSeconds: Int = 10) throws {
@@ -36,7 +39,14 @@ final class TestClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    deinit { Glibc.close(fd) }
+    deinit { close() }
+
+    /// Closes the connection now (a backend that hangs up); deinit then closes nothing.
+    func close() {
+        guard isOpen else { return }
+        isOpen = false
+        Glibc.close(fd)
+    }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 
@@ -149,7 +159,6 @@ final class TestClient {
     }
 }
 
-/// A raw loopback listener for backends that must stream or misbehave in ways BlockingServer will not.
 /// A loopback port where connections are refused (a socket bound there that never listens answers a SYN with RST),
 /// kept reserved until `close`: a port freed by stopping a listener could be handed to the next `bind(port 0)` —
 /// the gateway's own listener among them, which then proxied the "dead" pod's requests to itself in a loop.
@@ -172,6 +181,7 @@ final class RefusingPort {
     func close() { Glibc.close(fd) }
 }
 
+/// A raw loopback listener for backends that must stream or misbehave in ways BlockingServer will not.
 final class RawBackend: @unchecked Sendable {  // fields are set before the thread starts and read-only after
     let fd: Int32
     let port: UInt16
