@@ -1,5 +1,7 @@
 // One parsed HTTP/1.1 request as the blocking server hands it to a handler (admin API, demo predictors).
 
+import Foundation
+
 public struct BlockingRequest: Sendable {
     public var method: String
     /// The request-target as sent, origin-form in practice (`/v1/models/x?y=z`).
@@ -24,5 +26,23 @@ public struct BlockingRequest: Sendable {
     /// The target without its query, which is what routes match on.
     public var path: String {
         target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
+    }
+
+    /// The query's `name=value` pairs, percent-decoded (`+` is a space), in order; a name without `=` has value "".
+    public var queryItems: [(name: String, value: String)] {
+        guard let q = target.firstIndex(of: "?") else { return [] }
+        return target[target.index(after: q)...].split(separator: "&", omittingEmptySubsequences: true).map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String {
+                let spaced = s.replacingOccurrences(of: "+", with: " ")
+                return spaced.removingPercentEncoding ?? spaced
+            }
+            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+        }
+    }
+
+    /// The first value of a query parameter, nil when absent.
+    public func query(_ name: String) -> String? {
+        queryItems.first { $0.name == name }?.value
     }
 }
