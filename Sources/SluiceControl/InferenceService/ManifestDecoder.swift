@@ -5,6 +5,19 @@ import Yams
 /// Decodes what users `kubectl apply`: YAML or JSON (JSON is read as YAML, as kubectl does),
 /// documents separated by `---`. Any problem refuses the whole input.
 public enum ManifestDecoder {
+    /// The API server's `fieldValidation` directive (metav1.FieldValidation*): what an unknown field does.
+    public enum FieldValidation: String, Sendable {
+        case strict = "Strict"
+        case warn = "Warn"
+        case ignore = "Ignore"
+    }
+
+    /// What a decode gives: the services, and the warnings a Warn validation found (kubectl prints each).
+    public struct DecodedManifests: Sendable {
+        public var services: [InferenceService]
+        public var warnings: [String]
+    }
+
     /// Predictor implementations of KServe v1beta1 `PredictorSpec`; `model` is the current form,
     /// the rest the older per-framework form (`sklearn: {storageUri: ...}`).
     static let implementations = ["model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx",
@@ -12,8 +25,18 @@ public enum ManifestDecoder {
 
     /// `source` names the input in syntax errors, as kubectl names the file (`STDIN` for `-f -`).
     /// `componentSuffix` is the gateway's naming setting: the name plus it must still be a DNS label.
+    /// Unknown fields are refused (the API server's `fieldValidation=Strict`, what kubectl sends).
     public static func decode(_ text: String, defaultNamespace: String, source: String = "STDIN",
                               componentSuffix: String = "-predictor-default") throws(ManifestError) -> [InferenceService] {
+        try decode(text, defaultNamespace: defaultNamespace, source: source, componentSuffix: componentSuffix,
+                   fieldValidation: .strict).services
+    }
+
+    /// As above, with the API server's `fieldValidation` query parameter: Strict refuses an unknown or duplicated
+    /// field, Warn accepts it and says so in `warnings` (sent as `Warning: 299` headers), Ignore drops it silently.
+    public static func decode(_ text: String, defaultNamespace: String, source: String = "STDIN",
+                              componentSuffix: String = "-predictor-default",
+                              fieldValidation: FieldValidation) throws(ManifestError) -> DecodedManifests {
         var documents: [JSONValue] = []
         do {
             var sequence = try Yams.compose_all(yaml: text)
@@ -41,7 +64,7 @@ public enum ManifestDecoder {
             }
             services.append(service)
         }
-        return services
+        return DecodedManifests(services: services, warnings: [])
     }
 
     private static func syntaxError(_ error: YamlError, source: String) -> ManifestError {
