@@ -88,9 +88,8 @@ extension AdminAPI {
     }
 
     /// InferenceService objects (as `resource(…)` gives them) as a Table with KServe's printer columns; `resourceVersion`
-    /// is the list's.
-    static func isvcTable(_ objects: [JSONValue], resourceVersion: String?, request: BlockingRequest) -> JSONValue {
-        let now = Date()
+    /// is the list's; `now` is what AGE counts to.
+    static func isvcTable(_ objects: [JSONValue], resourceVersion: String?, request: BlockingRequest, now: Date = Date()) -> JSONValue {
         let columns = [TableColumn.name] + IsvcTable.columns.map { TableColumn(name: $0.name, type: $0.type) }
         return table(columns: columns, objects: objects, resourceVersion: resourceVersion, request: request) { object in
             let row = IsvcTable.Row(object)
