@@ -92,13 +92,13 @@ struct ManagerEntry: Equatable {
         return text
     }
 
-    /// The conflict error, fields ordered by owner (as the message lists them) and by path.
+    /// The conflict error: fields grouped by owner (sorted, as the message lists them), each owner's in
+    /// structured-merge-diff's set order (a node's own fields before the subtrees below it).
     static func conflict(_ paths: [(identity: Identity, path: [FieldPathElement])]) -> ServerSideApplyConflict {
-        let ordered = paths.sorted { a, b in
-            let (ownerA, ownerB) = (ownerText(a.identity), ownerText(b.identity))
-            if ownerA != ownerB { return ownerA < ownerB }
-            return FieldSet.text(a.path) < FieldSet.text(b.path)
-        }
+        let ordered = paths.enumerated().sorted { a, b in
+            let (ownerA, ownerB) = (ownerText(a.element.identity), ownerText(b.element.identity))
+            return ownerA != ownerB ? ownerA < ownerB : a.offset < b.offset
+        }.map(\.element)
         return ServerSideApplyConflict(fields: ordered.map { (FieldSet.text($0.path), $0.identity.manager) },
                                        owners: ordered.map { ownerText($0.identity) })
     }
