@@ -301,6 +301,15 @@ final class ServerSideApplyTests: XCTestCase {
         XCTAssertEqual(merged.object["spec"]?["predictor"]?["model"]?["env"],
                        json(#"[{"name":"LOG_LEVEL","value":"debug"},{"name":"TRACE","value":"1"}]"#))
         XCTAssertTrue(owns(merged.managedFields, "tracer", ["f:spec", "f:predictor", "f:model", "f:env", #"k:{"name":"TRACE"}"#]))
+        // A different value in kubectl's item conflicts, the item named by its key as Kubernetes prints it.
+        let retune = json("""
+            {"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"sklearn-iris"},
+             "spec":{"predictor":{"model":{"env":[{"name":"LOG_LEVEL","value":"info"}]}}}}
+            """)
+        XCTAssertThrowsError(try ServerSideApply.apply(live: merged.object, managedFields: merged.managedFields, applied: retune,
+                                                       manager: "tracer", force: false, now: t1)) { error in
+            XCTAssertEqual((error as? ServerSideApplyConflict)?.fields.map(\.path), [#".spec.predictor.model.env[name="LOG_LEVEL"].value"#])
+        }
         // kubectl drops its item: only tracer's stays.
         var withoutEnv = json(realistic)
         guard case .object(var root) = withoutEnv, case .object(var spec)? = root["spec"], case .object(var predictor)? = spec["predictor"],
