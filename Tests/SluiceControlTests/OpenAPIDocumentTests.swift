@@ -172,4 +172,72 @@ final class OpenAPIDocumentTests: XCTestCase {
         XCTAssertEqual(api.handle(BlockingRequest(method: "GET", target: "/openapi/v3/apis/apps/v1")).status, 404)
         XCTAssertEqual(api.handle(BlockingRequest(method: "POST", target: "/openapi/v3")).status, 405)
     }
+
+    /// The length-delimited and varint fields of one protobuf message, in order: enough to read gnostic's messages back.
+    static func fields(_ bytes: ArraySlice<UInt8>) -> [(field: Int, bytes: ArraySlice<UInt8>)] {
+        var result: [(Int, ArraySlice<UInt8>)] = []
+        var index = bytes.startIndex
+        func varint() -> UInt64 {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while index < bytes.endIndex {
+                let byte = bytes[index]
+                index += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { break }
+                shift += 7
+            }
+            return value
+        }
+        while index < bytes.endIndex {
+            let key = varint()
+            switch key & 7 {
+            case 0: _ = varint(); result.append((Int(key >> 3), []))
+            case 1: index += 8; result.append((Int(key >> 3), []))
+            case 2:
+                let length = Int(varint())
+                result.append((Int(key >> 3), bytes[index..<index + length]))
+                index += length
+            default: return result
+            }
+        }
+        return result
+    }
+
+    static func text(_ bytes: ArraySlice<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    func testV2AsProtobufForClientGoCarriesTheDefinitionsAndThePatchParameters() throws {
+        let plane = try ControlPlane(config: GatewayConfig(services: []), store: nil) { _ in }
+        let response = AdminAPI(plane: plane, token: nil).handle(BlockingRequest(
+            method: "GET", target: "/openapi/v2", headers: [("Accept", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")]))
+        XCTAssertEqual(response.status, 200)
+        // Go's mime parser refuses the `@` of the Accept spelling in a Content-Type (kubectl 1.27 failed on it).
+        XCTAssertEqual(response.headers.first { $0.0 == "Content-Type" }?.1, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+        let document = Self.fields(response.body[...])
+        XCTAssertEqual(document.first { $0.field == 1 }.map { Self.text($0.bytes) }, "2.0", "Document.swagger")
+
+        // Document.definitions(9) → NamedSchema(1){name 1, value 2} → Schema: vendor_extension(31) names the kind.
+        let definitions = try XCTUnwrap(document.first { $0.field == 9 })
+        let named = Self.fields(definitions.bytes).map { Self.fields($0.bytes) }
+        let kind = try XCTUnwrap(named.first { pair in pair.contains { $0.field == 1 && Self.text($0.bytes) == OpenAPIDocument.kindDefinition } })
+        let schema = Self.fields(try XCTUnwrap(kind.first { $0.field == 2 }).bytes)
+        let extensions = schema.filter { $0.field == 31 }.map { Self.fields($0.bytes) }
+        let gvk = try XCTUnwrap(extensions.first { $0.contains { $0.field == 1 && Self.text($0.bytes) == "x-kubernetes-group-version-kind" } })
+        let yaml = Self.fields(try XCTUnwrap(gvk.first { $0.field == 2 }).bytes).first { $0.field == 2 }.map { Self.text($0.bytes) } ?? ""
+        XCTAssertTrue(yaml.contains("\"kind\":\"InferenceService\""), yaml)
+        XCTAssertEqual(named.count, OpenAPIDocument.swagger["definitions"]?.objectValue?.count)
+
+        // Document.paths(8) → NamedPathItem(2) → PathItem.patch(8) → Operation.parameters(8): fieldValidation is one.
+        let paths = Self.fields(try XCTUnwrap(document.first { $0.field == 8 }).bytes).map { Self.fields($0.bytes) }
+        let item = try XCTUnwrap(paths.first { $0.contains { $0.field == 1 && Self.text($0.bytes).hasSuffix("/inferenceservices/{name}") } })
+        let patch = Self.fields(try XCTUnwrap(Self.fields(try XCTUnwrap(item.first { $0.field == 2 }).bytes).first { $0.field == 8 }).bytes)
+        let names = patch.filter { $0.field == 8 }.compactMap { parameter -> String? in
+            // ParametersItem.parameter(1) → Parameter.non_body_parameter(2) → query_parameter_sub_schema(3) → name(4)
+            guard let p = Self.fields(parameter.bytes).first(where: { $0.field == 1 }),
+                  let nonBody = Self.fields(p.bytes).first(where: { $0.field == 2 }),
+                  let query = Self.fields(nonBody.bytes).first(where: { $0.field == 3 }) else { return nil }
+            return Self.fields(query.bytes).first { $0.field == 4 }.map { Self.text($0.bytes) }
+        }
+        XCTAssertEqual(names, ["dryRun", "fieldManager", "fieldValidation", "force"])
+    }
 }

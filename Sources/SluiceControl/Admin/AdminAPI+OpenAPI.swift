@@ -12,11 +12,14 @@ extension AdminAPI {
         guard request.method == "GET" || request.method == "HEAD" else {
             return Self.status(405, "MethodNotAllowed", "\(request.method) is not supported here")
         }
-        // Served as JSON only. client-go's OpenAPISchema asks for the v2 document as protobuf alone: it gets the
-        // API server's 406 rather than JSON it would fail to parse as protobuf. kubectl 1.27+ reads v3 (JSON) for
-        // explain and for its fieldValidation check, and validates client-side from v2 only when v3 lacks that.
-        guard Self.acceptsJSON(request.header("Accept")) else {
-            return Self.status(406, "NotAcceptable", "only the following media types are accepted: application/json")
+        // client-go's OpenAPISchema asks for v2 as protobuf alone, and kubectl 1.27 and 1.28 fail apply and explain
+        // without it; kubectl 1.29+ read v3 (JSON) for explain and for the fieldValidation check instead.
+        let accept = request.header("Accept")
+        if path == "/openapi/v2", accept?.contains(OpenAPIProtobuf.mediaType) ?? false {
+            return BlockingResponse(status: 200, headers: [("Content-Type", OpenAPIProtobuf.contentType)], body: OpenAPIProtobuf.swagger)
+        }
+        guard Self.acceptsJSON(accept) else {
+            return Self.status(406, "NotAcceptable", path == "/openapi/v2" ? "only the following media types are accepted: application/json, \(OpenAPIProtobuf.mediaType)" : "only the following media types are accepted: application/json")
         }
         switch path {
         case "/openapi/v2":
