@@ -14,7 +14,8 @@ extension ManifestDecoder {
 
     /// Every document of `text`. Yams refuses a mapping with a repeated key (at the first occurrence's mark): that
     /// occurrence is renamed to a marker and the text composed again, until it composes; the marked members are then
-    /// taken out and their paths kept. Bounded: each round renames one key of the text.
+    /// taken out and their paths kept. Bounded: each round renames one key of the text, and beyond 100 repeated keys
+    /// the text is refused as YAML (each round composes the whole text again).
     static func composeDocuments(_ text: String) throws -> [ComposedDocument] {
         var current = text
         var originals: [String] = []
@@ -32,7 +33,7 @@ extension ManifestDecoder {
                     return ComposedDocument(value: cleaned, duplicateFields: paths)
                 }
             } catch YamlError.duplicatedKeysInMapping(let duplicates, let context) {
-                guard let key = duplicates.first, originals.count < 10_000,
+                guard let key = duplicates.first, originals.count < 100,
                       let renamed = rename(in: current, at: context.mark, to: duplicateMarker + String(originals.count)) else {
                     throw YamlError.duplicatedKeysInMapping(duplicates: duplicates, context: context)
                 }
