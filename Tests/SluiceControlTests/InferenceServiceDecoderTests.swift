@@ -105,6 +105,22 @@ final class InferenceServiceDecoderTests: XCTestCase {
                        "The InferenceService \"sklearn-iris\" is invalid: spec.predictor.canaryTrafficPercent: Invalid value: \"string\": spec.predictor.canaryTrafficPercent in body must be of type integer: \"string\"")
     }
 
+    func testPredictorBoundsAndTypesComeFromTheSchemaWithTheirWordsKept() {
+        func predictor(_ line: String) -> String {
+            F.create.replacingOccurrences(of: "  predictor:\n", with: "  predictor:\n    \(line)\n")
+        }
+        XCTAssertEqual(message(predictor("containerConcurrency: 1001")),
+                       "The InferenceService \"sklearn-iris\" is invalid: spec.predictor.containerConcurrency: Invalid value: 1001: must be between 0 and 1000")
+        XCTAssertEqual(message(predictor("timeout: 1.5")),
+                       "The InferenceService \"sklearn-iris\" is invalid: spec.predictor.timeout: Invalid value: \"number\": spec.predictor.timeout in body must be of type integer: \"number\"")
+        // Each problem once, in the bracketed list, though the schema walk and the predictor's checks both look.
+        XCTAssertEqual(message(predictor("canaryTrafficPercent: 101\n    timeout: 0")),
+                       "The InferenceService \"sklearn-iris\" is invalid: [spec.predictor.canaryTrafficPercent: Invalid value: 101: must be between 0 and 100, spec.predictor.timeout: Invalid value: 0: must be between 1 and 86400 seconds]")
+        let arrayModel = F.create.replacingOccurrences(of: "    model:\n      modelFormat:\n        name: sklearn\n      storageUri: \"gs://kfserving-examples/models/sklearn/1.0/model\"", with: "    model: []")
+        XCTAssertEqual(message(arrayModel),
+                       "The InferenceService \"sklearn-iris\" is invalid: spec.predictor.model: Invalid value: \"array\": spec.predictor.model in body must be of type object: \"array\"")
+    }
+
     func testUnknownKindOrVersion() {
         XCTAssertEqual(message(F.create.replacingOccurrences(of: "serving.kserve.io/v1beta1", with: "serving.kubeflow.org/v1alpha2")),
                        "no matches for kind \"InferenceService\" in version \"serving.kubeflow.org/v1alpha2\"")

@@ -1,6 +1,7 @@
 // Control layer: the annotations that steer traffic rather than describe pods (progressive delivery's analysis and
-// its gate, mirroring, sticky keys; kubectl's last-applied copy): they are left out of the revision template, so
-// changing one never creates a revision.
+// its gate, mirroring, sticky keys) and the bookkeeping ones KServe filters out (kubectl's last-applied copy, the
+// autoscaler's bounds, the storage initializer's): they are left out of the revision template, so changing one never
+// creates a revision.
 
 extension InferenceService {
     /// Sluice's own: the automatic canary analysis of every new revision (steps, interval, checks).
@@ -14,8 +15,17 @@ extension InferenceService {
     /// kubectl's client-side apply bookkeeping; KServe leaves it out of the Knative revision template too.
     public static let lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 
-    /// Annotations that are route settings, not part of a revision: a change of one reconfigures the routes only.
-    public static let routeAnnotations: Set<String> = [
-        canaryAnalysisAnnotation, rolloutGateAnnotation, mirrorAnnotation, stickyKeyAnnotation, lastAppliedAnnotation,
+    /// KServe's `constants.ServiceAnnotationDisallowedList`: annotations its reconciler never copies into the Knative
+    /// revision template (Knative's `autoscaling.knative.dev/min-scale`/`max-scale`, which KServe derives from
+    /// min/maxReplicas; its storage initializer's internal source URI; kubectl's last-applied copy).
+    public static let revisionDisallowedAnnotations: Set<String> = [
+        "autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/max-scale",
+        "internal.serving.kserve.io/storage-initializer-sourceuri", lastAppliedAnnotation,
     ]
+
+    /// Annotations that are not part of a revision: route settings (a change of one reconfigures the routes only)
+    /// and KServe's disallowed bookkeeping (a change of one changes nothing served).
+    public static let routeAnnotations: Set<String> = Set([
+        canaryAnalysisAnnotation, rolloutGateAnnotation, mirrorAnnotation, stickyKeyAnnotation,
+    ]).union(revisionDisallowedAnnotations)
 }

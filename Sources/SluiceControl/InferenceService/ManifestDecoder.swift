@@ -20,8 +20,7 @@ public enum ManifestDecoder {
 
     /// Predictor implementations of KServe v1beta1 `PredictorSpec`; `model` is the current form,
     /// the rest the older per-framework form (`sklearn: {storageUri: ...}`).
-    static let implementations = ["model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx",
-                                  "huggingface", "pmml", "lightgbm", "paddle"]
+    static let implementations = SchemaNode.predictorImplementations
 
     /// `source` names the input in syntax errors, as kubectl names the file (`STDIN` for `-f -`).
     /// `componentSuffix` is the gateway's naming setting: the name plus it must still be a DNS label.
@@ -37,13 +36,9 @@ public enum ManifestDecoder {
     public static func decode(_ text: String, defaultNamespace: String, source: String = "STDIN",
                               componentSuffix: String = "-predictor-default",
                               fieldValidation: FieldValidation) throws(ManifestError) -> DecodedManifests {
-        var documents: [JSONValue] = []
+        let documents: [ComposedDocument]
         do {
-            var sequence = try Yams.compose_all(yaml: text)
-            while let node = sequence.next() {
-                documents.append(try JSONValue.fromYAML(node))
-            }
-            if let error = sequence.error { throw error }
+            documents = try composeDocuments(text)
         } catch let located as ManifestError.Located {
             throw ManifestError.syntax(source: source, problem: located.problem,
                                        line: located.mark?.line, column: located.mark?.column)
@@ -53,18 +48,20 @@ public enum ManifestDecoder {
             throw ManifestError.syntax(source: source, problem: "\(error)", line: nil, column: nil)
         }
         var services: [InferenceService] = []
+        var warnings: [String] = []
         for document in documents {
             // An empty document (a stray `---`, only comments) is skipped, as kubectl skips it.
-            if document == .null { continue }
+            if document.value == .null { continue }
             let service = try decodeOne(document, defaultNamespace: defaultNamespace, source: source,
-                                        componentSuffix: componentSuffix)
+                                        componentSuffix: componentSuffix, fieldValidation: fieldValidation,
+                                        warnings: &warnings)
             if services.contains(where: { $0.name == service.name && $0.namespace == service.namespace }) {
                 // Two documents for one object in one apply would make the result depend on order.
                 throw ManifestError("the InferenceService \"\(service.name)\" in namespace \"\(service.namespace)\" appears twice in \(source)")
             }
             services.append(service)
         }
-        return DecodedManifests(services: services, warnings: [])
+        return DecodedManifests(services: services, warnings: warnings)
     }
 
     private static func syntaxError(_ error: YamlError, source: String) -> ManifestError {
@@ -82,11 +79,14 @@ public enum ManifestDecoder {
         }
     }
 
-    private static func decodeOne(_ document: JSONValue, defaultNamespace: String, source: String,
-                                  componentSuffix: String) throws(ManifestError) -> InferenceService {
-        guard case .object(var root) = document else {
+    private static func decodeOne(_ composed: ComposedDocument, defaultNamespace: String, source: String,
+                                  componentSuffix: String, fieldValidation: FieldValidation,
+                                  warnings: inout [String]) throws(ManifestError) -> InferenceService {
+        let document = composed.value
+        guard case .object(let given) = document else {
             throw ManifestError("error validating \"\(source)\": error validating data: expected an object, found \(document.typeName)")
         }
+        var root = given
         // kubectl's client-side check before it asks for the kind's mapping.
         var missing: [String] = []
         if root["apiVersion"]?.stringValue?.isEmpty ?? true { missing.append("apiVersion not set") }
@@ -98,6 +98,23 @@ public enum ManifestDecoder {
         let kind = root["kind"]?.stringValue ?? ""
         guard apiVersion == InferenceService.apiVersion, kind == InferenceService.kind else {
             throw ManifestError.noMatch(kind: kind, version: apiVersion)
+        }
+        // The API server's strict decoding comes before any validation: duplicate fields (JSON decoders keep the
+        // last), then the fields its schema does not know (pruned whatever the directive says).
+        var validation = SchemaValidation()
+        if case .object(let pruned) = validation.walk(document, .inferenceService, path: "") { root = pruned }
+        let strictErrors = composed.duplicateFields.map { "duplicate field \"\($0)\"" }
+            + validation.unknownFields.map { "unknown field \"\($0)\"" }
+        if !strictErrors.isEmpty {
+            switch fieldValidation {
+            case .strict:
+                let version = String(apiVersion.split(separator: "/").last ?? "")
+                throw ManifestError.strictDecoding(kind: kind, version: version, strictErrors)
+            case .warn:
+                warnings += strictErrors
+            case .ignore:
+                break
+            }
         }
 
         var metadata = root["metadata"]?.objectValue ?? [:]
@@ -124,8 +141,10 @@ public enum ManifestDecoder {
             causes.append(.init(field: "metadata.namespace", kind: .invalid(value: "\"\(namespace)\""),
                                 detail: "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))
         }
-        let annotations = stringMap(metadata["annotations"], field: "metadata.annotations", causes: &causes)
-        let labels = stringMap(metadata["labels"], field: "metadata.labels", causes: &causes)
+        // Wrong types, bounds and unsupported KServe fields, after ObjectMeta's own checks as the API server orders them.
+        causes += validation.causes
+        let annotations = stringMap(metadata["annotations"])
+        let labels = stringMap(metadata["labels"])
         if let text = annotations[InferenceService.endpointsAnnotation], case .failure(let error) = EndpointList.parse(text) {
             causes.append(.init(field: "metadata.annotations[\(InferenceService.endpointsAnnotation)]",
                                 kind: .invalid(value: "\"\(text)\""),
@@ -153,70 +172,23 @@ public enum ManifestDecoder {
                                 predictor: predictor, manifest: .object(root))
     }
 
-    /// Annotations and labels are `map[string]string`; anything else is the API server's decode error.
-    private static func stringMap(_ value: JSONValue?, field: String,
-                                  causes: inout [ManifestError.FieldError]) -> [String: String] {
-        guard let value, value != .null else { return [:] }
-        guard case .object(let members) = value else {
-            causes.append(.init(field: field, kind: .invalid(value: value.typeName), detail: "\(field) in body must be of type object: \"\(value.typeName)\""))
-            return [:]
-        }
-        var result: [String: String] = [:]
-        for (key, member) in members.sorted(by: { $0.key < $1.key }) {
-            guard case .string(let text) = member else {
-                causes.append(.init(field: "\(field).\(key)", kind: .invalid(value: member.typeName),
-                                    detail: "\(field).\(key) in body must be of type string: \"\(member.typeName)\""))
-                continue
-            }
-            result[key] = text
-        }
-        return result
+    /// The string members of annotations or labels (the schema walk refused any other value).
+    private static func stringMap(_ value: JSONValue?) -> [String: String] {
+        (value?.objectValue ?? [:]).compactMapValues(\.stringValue)
     }
 
     private static func decodePredictor(_ spec: JSONValue?,
                                         causes: inout [ManifestError.FieldError]) -> PredictorSpec? {
         guard case .object(var predictor)? = spec?["predictor"] else {
-            causes.append(.init(field: "spec.predictor", kind: .required, detail: "a predictor with a model is required"))
+            // Another type than an object: the schema walk said so already.
+            if (spec?["predictor"] ?? .null) == .null {
+                causes.append(.init(field: "spec.predictor", kind: .required, detail: "a predictor with a model is required"))
+            }
             return nil
         }
-        var canary: Int?
-        if let value = predictor["canaryTrafficPercent"], value != .null {
-            let field = "spec.predictor.canaryTrafficPercent"
-            switch value {
-            case .int(let percent) where (0...100).contains(percent):
-                canary = percent
-            case .int(let percent):
-                causes.append(.init(field: field, kind: .invalid(value: String(percent)), detail: "must be between 0 and 100"))
-            case .null, .bool, .double, .string, .array, .object:
-                causes.append(.init(field: field, kind: .invalid(value: "\"\(value.typeName)\""),
-                                    detail: "\(field) in body must be of type integer: \"\(value.typeName)\""))
-            }
-        }
+        // Types and bounds were checked by the schema walk; a wrong one is a cause already.
+        let canary = predictor["canaryTrafficPercent"]?.intValue
         predictor["canaryTrafficPercent"] = nil
-        // Knative's revision fields that the gateway enforces: concurrent requests per pod (Knative's
-        // container-concurrency-max-limit is 1000) and the response timeout, in whole seconds.
-        if let value = predictor["containerConcurrency"], value != .null {
-            let field = "spec.predictor.containerConcurrency"
-            switch value {
-            case .int(let limit) where (0...1000).contains(limit): break
-            case .int(let limit):
-                causes.append(.init(field: field, kind: .invalid(value: String(limit)), detail: "must be between 0 and 1000"))
-            case .bool, .double, .string, .array, .object, .null:
-                causes.append(.init(field: field, kind: .invalid(value: "\"\(value.typeName)\""),
-                                    detail: "\(field) in body must be of type integer: \"\(value.typeName)\""))
-            }
-        }
-        if let value = predictor["timeout"], value != .null {
-            let field = "spec.predictor.timeout"
-            switch value {
-            case .int(let seconds) where seconds >= 1 && seconds <= 86_400: break
-            case .int(let seconds):
-                causes.append(.init(field: field, kind: .invalid(value: String(seconds)), detail: "must be between 1 and 86400 seconds"))
-            case .bool, .double, .string, .array, .object, .null:
-                causes.append(.init(field: field, kind: .invalid(value: "\"\(value.typeName)\""),
-                                    detail: "\(field) in body must be of type integer: \"\(value.typeName)\""))
-            }
-        }
 
         let present = implementations.filter { predictor[$0] != nil && predictor[$0] != .null }
         guard present.count == 1, let implementation = present.first else {
@@ -229,11 +201,8 @@ public enum ManifestDecoder {
             return nil
         }
         let field = "spec.predictor.\(implementation)"
-        guard case .object(let body)? = predictor[implementation] else {
-            causes.append(.init(field: field, kind: .invalid(value: "\"\(predictor[implementation]?.typeName ?? "null")\""),
-                                detail: "\(field) in body must be of type object"))
-            return nil
-        }
+        // Another type than an object: the schema walk said so already.
+        guard case .object(let body)? = predictor[implementation] else { return nil }
         var modelFormat: String?
         if implementation == "model" {
             modelFormat = body["modelFormat"]?["name"]?.stringValue

@@ -13,6 +13,8 @@ public struct ManifestError: Error, Equatable, Sendable, CustomStringConvertible
             case invalid(value: String)
             /// `Required value[: detail]`
             case required
+            /// `Forbidden: <detail>` — a field that may not be set (here: a KServe field Sluice does not implement).
+            case forbidden
         }
 
         public var field: String
@@ -23,6 +25,7 @@ public struct ManifestError: Error, Equatable, Sendable, CustomStringConvertible
             switch kind {
             case .invalid(let value): return "\(field): Invalid value: \(value): \(detail)"
             case .required: return detail.isEmpty ? "\(field): Required value" : "\(field): Required value: \(detail)"
+            case .forbidden: return "\(field): Forbidden: \(detail)"
             }
         }
     }
@@ -39,15 +42,26 @@ public struct ManifestError: Error, Equatable, Sendable, CustomStringConvertible
     public let column: Int?
     /// The field problems of a validation error, empty for other errors.
     public let causes: [FieldError]
+    /// The strict decoding errors (`unknown field "spec.x"`, `duplicate field "spec.y"`) of a fieldValidation=Strict
+    /// refusal, empty for other errors: a PATCH answers them without the create/update prefix of `description`.
+    public let strictErrors: [String]
 
     /// The API server's "is invalid" answer (printed bare by kubectl), as opposed to a client-side error.
     public var isValidationError: Bool { !causes.isEmpty }
 
-    init(_ description: String, line: Int? = nil, column: Int? = nil, causes: [FieldError] = []) {
+    init(_ description: String, line: Int? = nil, column: Int? = nil, causes: [FieldError] = [], strictErrors: [String] = []) {
         self.description = description
         self.line = line
         self.column = column
         self.causes = causes
+        self.strictErrors = strictErrors
+    }
+
+    /// The API server's 400 for unknown or duplicate fields under fieldValidation=Strict, as a create or an update
+    /// words it (apiserver `transformDecodeError` around `runtime.NewStrictDecodingError`).
+    static func strictDecoding(kind: String, version: String, _ errors: [String]) -> ManifestError {
+        ManifestError("\(kind) in version \"\(version)\" cannot be handled as a \(kind): strict decoding error: \(errors.joined(separator: ", "))",
+                      strictErrors: errors)
     }
 
     /// Kubernetes' StatusError for 422: one cause printed bare, several in brackets joined by ", "
