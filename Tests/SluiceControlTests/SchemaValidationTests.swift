@@ -179,4 +179,18 @@ final class SchemaValidationTests: XCTestCase {
         _ = try driver.apply(RolloutRulesTests.manifest(storageUri: F.model1, annotations: ["example.com/team": "x"]), at: F.t0 + 1)
         XCTAssertEqual(driver.record?.latestCreatedRevision, F.revision(2))
     }
+
+    func testKServesDisallowedLabelMakesNoRevisionWhileAnyOtherLabelDoes() throws {
+        func labelled(_ labels: [String: String]) -> String {
+            RolloutRulesTests.manifest(storageUri: F.model1).replacingOccurrences(
+                of: "  name: sklearn-iris\n",
+                with: "  name: sklearn-iris\n  labels:\n" + labels.map { "    \($0.key): \"\($0.value)\"\n" }.joined())
+        }
+        var driver = RolloutDriver()
+        XCTAssertEqual(try driver.apply(F.create, at: F.t0), .created)
+        _ = try driver.apply(labelled(["networking.knative.dev/visibility": "cluster-local"]), at: F.t0 + 1)
+        XCTAssertEqual(driver.record?.latestCreatedRevision, F.revision(1), "Knative's visibility label is not part of a revision")
+        _ = try driver.apply(labelled(["networking.knative.dev/visibility": "cluster-local", "team": "a"]), at: F.t0 + 2)
+        XCTAssertEqual(driver.record?.latestCreatedRevision, F.revision(2), "any other label is, as in KServe")
+    }
 }

@@ -23,6 +23,10 @@ extension InferenceService {
         "internal.serving.kserve.io/storage-initializer-sourceuri", lastAppliedAnnotation,
     ]
 
+    /// KServe's `constants.RevisionTemplateLabelDisallowedList`: labels its reconciler keeps off the revision template
+    /// (Knative's visibility label makes a service cluster-local; it is a route setting, never a new revision).
+    public static let revisionDisallowedLabels: Set<String> = ["networking.knative.dev/visibility"]
+
     /// Annotations that are not part of a revision: route settings (a change of one reconfigures the routes only)
     /// and KServe's disallowed bookkeeping (a change of one changes nothing served).
     public static let routeAnnotations: Set<String> = Set([

@@ -49,7 +49,7 @@ public struct InferenceService: Codable, Equatable, Sendable {
         .object([
             "metadata": .object([
                 "annotations": .object(annotations.filter { !Self.routeAnnotations.contains($0.key) }.mapValues(JSONValue.string)),
-                "labels": .object(labels.mapValues(JSONValue.string)),
+                "labels": .object(labels.filter { !Self.revisionDisallowedLabels.contains($0.key) }.mapValues(JSONValue.string)),
             ]),
             "spec": predictor.template,
         ])
