@@ -30,6 +30,12 @@ extension RolloutState {
             "creationTimestamp": .string(Self.timestamp(record.creationTimestamp)),
             "generation": .int(record.generation),
         ]
+        if let stored = record.metadata {
+            metadata["uid"] = .string(stored.uid)
+            // A decimal string, opaque to clients (the API conventions), compared only for equality.
+            metadata["resourceVersion"] = .string(String(stored.resourceVersion))
+            if !stored.managedFields.isEmpty { metadata["managedFields"] = .array(stored.managedFields) }
+        }
         if !isvc.annotations.isEmpty { metadata["annotations"] = .object(isvc.annotations.mapValues(JSONValue.string)) }
         if !isvc.labels.isEmpty { metadata["labels"] = .object(isvc.labels.mapValues(JSONValue.string)) }
 
