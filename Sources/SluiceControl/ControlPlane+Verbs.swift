@@ -60,6 +60,8 @@ extension ControlPlane {
 
     public func write(_ write: ObjectWrite) throws(ControlError) -> WriteOutcome {
         let body = try Self.parseBody(write)
+        if case .replace = write.verb { try Self.checkNames(body, name: write.name ?? "", namespace: write.namespace) }
+        if case .create = write.verb { try Self.checkNames(body, name: nil, namespace: write.namespace) }
         var warnings: [String] = []
         var createdName = write.name ?? ""
         do throws(ControlError) {
@@ -214,6 +216,16 @@ extension ControlPlane {
         metadata["uid"] = .string(stored.uid)
         members["metadata"] = .object(metadata)
         return .object(members)
+    }
+
+    /// The API server's checkName, before anything else: a body names the URL's object (empty fields take the URL's).
+    private static func checkNames(_ body: JSONValue, name: String?, namespace: String) throws(ControlError) {
+        if let name, let bodyName = body["metadata"]?["name"]?.stringValue, !bodyName.isEmpty, bodyName != name {
+            throw ControlError(status: 400, reason: "BadRequest", description: "the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
+        }
+        if let bodyNamespace = body["metadata"]?["namespace"]?.stringValue, !bodyNamespace.isEmpty, bodyNamespace != namespace {
+            throw ControlError(status: 400, reason: "BadRequest", description: "the namespace of the provided object does not match the namespace sent on the request")
+        }
     }
 
     /// A body's `metadata.resourceVersion` (and uid), when set, must be the stored object's: optimistic concurrency.

@@ -40,8 +40,9 @@ public enum JSONPatch {
                 guard let value = operation["value"] else { throw Failure(description: "replace operation missing value", isMalformed: true) }
                 // RFC 6902 §4.3: the target location must exist.
                 _ = try lookup(at: path, in: result, text: pathText, op: "replace")
-                result = try remove(at: path, in: result, text: pathText, op: "replace")
-                result = try add(value, at: path, in: result, text: pathText)
+                // The whole document (path "") is replaced; anything else is a remove then an add in place.
+                result = path.isEmpty ? value : try add(value, at: path, in: remove(at: path, in: result, text: pathText, op: "replace"),
+                                                        text: pathText)
             case "move", "copy":
                 guard let fromText = operation["from"]?.stringValue else {
                     throw Failure(description: "\(op) operation missing from", isMalformed: true)
