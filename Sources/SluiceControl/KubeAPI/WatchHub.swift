@@ -70,8 +70,8 @@ public final class WatchHub: Sendable {
     func subscribe() -> (id: Int, fd: Int32)? {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { return nil }
-        // Glibc's module map leaves pipe2 out: the flags are set one descriptor at a time (no fork runs meanwhile
-        // that matters: the gateway starts no processes).
+        // Glibc's module map leaves pipe2 out, so the flags are set afterwards (the gateway never forks or execs, so
+        // no child can inherit the descriptors in between).
         for fd in fds {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)

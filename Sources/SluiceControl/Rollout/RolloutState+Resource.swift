@@ -32,8 +32,9 @@ extension RolloutState {
         ]
         if let stored = record.metadata {
             metadata["uid"] = .string(stored.uid)
-            // A decimal string, opaque to clients (the API conventions), compared only for equality.
-            metadata["resourceVersion"] = .string(String(stored.resourceVersion))
+            // A decimal string, opaque to clients (the API conventions), compared only for equality; none yet on a
+            // dry run's would-be object (0: never stored).
+            if stored.resourceVersion > 0 { metadata["resourceVersion"] = .string(String(stored.resourceVersion)) }
             if !stored.managedFields.isEmpty { metadata["managedFields"] = .array(stored.managedFields) }
         }
         if !isvc.annotations.isEmpty { metadata["annotations"] = .object(isvc.annotations.mapValues(JSONValue.string)) }
