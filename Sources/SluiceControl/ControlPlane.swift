@@ -1,6 +1,7 @@
 // Control layer: the running control plane — applies manifests to the rollout state, persists it before answering,
-// turns probe results into readiness, hands every resulting route table to the data plane, and records an event for
-// each of those steps (apply, readiness, endpoint health, route table generation).
+// turns probe results into readiness, hands every resulting route table to the data plane, stamps each changed
+// object with the store's next resource version for the watches, and records an event for each of those steps
+// (apply, readiness, endpoint health, route table generation).
 import Foundation
 import SluiceProxy
 import SluiceRouting
