@@ -197,6 +197,19 @@ final class KubeVerbsTests: XCTestCase {
         XCTAssertEqual(published.value, publications)
     }
 
+    func testWriteOptionsAreCheckedAsTheAPIServerChecksThem() throws {
+        let (api, plane, _) = try Self.makeAPI()
+        defer { plane.stop() }
+        let (bogus, status, _) = Self.send(api, "POST", Self.collection + "?fieldValidation=Loose", Self.object())
+        XCTAssertEqual(bogus, 400)
+        XCTAssertEqual(status?["message"], #"fieldValidation: Unsupported value: "Loose": supported values: "Ignore", "Strict", "Warn""#)
+        XCTAssertEqual(Self.send(api, "POST", Self.collection + "?dryRun=Some", Self.object()).0, 400)
+        XCTAssertEqual(Self.send(api, "PATCH", Self.collection + "/x?force=true", Array("{}".utf8), contentType: "application/merge-patch+json").0, 422,
+                       "force is for apply patches only")
+        XCTAssertNil(plane.resource(namespace: "kserve-test", name: "sklearn-iris"), "nothing was written")
+        XCTAssertEqual(Self.send(api, "POST", Self.collection + "?fieldValidation=Warn&fieldManager=me", Self.object()).0, 201)
+    }
+
     func testStatusSubresourceReadsTheObjectAndRefusesWrites() throws {
         let (api, plane, _) = try Self.makeAPI()
         defer { plane.stop() }

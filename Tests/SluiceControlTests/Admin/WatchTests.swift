@@ -1,10 +1,11 @@
 // Tests for watches on InferenceServices: the initial ADDED events, replay from a resource version with selectors,
-// 410 for history no longer kept, bookmarks and timeoutSeconds, and a streamed watch on a real blocking server that
-// sees changes as they happen and frees its thread when the watcher leaves.
+// 410 for history no longer kept, bookmarks and timeoutSeconds, a streamed watch on a real blocking server that
+// sees changes as they happen and frees its thread when the watcher leaves, and readiness as kubectl wait sees it.
 import Foundation
 import Glibc
 @testable import SluiceControl
 import SluiceBlockingHTTP
+import SluiceDemo
 import XCTest
 
 final class WatchTests: XCTestCase {
@@ -109,6 +110,29 @@ final class WatchTests: XCTestCase {
         try waitFor { plane.watchHub.watcherCount == 0 }
     }
 
+    /// kubectl wait --for=condition=Ready: the readiness a probe finds is a MODIFIED event of the watched object.
+    func testReadinessFromAProbeIsAModifiedEventAsKubectlWaitWatchesIt() throws {
+        let pod = try BlockingServer(port: 0, handler: predictorHandler(modelName: "sklearn-iris", version: .v1, revision: "pod"))
+        pod.start()
+        defer { pod.stop() }
+        let plane = try ControlPlane(config: GatewayConfig(services: []), store: nil) { _ in }
+        defer { plane.stop() }
+        let api = AdminAPI(plane: plane, token: nil)
+        let server = try BlockingServer(port: 0) { api.handle($0) }
+        server.start()
+        defer { server.stop() }
+        var body = String(decoding: V.object(), as: UTF8.self)
+        body = body.replacingOccurrences(of: "127.0.0.1:9001", with: "127.0.0.1:\(pod.port)")
+        let created = V.send(api, "POST", V.collection, Array(body.utf8)).1
+        let watcher = try StreamClient(port: server.port)
+        defer { watcher.close() }
+        try watcher.send("GET \(V.collection)?watch=true&fieldSelector=metadata.name%3Dsklearn-iris&resourceVersion=\(version(created)) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        plane.start()
+        let text = try watcher.read(until: #""status":"True","type":"Ready""#)
+        XCTAssertTrue(text.contains(#""type":"MODIFIED""#))
+        XCTAssertFalse(text.contains(#""type":"ADDED""#), "from a version: only what changed after it")
+    }
+
     /// Waits, bounded, until `condition` holds.
     func waitFor(timeout: TimeInterval = 5, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
@@ -146,10 +170,12 @@ private final class StreamClient {
         guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw CocoaError(.fileWriteUnknown) }
     }
 
-    /// Everything received until `marker` appears (each read bounded by the socket's 5 s timeout).
+    /// Everything received until `marker` appears (each read bounded by the socket's 5 s timeout, all by 15 s).
     func read(until marker: String) throws -> String {
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(15)
         while !received.contains(marker) {
+            guard Date() < deadline else { throw CocoaError(.fileReadUnknown) }
             let count = recv(fd, &buffer, buffer.count, 0)
             guard count > 0 else { throw CocoaError(.fileReadUnknown) }
             received += String(decoding: buffer[0..<count], as: UTF8.self)
