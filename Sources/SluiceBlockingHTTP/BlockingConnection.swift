@@ -277,10 +277,11 @@ final class BlockingConnection {
     /// Frames and sends one response; false when the peer is gone.
     func write(_ response: BlockingResponse, method: String, isHTTP11: Bool, keepsAlive: Bool) -> Bool {
         var response = response
-        if response.stream != nil, !isHTTP11 || method == "HEAD" {
+        if response.stream != nil || response.sinkStream != nil, !isHTTP11 || method == "HEAD" {
             // Nothing to stream to: a 1.0 client cannot take chunks, and HEAD needs only the length.
             response.body = response.collectedBody
             response.stream = nil
+            response.sinkStream = nil
         }
         var head = "HTTP/1.1 \(response.status) \(BlockingResponse.reason(for: response.status))\r\n"
         head += "Date: \(Self.httpDate())\r\n"
@@ -307,6 +308,12 @@ final class BlockingConnection {
         head += "\r\n"
 
         var bytes = Array(head.utf8)
+        if let sinkStream = response.sinkStream, isChunked {
+            guard BlockingSocket.write(fd, bytes) else { return false }
+            let sink = ConnectionSink(fd: fd)
+            sinkStream(sink)
+            return sink.isAlive && BlockingSocket.write(fd, Array("0\r\n\r\n".utf8))
+        }
         if let stream = response.stream, isChunked {
             guard BlockingSocket.write(fd, bytes) else { return false }
             var alive = true
@@ -346,5 +353,37 @@ final class BlockingConnection {
         var text = [CChar](repeating: 0, count: 64)
         let count = strftime(&text, text.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
         return String(decoding: text.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// A long-lived body's chunks on the connection, and its waits, which also watch the socket for the peer's end.
+final class ConnectionSink: BlockingStreamSink {
+    let fd: Int32
+    private(set) var isAlive = true
+
+    init(fd: Int32) { self.fd = fd }
+
+    func emit(_ piece: [UInt8]) -> Bool {
+        guard isAlive, !piece.isEmpty else { return isAlive }
+        var chunk = Array(String(piece.count, radix: 16).utf8) + [0x0D, 0x0A]
+        chunk += piece
+        chunk += [0x0D, 0x0A]
+        isAlive = BlockingSocket.write(fd, chunk)
+        return isAlive
+    }
+
+    /// POLLRDHUP (Linux, 0x2000; the Glibc module leaves the macro out) says the peer closed its side: a watcher
+    /// that went away frees its thread now, not at the next event. POLLHUP comes from the server's stop().
+    func wait(readable other: Int32, milliseconds: Int) -> BlockingWake {
+        guard isAlive else { return .peerGone }
+        let peerClosed = Int16(0x2000) | Int16(POLLHUP) | Int16(POLLERR)
+        var entries = [pollfd(fd: fd, events: Int16(0x2000), revents: 0), pollfd(fd: other, events: Int16(POLLIN), revents: 0)]
+        let count = poll(&entries, 2, Int32(clamping: milliseconds))
+        if count > 0, entries[0].revents & peerClosed != 0 {
+            isAlive = false
+            return .peerGone
+        }
+        if count > 0, entries[1].revents != 0 { return .readable }
+        return .timedOut
     }
 }

@@ -1,6 +1,7 @@
 // Control layer: the running control plane — applies manifests to the rollout state, persists it before answering,
-// turns probe results into readiness, hands every resulting route table to the data plane, and records an event for
-// each of those steps (apply, readiness, endpoint health, route table generation).
+// turns probe results into readiness, hands every resulting route table to the data plane, stamps each changed
+// object with the store's next resource version for the watches, and records an event for each of those steps
+// (apply, readiness, endpoint health, route table generation).
 import Foundation
 import SluiceProxy
 import SluiceRouting
@@ -11,10 +12,12 @@ public struct ControlError: Error, CustomStringConvertible, Sendable {
     public var status: Int
     public var reason: String  // Kubernetes Status reason: Invalid, NotFound, BadRequest, InternalError
     public var description: String
+    /// The Status's `details` (name, group, kind, causes) where the API server sends them.
+    public var details: JSONValue? = nil
 }
 
 public final class ControlPlane: Sendable {
-    private struct Core {
+    struct Core {
         var state: RolloutState
         var config: GatewayConfig
         var lastPublished: RouteTable?
@@ -38,12 +41,14 @@ public final class ControlPlane: Sendable {
         case analysis
     }
 
-    private let core: Mutex<Core>
+    let core: Mutex<Core>
     private let store: StateStore?
     private let prober: ReadinessProber
     private let publish: @Sendable (RouteTable) -> Void
     /// Where the plane's events go (and the reloader's, and `serve`'s): stderr lines plus the per-service history.
     public let events: EventLog
+    /// Every object change since start (bounded), for watches and continued lists.
+    public let watchHub: WatchHub
 
     /// Loads the saved state (refusing a corrupt or newer-format file rather than overwriting it), computes the
     /// first route table and starts probing. `publish` receives every new table (the gateway's hand-over).
@@ -69,9 +74,12 @@ public final class ControlPlane: Sendable {
                 throw ControlError(status: 500, reason: "InternalError", description: "\(error)")
             }
         }
+        // Records from before uids and resource versions get them now, saved at once so that a uid never changes.
+        if state.stampLegacyRecords(), let store { try Self.save(state, to: store) }
         self.store = store
         self.publish = publish
         self.events = events
+        self.watchHub = WatchHub(floor: state.resourceVersions.current)
         self.core = Mutex(Core(state: state, config: config, lastPublished: nil))
         let holder = WeakHolder()
         self.prober = ReadinessProber(upstreamTLS: config.proxy.upstreamTLS) { holder.plane?.probesChanged($0) }
@@ -199,7 +207,7 @@ public final class ControlPlane: Sendable {
     // MARK: Internals
 
     /// A PUT to one resource's URL carries exactly that resource (the API server's words for each mismatch).
-    private static func check(_ services: [InferenceService], name: String, namespace: String) throws(ControlError) {
+    static func check(_ services: [InferenceService], name: String, namespace: String) throws(ControlError) {
         guard services.count == 1, let isvc = services.first else {
             throw ControlError(status: 400, reason: "BadRequest", description: "a PUT to inferenceservices/\(name) takes one object, got \(services.count)")
         }
@@ -215,14 +223,33 @@ public final class ControlPlane: Sendable {
     /// Runs `body` on a copy of the state; keeps the result only when it routes and is on disk, then publishes
     /// (through `install` when given, else the plane's hand-over). Once it is kept, records what `events` says
     /// happened, then each revision's readiness change, then the new table's generation, in that order.
-    private func change<T>(_ cause: Cause, install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) -> T,
+    private func change<T>(_ cause: Cause, install: ((RouteTable) -> Void)? = nil, _ body: (inout Core) throws(ControlError) -> T,
                            events describe: (_ old: Core, _ new: Core, T) -> [Event] = { _, _, _ in [] }) throws(ControlError) -> T {
+        try change(cause, install: install, dryRun: false, body, events: describe).result
+    }
+
+    /// As above, also giving the state after the change. `dryRun`: everything is computed and validated (the body,
+    /// readiness, the routes) and the would-be state returned, but nothing is kept, saved, published or told.
+    func change<T>(_ cause: Cause, install: ((RouteTable) -> Void)? = nil, dryRun: Bool, _ body: (inout Core) throws(ControlError) -> T,
+                   events describe: (_ old: Core, _ new: Core, T) -> [Event] = { _, _, _ in [] }) throws(ControlError) -> (result: T, state: RolloutState) {
         let (result, kept) = try core.withLock { core throws(ControlError) -> (T, Core) in
             var next = core
-            let result = body(&next)
+            let result = try body(&next)
             // A new revision on endpoints already probed (another revision's pods) is ready at once.
             syncReadiness(&next.state, config: next.config)
             let specs = routeSpecs(for: next)
+            if dryRun {
+                _ = try routeTable(specs, rules: next.config.hostRules)
+                return (result, next)
+            }
+            // Each changed object gets the store's next resource version; the watches hear of it once it is kept.
+            let changes = next.state.stampChanges(since: core.state)
+            let rules = next.config.hostRules
+            let entries = changes.map { change in
+                WatchHub.Entry(kind: change.kind, namespace: change.namespace, name: change.name, resourceVersion: change.resourceVersion,
+                               object: RolloutState.resource(of: change.record, rules: rules, tagRoutingDefault: false),
+                               previous: change.previous.map { RolloutState.resource(of: $0, rules: core.config.hostRules, tagRoutingDefault: false) })
+            }
             // A canary check that moved no traffic (a skipped or passed-but-not-last check, a pause) is kept and
             // told, but hands the workers no new table: the same routes every interval would be churn.
             let sameRoutes = cause == .analysis && specs == core.lastSpecs
@@ -232,6 +259,7 @@ public final class ControlPlane: Sendable {
                 + Self.analysisEvents(old: core.state, new: next.state)
             guard let table, !sameRoutes else {
                 core = next
+                watchHub.record(entries)
                 for event in happened { events.record(event) }
                 return (result, next)
             }
@@ -240,6 +268,7 @@ public final class ControlPlane: Sendable {
             next.generation += 1
             next.publications[cause, default: 0] += 1
             core = next
+            watchHub.record(entries)
             // Published under the lock so that two changes reach the workers in the order they were made; the
             // events are recorded under it too, so their lines come in that order.
             if let install { install(table) } else { publish(table) }
@@ -250,13 +279,18 @@ public final class ControlPlane: Sendable {
                                          ("services", .int(table.services.count))]))
             return (result, next)
         }
+        if dryRun { return (result, kept.state) }
         updateProbeTargets(kept)
         prober.probeSoon()
-        return result
+        return (result, kept.state)
     }
 
     private func save(_ state: RolloutState) throws(ControlError) {
         guard let store else { return }
+        try Self.save(state, to: store)
+    }
+
+    private static func save(_ state: RolloutState, to store: StateStore) throws(ControlError) {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

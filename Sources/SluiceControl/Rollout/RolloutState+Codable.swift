@@ -3,7 +3,7 @@ import Foundation
 
 extension RolloutState: Codable {
     private enum CodingKeys: String, CodingKey {
-        case formatVersion, componentSuffix, services
+        case formatVersion, componentSuffix, services, resourceVersion
     }
 
     public init(from decoder: any Decoder) throws {
@@ -20,6 +20,8 @@ extension RolloutState: Codable {
         }
         componentSuffix = try container.decode(String.self, forKey: .componentSuffix)
         services = try container.decode([String: ServiceRecord].self, forKey: .services)
+        // Absent from files written before resource versions: the store starts from the first one.
+        resourceVersions = try container.decodeIfPresent(ResourceVersionClock.self, forKey: .resourceVersion) ?? ResourceVersionClock()
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -27,5 +29,6 @@ extension RolloutState: Codable {
         try container.encode(Self.currentFormatVersion, forKey: .formatVersion)
         try container.encode(componentSuffix, forKey: .componentSuffix)
         try container.encode(services, forKey: .services)
+        try container.encode(resourceVersions, forKey: .resourceVersion)
     }
 }

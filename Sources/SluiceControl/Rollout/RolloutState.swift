@@ -12,6 +12,8 @@ public struct RolloutState: Equatable, Sendable {
     public let componentSuffix: String
     /// Keyed by `namespace/name`.
     public internal(set) var services: [String: ServiceRecord]
+    /// The store's resource version: every changed object is stamped with its next value (`stampChanges`).
+    public internal(set) var resourceVersions = ResourceVersionClock()
 
     public init(componentSuffix: String = "-predictor-default") {
         self.componentSuffix = componentSuffix

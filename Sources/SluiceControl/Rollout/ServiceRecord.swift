@@ -24,6 +24,9 @@ public struct ServiceRecord: Codable, Equatable, Sendable {
     public internal(set) var generation: Int
     /// The automatic canary analysis of the latest revision, if one was started (absent from older state files).
     public internal(set) var analysis: CanaryAnalysis?
+    /// uid, resourceVersion and managedFields: the API server's part of the metadata (absent from older state
+    /// files until the plane stamps them at load, and from a record not yet stored).
+    public internal(set) var metadata: StoredMetadata?
 
     public var latestCreatedRevision: String { revisions.last?.name ?? "" }
 

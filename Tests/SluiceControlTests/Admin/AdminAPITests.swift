@@ -58,7 +58,8 @@ final class AdminAPITests: XCTestCase {
         defer { plane.stop() }
         let api = AdminAPI(plane: plane, token: nil)
         let url = AdminAPI.prefix + "/namespaces/kserve-test/inferenceservices/"
-        XCTAssertEqual(api.handle(BlockingRequest(method: "PUT", target: url + "sklearn-iris", body: Self.manifest())).status, 201)
+        // Created by a POST to the collection: a PUT to a missing object is a 404 (custom resources do not create on update).
+        XCTAssertEqual(api.handle(BlockingRequest(method: "POST", target: String(url.dropLast()), body: Self.manifest())).status, 201)
         let routes = plane.routes
         let resource = plane.resource(namespace: "kserve-test", name: "sklearn-iris")
         let saved = try Data(contentsOf: URL(fileURLWithPath: dir + "/state.json"))
