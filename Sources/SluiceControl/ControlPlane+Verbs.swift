@@ -263,6 +263,7 @@ extension ControlPlane {
                 switch cause.kind {
                 case .invalid: reason = "FieldValueInvalid"
                 case .required: reason = "FieldValueRequired"
+                case .forbidden: reason = "FieldValueForbidden"
                 }
                 return .object(["reason": .string(reason), "message": .string(cause.description), "field": .string(cause.field)])
             }),

@@ -30,10 +30,11 @@ extension AdminAPI {
         guard request.method == "GET" || request.method == "HEAD", request.query("watch").map({ $0 != "true" && $0 != "1" }) ?? true else {
             return Self.status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         }
-        let selector: Selector
+        let labels: LabelSelector
+        let fields: FieldSelector
         do {
-            selector = try Selector(labels: request.query("labelSelector") ?? "", fields: request.query("fieldSelector") ?? "",
-                                    fieldLabels: kind.fieldLabels)
+            labels = try LabelSelector(parsing: request.query("labelSelector") ?? "")
+            fields = try FieldSelector(parsing: request.query("fieldSelector") ?? "", allowed: kind.fieldLabels)
         } catch {
             return Self.status(400, "BadRequest", error.message)
         }
@@ -52,7 +53,7 @@ extension AdminAPI {
             }
             objects = [object]
         } else {
-            objects = objects.filter(selector.matches)
+            objects = objects.filter { Self.selects($0, labels: labels, fields: fields) }
         }
         if Self.wantsTable(request) {
             return Self.tableResponse(Self.table(columns: kind.columns, objects: objects, resourceVersion: nil, request: request) {
@@ -263,108 +264,17 @@ enum CoreKind: String {
     }
 }
 
-/// A label selector and a field selector as the API server parses them (`=`, `==`, `!=`, `in`, `notin`, exists,
-/// `!` not exists; fields `=`, `==`, `!=`). A small one of this file's own; the KubeAPI selector replaces it at merge.
-private struct Selector {
-    struct Invalid: Error {
-        var message: String
-    }
-
-    enum Requirement {
-        case equals(String, String)
-        case notEquals(String, String)
-        case isIn(String, Set<String>)
-        case notIn(String, Set<String>)
-        case exists(String)
-        case notExists(String)
-
-        func matches(_ labels: [String: String]) -> Bool {
-            switch self {
-            case .equals(let key, let value): labels[key] == value
-            case .notEquals(let key, let value): labels[key] != value
-            case .isIn(let key, let values): labels[key].map(values.contains) ?? false
-            case .notIn(let key, let values): labels[key].map { !values.contains($0) } ?? true
-            case .exists(let key): labels[key] != nil
-            case .notExists(let key): labels[key] == nil
-            }
-        }
-    }
-
-    var labels: [Requirement] = []
-    /// Field path, wanted value, and whether it must equal (`=`) or differ (`!=`).
-    var fields: [(path: String, value: String, equals: Bool)] = []
-
-    init(labels text: String, fields fieldText: String, fieldLabels: Set<String>) throws(Invalid) {
-        for term in Self.terms(text) {
-            labels.append(try Self.requirement(term))
-        }
-        for term in Self.terms(fieldText) {
-            let (path, value, equals): (String, String, Bool)
-            if let range = term.range(of: "!=") {
-                (path, value, equals) = (String(term[..<range.lowerBound]), String(term[range.upperBound...]), false)
-            } else if let range = term.range(of: "==") ?? term.range(of: "=") {
-                (path, value, equals) = (String(term[..<range.lowerBound]), String(term[range.upperBound...]), true)
-            } else {
-                throw Invalid(message: "invalid selector: '\(fieldText)'; can't understand '\(term)'")
-            }
-            let field = path.trimmingCharacters(in: .whitespaces)
-            guard fieldLabels.contains(field) else { throw Invalid(message: "field label not supported: \(field)") }
-            fields.append((field, value.trimmingCharacters(in: .whitespaces), equals))
-        }
-    }
-
-    /// Splits at the commas outside parentheses (`a in (x,y),b`); blanks dropped.
-    static func terms(_ text: String) -> [String] {
-        var terms: [String] = []
-        var current = ""
-        var depth = 0
-        for character in text {
-            if character == "(" { depth += 1 }
-            if character == ")" { depth -= 1 }
-            if character == "," && depth == 0 {
-                terms.append(current)
-                current = ""
-            } else {
-                current.append(character)
-            }
-        }
-        terms.append(current)
-        return terms.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-    }
-
-    static func requirement(_ term: String) throws(Invalid) -> Requirement {
-        func invalid() -> Invalid { Invalid(message: "unable to parse requirement: found '\(term)', expected: key[=|==|!=]value, key in (values), key notin (values), key or !key") }
-        func key(_ text: Substring) throws(Invalid) -> String {
-            let key = text.trimmingCharacters(in: .whitespaces)
-            guard !key.isEmpty, !key.contains(where: { " =!(),".contains($0) }) else { throw invalid() }
-            return key
-        }
-        func values(_ text: Substring) throws(Invalid) -> Set<String> {
-            let inner = text.trimmingCharacters(in: .whitespaces)
-            guard inner.hasPrefix("("), inner.hasSuffix(")") else { throw invalid() }
-            return Set(inner.dropFirst().dropLast().split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) })
-        }
-        if let range = term.range(of: " notin ") { return .notIn(try key(term[..<range.lowerBound]), try values(term[range.upperBound...])) }
-        if let range = term.range(of: " in ") { return .isIn(try key(term[..<range.lowerBound]), try values(term[range.upperBound...])) }
-        if let range = term.range(of: "!=") {
-            return .notEquals(try key(term[..<range.lowerBound]), term[range.upperBound...].trimmingCharacters(in: .whitespaces))
-        }
-        if let range = term.range(of: "==") ?? term.range(of: "=") {
-            return .equals(try key(term[..<range.lowerBound]), term[range.upperBound...].trimmingCharacters(in: .whitespaces))
-        }
-        if term.hasPrefix("!") { return .notExists(try key(term.dropFirst())) }
-        return .exists(try key(term[...]))
-    }
-
-    func matches(_ object: JSONValue) -> Bool {
+extension AdminAPI {
+    /// Whether a core object is selected: its labels by `labels`, its fields by `fields` (`source` is the reporting
+    /// component, as the API server's events field set has it; a missing field reads "").
+    fileprivate static func selects(_ object: JSONValue, labels: LabelSelector, fields: FieldSelector) -> Bool {
         let labelMap = (object["metadata"]?["labels"]?.objectValue ?? [:]).compactMapValues(\.stringValue)
-        guard labels.allSatisfy({ $0.matches(labelMap) }) else { return false }
-        return fields.allSatisfy { field in
+        guard labels.matches(labelMap) else { return false }
+        return fields.matches { path in
+            if path == "source" { return object["source"]?["component"]?.stringValue ?? "" }
             var value: JSONValue? = object
-            for key in field.path.split(separator: ".") { value = value?[String(key)] }
-            // `source` is the reporting component (the API server's events field set); a missing field reads "".
-            let text = field.path == "source" ? object["source"]?["component"]?.stringValue ?? "" : value?.stringValue ?? ""
-            return (text == field.value) == field.equals
+            for key in path.split(separator: ".") { value = value?[String(key)] }
+            return value?.stringValue ?? ""
         }
     }
 }

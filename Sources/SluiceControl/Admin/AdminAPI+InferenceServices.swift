@@ -38,7 +38,7 @@ extension AdminAPI {
             // The status subresource reads the whole object, as the API server's does.
             guard let resource = plane.resource(namespace: namespace, name: name) else { return Self.notFound(name) }
             if Self.wantsTable(request) {
-                return Self.json(200, Self.isvcTable([resource], resourceVersion: resource["metadata"]?["resourceVersion"]?.stringValue, request: request))
+                return Self.tableResponse(Self.isvcTable([resource], resourceVersion: resource["metadata"]?["resourceVersion"]?.stringValue, request: request))
             }
             return Self.json(200, resource)
         case (_, _?, "status"):
@@ -108,7 +108,7 @@ extension AdminAPI {
                 members["metadata"] = .object(metadata)
                 table = .object(members)
             }
-            return Self.json(200, table)
+            return Self.tableResponse(table)
         }
         var metadata: [String: JSONValue] = ["resourceVersion": .string(String(page.resourceVersion))]
         if let token = page.continueToken { metadata["continue"] = .string(token) }
