@@ -30,6 +30,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Admin API address, IP:port (overrides the file).")
     var admin: String?
 
+    @Option(name: .long, help: "File holding the bearer token the admin API requires (overrides adminTokenFile; needed for a non-loopback --admin).")
+    var adminTokenFile: String?
+
     @Option(name: .long, help: "Directory of the revision history and applied manifests (overrides stateDir).")
     var stateDir: String?
 
@@ -68,6 +71,12 @@ struct ServeCommand: ParsableCommand {
             return loaded
         }
         let loaded = try load()
+        // The file's `admin:` is checked as it loads; an address from --admin is checked here, on the merged
+        // settings, before any socket is bound or claimed: an admin API reachable from elsewhere without a token
+        // would let anyone there change the routes.
+        if let refusal = AdminAuth.exposureRefusal(loaded.proxy.admin, hasToken: loaded.control.adminTokenFile != nil) {
+            throw ValidationError(refusal)
+        }
         // One sluice per listen address: each is claimed before anything is bound or the state directory locked.
         // With --takeover the client listener's sockets and claim come from the running process instead, which
         // releases its admin and metrics ports and its state directory only once they were checked.
@@ -222,13 +231,14 @@ struct ServeCommand: ParsableCommand {
             guard let address = parseAddress(text) else { throw ValidationError("--admin: expected IP:port, got \(text)") }
             return address
         }
-        let (workers, stateDir, manifests) = (self.workers, self.stateDir, self.manifests)
+        let (workers, stateDir, manifests, adminTokenFile) = (self.workers, self.stateDir, self.manifests, self.adminTokenFile)
         return { loaded in
             if let workers { loaded.proxy.workers = workers }
             if let listenAddress { loaded.proxy.listen = listenAddress }
             if let adminAddress { loaded.proxy.admin = adminAddress }
             if let stateDir { loaded.control.stateDir = stateDir }
             if let manifests { loaded.control.manifestsDir = manifests }
+            if let adminTokenFile { loaded.control.adminTokenFile = adminTokenFile }
         }
     }
 

@@ -133,7 +133,7 @@ extension GatewayConfig {
     }
 
     static func isLoopback(_ host: String) -> Bool {
-        host == "::1" || host.hasPrefix("127.")
+        AdminAuth.isLoopback(host)
     }
 
     private static func decodeTimeouts(_ node: ConfigNode) throws(ConfigError) -> ProxyTimeouts {
