@@ -1,4 +1,5 @@
-// `sluice kubeconfig`: prints a kubeconfig for the admin API (cluster, bearer token, context with its namespace),
+// `sluice kubeconfig`: prints a kubeconfig for the admin API (cluster with its CA when TLS, bearer token, context
+// with its namespace),
 // so that `KUBECONFIG=file kubectl get isvc` talks to this gateway with no flags.
 import ArgumentParser
 import Foundation
@@ -14,6 +15,9 @@ struct KubeconfigCommand: ParsableCommand {
 
     @Option(name: .long, help: "A file holding the admin bearer token (the serve's adminTokenFile); without it the user has no credentials.")
     var tokenFile: String?
+
+    @Option(name: .long, help: "The CA certificate (PEM) that signed the admin API's TLS certificate (serve's adminTLS): the server is https, the CA embedded as certificate-authority-data.")
+    var certificateAuthority: String?
 
     @Option(name: .long, help: "The context's default namespace.")
     var namespace: String = "default"
@@ -32,13 +36,23 @@ struct KubeconfigCommand: ParsableCommand {
             token = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard token?.isEmpty == false else { throw ValidationError("--token-file \(tokenFile) is empty") }
         }
-        print(Self.render(server: "http://\(address)", token: token, namespace: namespace, context: context), terminator: "")
+        var authority: Data? = nil
+        if let certificateAuthority {
+            do { authority = try Data(contentsOf: URL(fileURLWithPath: certificateAuthority)) } catch {
+                throw ValidationError("--certificate-authority \(certificateAuthority): \(error.localizedDescription)")
+            }
+        }
+        // kubectl sends the token only over https (client-go reads a user's credentials for TLS transports only).
+        let scheme = authority == nil ? "http" : "https"
+        print(Self.render(server: "\(scheme)://\(address)", authority: authority, token: token, namespace: namespace, context: context),
+              terminator: "")
     }
 
     /// The kubeconfig (clientcmd's v1 Config) as YAML. Every string is written as a JSON string, which is a valid
     /// YAML double-quoted scalar: a token or name of any bytes cannot change the document's structure.
-    static func render(server: String, token: String?, namespace: String, context: String) -> String {
+    static func render(server: String, authority: Data?, token: String?, namespace: String, context: String) -> String {
         let name = quoted(context)
+        let ca = authority.map { "\n    certificate-authority-data: \(quoted($0.base64EncodedString()))" } ?? ""
         let user = token.map { "\n    token: \(quoted($0))" } ?? " {}"
         return """
             apiVersion: v1
@@ -46,7 +60,7 @@ struct KubeconfigCommand: ParsableCommand {
             clusters:
             - name: \(name)
               cluster:
-                server: \(quoted(server))
+                server: \(quoted(server))\(ca)
             users:
             - name: \(name)
               user:\(user)

@@ -10,6 +10,7 @@ import SluiceControl
 import SluiceIO
 import SluiceProxy
 import SluiceRouting
+import SluiceTLS
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -32,6 +33,12 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .long, help: "File holding the bearer token the admin API requires (overrides adminTokenFile; needed for a non-loopback --admin).")
     var adminTokenFile: String?
+
+    @Option(name: .long, help: "The admin API's TLS certificate (PEM; with --admin-tls-key; overrides adminTLS).")
+    var adminTlsCert: String?
+
+    @Option(name: .long, help: "The admin API's TLS private key (PEM; with --admin-tls-cert).")
+    var adminTlsKey: String?
 
     @Option(name: .long, help: "Directory of the revision history and applied manifests (overrides stateDir).")
     var stateDir: String?
@@ -231,6 +238,11 @@ struct ServeCommand: ParsableCommand {
             guard let address = parseAddress(text) else { throw ValidationError("--admin: expected IP:port, got \(text)") }
             return address
         }
+        guard (adminTlsCert == nil) == (adminTlsKey == nil) else { throw ValidationError("--admin-tls-cert and --admin-tls-key go together") }
+        let adminTLS = adminTlsCert.flatMap { cert in adminTlsKey.map { TLSCertificateFiles(cert: cert, key: $0) } }
+        if let adminTLS {
+            do { _ = try AdminTLS(adminTLS) } catch { throw ValidationError("--admin-tls-\(error.isKey ? "key" : "cert"): \(error)") }
+        }
         let (workers, stateDir, manifests, adminTokenFile) = (self.workers, self.stateDir, self.manifests, self.adminTokenFile)
         return { loaded in
             if let workers { loaded.proxy.workers = workers }
@@ -239,6 +251,7 @@ struct ServeCommand: ParsableCommand {
             if let stateDir { loaded.control.stateDir = stateDir }
             if let manifests { loaded.control.manifestsDir = manifests }
             if let adminTokenFile { loaded.control.adminTokenFile = adminTokenFile }
+            if let adminTLS { loaded.control.adminTLS = adminTLS }
         }
     }
 
@@ -277,7 +290,9 @@ struct ServeCommand: ParsableCommand {
             guard token?.isEmpty == false else { throw ValidationError("adminTokenFile \(file) is empty") }
         }
         let api = AdminAPI(plane: plane, token: token, gateway: gateway, metrics: metrics, top: top)
-        let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
+        let transport: AdminTLS?
+        do { transport = try config.control.adminTLS.map(AdminTLS.init) } catch { throw ValidationError("adminTLS: \(error)") }
+        let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, transport: transport, handler: api.handle)
         server.start()
         return server
     }
