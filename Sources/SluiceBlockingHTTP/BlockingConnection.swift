@@ -26,7 +26,9 @@ final class BlockingConnection {
         let keepsAlive: Bool
     }
 
-    /// The socket, or TLS over it.
+    /// The socket itself (what a long response may poll for the peer's close, under TLS too).
+    let fd: Int32
+    /// What requests are read from and responses written to: the socket, or TLS over it.
     let channel: BlockingStream
     let handler: @Sendable (BlockingRequest) -> BlockingResponse
     let onRequest: () -> Void
@@ -35,7 +37,9 @@ final class BlockingConnection {
     var consumed = 0
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
-    init(stream: BlockingStream, handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse, onRequest: @escaping () -> Void) {
+    init(fd: Int32, stream: BlockingStream, handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse,
+         onRequest: @escaping () -> Void) {
+        self.fd = fd
         self.channel = stream
         self.handler = handler
         self.onRequest = onRequest

@@ -1,4 +1,5 @@
-// A blocking HTTP/1.1 server: a listener, an accept thread and one thread per connection. It serves the admin API
+// A blocking HTTP/1.1 server: a listener, an accept thread and one thread per connection, plain or over a
+// BlockingTransport (the admin API's TLS). It serves the admin API
 // and the demo predictors (make run, tests) — never the data plane, which is SluiceProxy on epoll.
 
 import Glibc
@@ -114,7 +115,7 @@ public final class BlockingServer: Sendable {
         // A failed handshake closes the connection unanswered: there is no channel to answer on.
         let stream: BlockingStream? = if let transport { transport.open(fd) } else { PlainStream(fd: fd) }
         if let stream {
-            let connection = BlockingConnection(stream: stream, handler: handler) { self.servedCount.add(1, ordering: .relaxed) }
+            let connection = BlockingConnection(fd: fd, stream: stream, handler: handler) { self.servedCount.add(1, ordering: .relaxed) }
             connection.serve()
             stream.close()
         }

@@ -30,7 +30,7 @@ if not os.environ.get("SLUICE_BIN"):
                 allow_module_level=True)
 
 from conftest import (KUBECTL_1_27, LOOPBACK, MODEL_NAME, NAMESPACE, REV1, REV2, SERVICE_HOST, STORAGE_URI_MODEL_1,
-                      STORAGE_URI_MODEL_2, ControlSluice, control_config, kubectl_env, spawn, tail_logs, _kill,
+                      STORAGE_URI_MODEL_2, ControlSluice, control_config, kubectl_env, spawn, tail_logs, wait_until, _kill,
                       write_kubeconfig)
 from test_rollout_workflow import REV3, STEP5_PREDICTOR, assert_only, assert_split, fire
 from test_tls_gateway import make_ca_and_leaf
@@ -532,3 +532,47 @@ def test_request_without_token_refused_with_401_on_a_non_loopback_admin_address(
     out, _, rc = sections["kubectl-kubeconfig"].rpartition("rc=")
     assert rc.strip() == "0", sections["kubectl-kubeconfig"]
     assert json.loads(out)["kind"] == "InferenceServiceList", out
+
+
+def test_kubeconfig_with_tls_and_token_needs_no_flags(free_ports, tmp_path):
+    """`sluice serve --admin-token-file --admin-tls-cert/--admin-tls-key` and `sluice kubeconfig --token-file
+    --certificate-authority`: kubectl is answered over https with the token and no flag; the same port refuses
+    plain HTTP (the token never travels in clear), and curl without the token gets the API server's 401."""
+    binary = os.environ["SLUICE_BIN"]
+    listen, admin = free_ports(2)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_ca_and_leaf(certs, "admin", san=f"IP:{LOOPBACK}")
+    token_file = tmp_path / "token"
+    token_file.write_text("loopback-admin-token-91c2\n")
+    config = tmp_path / "sluice.yaml"
+    config.write_text(control_config(listen, admin, tmp_path / "state", _dummy_models()))
+    logs = tmp_path / "sluice-tls"
+    proc = spawn([binary, "serve", "--config", str(config), "--workers", "1", "--admin-token-file", str(token_file),
+                  "--admin-tls-cert", str(certs / "admin.crt"), "--admin-tls-key", str(certs / "admin.key")], logs)
+    try:
+        base = f"https://{LOOPBACK}:{admin}"
+
+        def up() -> bool:
+            try:
+                return requests.get(base + "/healthz", verify=str(certs / "ca.crt"), timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_until(up, 15, f"sluice's admin API on {base}", proc=proc, logs=logs)
+
+        kubeconfig = write_kubeconfig(binary, tmp_path / "kubeconfig", f"{LOOPBACK}:{admin}", NAMESPACE, token_file,
+                                      certificate_authority=certs / "ca.crt")
+        env = kubectl_env(tmp_path / "home", kubeconfig)
+        list_path = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
+        r = subprocess.run(["kubectl", "--request-timeout=10s", "get", "--raw", list_path], capture_output=True, text=True,
+                           env=env, timeout=KUBECTL_TIMEOUT, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0 and json.loads(r.stdout)["kind"] == "InferenceServiceList", show(r)
+
+        r = requests.get(base + list_path, verify=str(certs / "ca.crt"), timeout=10)
+        assert r.status_code == 401 and r.json()["reason"] == "Unauthorized", r.text
+        assert r.headers["WWW-Authenticate"] == 'Bearer realm="sluice"'
+        with pytest.raises(requests.RequestException):
+            requests.get(f"http://{LOOPBACK}:{admin}{list_path}", headers={"Authorization": "Bearer x"}, timeout=5)
+        assert proc.poll() is None, tail_logs(logs)
+    finally:
+        _kill(proc)
