@@ -276,9 +276,9 @@ struct ServeCommand: ParsableCommand {
         let versions = JSONValue.object(["sluice": .string(Sluice.version)].merging(
             VersionCommand.libraryVersions.map { ($0.0, JSONValue.string($0.1)) }) { first, _ in first })
         return Event("gateway.started", reason: "Started",
-                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin); state in \(config.control.stateDir); \(services) services",
+                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin)\(config.control.adminTLS == nil ? "" : " (TLS)"); state in \(config.control.stateDir); \(services) services",
                      fields: [("version", .string(Sluice.version)), ("versions", versions), ("listeners", .object(listeners)),
-                              ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)),
+                              ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)), ("adminTLS", .bool(config.control.adminTLS != nil)),
                               ("stateDir", .string(config.control.stateDir)), ("services", .int(services)),
                               ("pid", .int(Int(getpid())))] + (takeoverFrom.map { [("takeoverFromPid", .int(Int($0)))] } ?? []))
     }

@@ -465,7 +465,9 @@ NETNS_ADDRESS = "192.0.2.10"  # TEST-NET-1 (RFC 5737), on a dummy interface in a
 NETNS_SCRIPT = r'''
 set -u
 ip link set lo up
-ip link add sluice0 type dummy 2>/dev/null || ip link add sluice0 type veth peer name sluice1
+if ! ip link add sluice0 type dummy 2>/dev/null && ! ip link add sluice0 type veth peer name sluice1 2>/tmp/sluice-netns-ip.$$; then
+  echo "=== no-interface"; cat /tmp/sluice-netns-ip.$$; rm -f /tmp/sluice-netns-ip.$$; exit 4
+fi
 ip addr add "$ADDRESS/24" dev sluice0
 ip link set sluice0 up
 ip link set sluice1 up 2>/dev/null || true
@@ -518,6 +520,8 @@ def test_request_without_token_refused_with_401_on_a_non_loopback_admin_address(
                LOGS=str(tmp_path / "sluice-netns"), KUBECONFIG_FILE=str(kubeconfig), CERTS=str(certs))
     r = subprocess.run(unshare + ["bash", "-c", NETNS_SCRIPT], capture_output=True, text=True, env=env, timeout=120,
                        stdin=subprocess.DEVNULL)
+    if "=== no-interface" in r.stdout:
+        pytest.skip(f"cannot make a dummy or veth interface in the network namespace: {r.stdout.split('=== no-interface')[1].strip()}")
     assert "=== end" in r.stdout, show(r) + tail_logs(tmp_path / "sluice-netns")
     sections = dict(part.split("\n", 1) for part in r.stdout.split("=== ")[1:])
 
