@@ -84,6 +84,10 @@ struct ServeCommand: ParsableCommand {
         if let refusal = AdminAuth.exposureRefusal(loaded.proxy.admin, hasToken: loaded.control.adminTokenFile != nil) {
             throw ValidationError(refusal)
         }
+        if !AdminAuth.isLoopback(loaded.proxy.admin.host) && loaded.control.adminTLS == nil {
+            events.record(Event("admin.plaintext", reason: "AdminPlaintext", level: .warning,
+                                message: "the admin API on \(loaded.proxy.admin) takes its bearer token over plain HTTP: anyone on the way can read it, and kubectl does not send it at all (client-go sends a kubeconfig's credentials over https only); set adminTLS (--admin-tls-cert, --admin-tls-key)"))
+        }
         // One sluice per listen address: each is claimed before anything is bound or the state directory locked.
         // With --takeover the client listener's sockets and claim come from the running process instead, which
         // releases its admin and metrics ports and its state directory only once they were checked.
