@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 APT_PACKAGES := libssl-dev libnghttp2-dev pkg-config python3 python3-venv curl
-# What only the tests need: the real Prometheus the metrics test scrapes the gateway with.
-TEST_APT_PACKAGES := prometheus
+# What only the tests need: the real Prometheus the metrics test scrapes the gateway with; jq for the seed's
+# `kubectl get isvc ... -ojsonpath=... | jq`. kubectl itself comes from the kubectl package when none is on PATH.
+TEST_APT_PACKAGES := prometheus jq
 VENV := .venv
 CONFIG ?= config/sluice.yaml
 
@@ -33,6 +34,7 @@ $(VENV)/.ready: Tests/e2e/requirements.txt
 
 deps-test: deps
 	@$(call apt_install,$(TEST_APT_PACKAGES))
+	@command -v kubectl >/dev/null || { $(call apt_install,kubectl); }
 
 venv: deps $(VENV)/.ready .venv-sslyze/.ready
 

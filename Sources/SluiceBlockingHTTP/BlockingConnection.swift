@@ -26,7 +26,10 @@ final class BlockingConnection {
         let keepsAlive: Bool
     }
 
+    /// The socket itself (what a long response may poll for the peer's close, under TLS too).
     let fd: Int32
+    /// What requests are read from and responses written to: the socket, or TLS over it.
+    let channel: BlockingStream
     let handler: @Sendable (BlockingRequest) -> BlockingResponse
     let onRequest: () -> Void
     var buffer: [UInt8] = []
@@ -34,8 +37,10 @@ final class BlockingConnection {
     var consumed = 0
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
-    init(fd: Int32, handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse, onRequest: @escaping () -> Void) {
+    init(fd: Int32, stream: BlockingStream, handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse,
+         onRequest: @escaping () -> Void) {
         self.fd = fd
+        self.channel = stream
         self.handler = handler
         self.onRequest = onRequest
     }
@@ -101,7 +106,7 @@ final class BlockingConnection {
             }
             // Only a 1.1 client waits for the interim response, and only if a body is coming and not yet here.
             if isHTTP11 && framing.expectsBody && consumed == buffer.count {
-                guard BlockingSocket.write(fd, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { throw .peerClosed }
+                guard channel.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) else { throw .peerClosed }
             }
         }
 
@@ -267,7 +272,7 @@ final class BlockingConnection {
         }
         // Read into a scratch buffer kept for the connection's life: zero-filling 64 KiB of the array on every
         // read cost milliseconds per request in debug builds, which the proxy tests run.
-        let received = BlockingSocket.read(fd, into: scratch) ?? 0
+        let received = channel.read(into: scratch) ?? 0
         if received > 0 { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<received])) }
         return received > 0
     }
@@ -315,17 +320,17 @@ final class BlockingConnection {
             return sink.isAlive && BlockingSocket.write(fd, Array("0\r\n\r\n".utf8))
         }
         if let stream = response.stream, isChunked {
-            guard BlockingSocket.write(fd, bytes) else { return false }
+            guard channel.write(bytes) else { return false }
             var alive = true
             stream { piece in
                 guard alive, piece.count > 0 else { return alive }
                 var chunk = Array(String(piece.count, radix: 16).utf8) + [0x0D, 0x0A]
                 chunk.append(contentsOf: piece)
                 chunk += [0x0D, 0x0A]
-                alive = BlockingSocket.write(fd, chunk)
+                alive = channel.write(chunk)
                 return alive
             }
-            return alive && BlockingSocket.write(fd, Array("0\r\n\r\n".utf8))
+            return alive && channel.write(Array("0\r\n\r\n".utf8))
         }
         if !omitsBody {
             if isChunked {
@@ -342,7 +347,7 @@ final class BlockingConnection {
                 bytes += response.body
             }
         }
-        return BlockingSocket.write(fd, bytes)
+        return channel.write(bytes)
     }
 
     /// IMF-fixdate (RFC 9110 §5.6.7); an origin server with a clock sends Date (§6.6.1).

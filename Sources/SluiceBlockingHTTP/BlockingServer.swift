@@ -1,4 +1,5 @@
-// A blocking HTTP/1.1 server: a listener, an accept thread and one thread per connection. It serves the admin API
+// A blocking HTTP/1.1 server: a listener, an accept thread and one thread per connection, plain or over a
+// BlockingTransport (the admin API's TLS). It serves the admin API
 // and the demo predictors (make run, tests) — never the data plane, which is SluiceProxy on epoll.
 
 import Glibc
@@ -25,12 +26,14 @@ public final class BlockingServer: Sendable {
     public let port: UInt16
     let listener: Int32
     let handler: @Sendable (BlockingRequest) -> BlockingResponse
+    /// What each accepted socket is wrapped in (TLS); nil for plain HTTP.
+    let transport: BlockingTransport?
     let state = Mutex(State())
     let acceptedCount = Atomic<Int>(0)
     let servedCount = Atomic<Int>(0)
 
     /// Binds and listens immediately, so `port` is known and connections queue before `start()`.
-    public init(host: String = "127.0.0.1", port: UInt16,
+    public init(host: String = "127.0.0.1", port: UInt16, transport: BlockingTransport? = nil,
                 handler: @escaping @Sendable (BlockingRequest) -> BlockingResponse) throws {
         let listener = try BlockingSocket.listen(host: host, port: port)
         do {
@@ -41,6 +44,7 @@ public final class BlockingServer: Sendable {
         }
         self.listener = listener
         self.handler = handler
+        self.transport = transport
     }
 
     /// Connections accepted since start.
@@ -108,8 +112,13 @@ public final class BlockingServer: Sendable {
     }
 
     func serve(_ fd: Int32) {
-        let connection = BlockingConnection(fd: fd, handler: handler) { self.servedCount.add(1, ordering: .relaxed) }
-        connection.serve()
+        // A failed handshake closes the connection unanswered: there is no channel to answer on.
+        let stream: BlockingStream? = if let transport { transport.open(fd) } else { PlainStream(fd: fd) }
+        if let stream {
+            let connection = BlockingConnection(fd: fd, stream: stream, handler: handler) { self.servedCount.add(1, ordering: .relaxed) }
+            connection.serve()
+            stream.close()
+        }
         BlockingSocket.finish(fd)
         state.withLock { _ = $0.connections.remove(fd) }
         close(fd)

@@ -120,6 +120,7 @@ public final class Reloader: Sendable {
             keep("workers", \.proxy.workers)
             keep("admin", \.proxy.admin)
             keep("adminTokenFile", \.control.adminTokenFile)
+            keep("adminTLS", \.control.adminTLS)
             keep("stateDir", \.control.stateDir)
             keep("manifests", \.control.manifestsDir)
             // The metrics listener is bound, the access log file opened and the span exporter connected once, at

@@ -10,6 +10,7 @@ import SluiceControl
 import SluiceIO
 import SluiceProxy
 import SluiceRouting
+import SluiceTLS
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -29,6 +30,15 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .long, help: "Admin API address, IP:port (overrides the file).")
     var admin: String?
+
+    @Option(name: .long, help: "File holding the bearer token the admin API requires (overrides adminTokenFile; needed for a non-loopback --admin).")
+    var adminTokenFile: String?
+
+    @Option(name: .long, help: "The admin API's TLS certificate (PEM; with --admin-tls-key; overrides adminTLS).")
+    var adminTlsCert: String?
+
+    @Option(name: .long, help: "The admin API's TLS private key (PEM; with --admin-tls-cert).")
+    var adminTlsKey: String?
 
     @Option(name: .long, help: "Directory of the revision history and applied manifests (overrides stateDir).")
     var stateDir: String?
@@ -68,6 +78,16 @@ struct ServeCommand: ParsableCommand {
             return loaded
         }
         let loaded = try load()
+        // The file's `admin:` is checked as it loads; an address from --admin is checked here, on the merged
+        // settings, before any socket is bound or claimed: an admin API reachable from elsewhere without a token
+        // would let anyone there change the routes.
+        if let refusal = AdminAuth.exposureRefusal(loaded.proxy.admin, hasToken: loaded.control.adminTokenFile != nil) {
+            throw ValidationError(refusal)
+        }
+        if !AdminAuth.isLoopback(loaded.proxy.admin.host) && loaded.control.adminTLS == nil {
+            events.record(Event("admin.plaintext", reason: "AdminPlaintext", level: .warning,
+                                message: "the admin API on \(loaded.proxy.admin) takes its bearer token over plain HTTP: anyone on the way can read it, and kubectl does not send it at all (client-go sends a kubeconfig's credentials over https only); set adminTLS (--admin-tls-cert, --admin-tls-key)"))
+        }
         // One sluice per listen address: each is claimed before anything is bound or the state directory locked.
         // With --takeover the client listener's sockets and claim come from the running process instead, which
         // releases its admin and metrics ports and its state directory only once they were checked.
@@ -222,13 +242,20 @@ struct ServeCommand: ParsableCommand {
             guard let address = parseAddress(text) else { throw ValidationError("--admin: expected IP:port, got \(text)") }
             return address
         }
-        let (workers, stateDir, manifests) = (self.workers, self.stateDir, self.manifests)
+        guard (adminTlsCert == nil) == (adminTlsKey == nil) else { throw ValidationError("--admin-tls-cert and --admin-tls-key go together") }
+        let adminTLS = adminTlsCert.flatMap { cert in adminTlsKey.map { TLSCertificateFiles(cert: cert, key: $0) } }
+        if let adminTLS {
+            do { _ = try AdminTLS(adminTLS) } catch { throw ValidationError("--admin-tls-\(error.isKey ? "key" : "cert"): \(error)") }
+        }
+        let (workers, stateDir, manifests, adminTokenFile) = (self.workers, self.stateDir, self.manifests, self.adminTokenFile)
         return { loaded in
             if let workers { loaded.proxy.workers = workers }
             if let listenAddress { loaded.proxy.listen = listenAddress }
             if let adminAddress { loaded.proxy.admin = adminAddress }
             if let stateDir { loaded.control.stateDir = stateDir }
             if let manifests { loaded.control.manifestsDir = manifests }
+            if let adminTokenFile { loaded.control.adminTokenFile = adminTokenFile }
+            if let adminTLS { loaded.control.adminTLS = adminTLS }
         }
     }
 
@@ -253,9 +280,9 @@ struct ServeCommand: ParsableCommand {
         let versions = JSONValue.object(["sluice": .string(Sluice.version)].merging(
             VersionCommand.libraryVersions.map { ($0.0, JSONValue.string($0.1)) }) { first, _ in first })
         return Event("gateway.started", reason: "Started",
-                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin); state in \(config.control.stateDir); \(services) services",
+                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin)\(config.control.adminTLS == nil ? "" : " (TLS)"); state in \(config.control.stateDir); \(services) services",
                      fields: [("version", .string(Sluice.version)), ("versions", versions), ("listeners", .object(listeners)),
-                              ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)),
+                              ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)), ("adminTLS", .bool(config.control.adminTLS != nil)),
                               ("stateDir", .string(config.control.stateDir)), ("services", .int(services)),
                               ("pid", .int(Int(getpid())))] + (takeoverFrom.map { [("takeoverFromPid", .int(Int($0)))] } ?? []))
     }
@@ -267,7 +294,9 @@ struct ServeCommand: ParsableCommand {
             guard token?.isEmpty == false else { throw ValidationError("adminTokenFile \(file) is empty") }
         }
         let api = AdminAPI(plane: plane, token: token, gateway: gateway, metrics: metrics, top: top)
-        let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, handler: api.handle)
+        let transport: AdminTLS?
+        do { transport = try config.control.adminTLS.map(AdminTLS.init) } catch { throw ValidationError("adminTLS: \(error)") }
+        let server = try BlockingServer(host: config.proxy.admin.host, port: config.proxy.admin.port, transport: transport, handler: api.handle)
         server.start()
         return server
     }

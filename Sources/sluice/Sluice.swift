@@ -1,4 +1,4 @@
-// The `sluice` command line: serve, apply, get, describe, delete, rollout, top, demo, version.
+// The `sluice` command line: serve, apply, get, describe, delete, rollout, top, kubeconfig, demo, version.
 import ArgumentParser
 
 @main
@@ -8,5 +8,5 @@ struct Sluice: ParsableCommand {
         abstract: "Sluice: an ingress gateway for ML inference traffic (KServe-style canary rollouts without Kubernetes).",
         version: version,
         subcommands: [ServeCommand.self, ApplyCommand.self, GetCommand.self, DescribeCommand.self, DeleteCommand.self, RolloutCommand.self,
-                      TopCommand.self, DemoCommand.self, VersionCommand.self])
+                      TopCommand.self, KubeconfigCommand.self, DemoCommand.self, VersionCommand.self])
 }

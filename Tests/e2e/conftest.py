@@ -7,6 +7,7 @@ interpreter exit as a last resort), whatever the outcome of the test.
 import atexit
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -391,6 +392,10 @@ class ControlSluice:
         if self.proc in _live:
             _live.remove(self.proc)
 
+    def kubeconfig(self, path: pathlib.Path, namespace: str = "default", token_file: Optional[pathlib.Path] = None) -> pathlib.Path:
+        """Writes `sluice kubeconfig` for this admin API to PATH (the way a user points kubectl at Sluice)."""
+        return write_kubeconfig(self.binary, path, f"{LOOPBACK}:{self.admin_port}", namespace, token_file)
+
     def cli(self, *args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
         """`sluice ARGS --server http://127.0.0.1:ADMIN`; returns the completed process (never raises on exit status)."""
         return subprocess.run([self.binary, *args, "--server", self.server], capture_output=True, text=True,
@@ -429,3 +434,37 @@ def start_control_sluice(kserve_servers, free_ports, tmp_path) -> Callable[..., 
     for s in started:
         if s.proc is not None:
             _kill(s.proc)
+
+
+# ---------------------------------------------------------------------------------------------- kubectl
+
+# The kubectl builds the kubectl tests run: the one on PATH (1.32 here) and the oldest one shipped beside it.
+KUBECTL_1_27 = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27"
+
+
+def write_kubeconfig(binary: str, path: pathlib.Path, admin: str, namespace: str,
+                     token_file: Optional[pathlib.Path] = None,
+                     certificate_authority: Optional[pathlib.Path] = None) -> pathlib.Path:
+    """`sluice kubeconfig --admin ADMIN --namespace NAMESPACE [--token-file F] [--certificate-authority CA] > PATH`."""
+    args = [binary, "kubeconfig", "--admin", admin, "--namespace", namespace]
+    if token_file is not None:
+        args += ["--token-file", str(token_file)]
+    if certificate_authority is not None:
+        args += ["--certificate-authority", str(certificate_authority)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"{args} exited {r.returncode}: {r.stderr}"
+    path.write_text(r.stdout)
+    return path
+
+
+def kubectl_env(home: pathlib.Path, kubeconfig: pathlib.Path, kubectl: str = "kubectl") -> Dict[str, str]:
+    """The environment of a user whose `kubectl` is KUBECTL and whose KUBECONFIG is the file `sluice kubeconfig`
+    wrote: a HOME of its own, so that no discovery cache from an earlier run (~/.kube/cache) answers for Sluice."""
+    bindir = home / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    link = bindir / "kubectl"
+    if not link.exists():
+        found = kubectl if os.path.isabs(kubectl) else shutil.which(kubectl)
+        assert found, f"{kubectl} is not on PATH (make test installs the kubectl package)"
+        link.symlink_to(found)
+    return dict(os.environ, HOME=str(home), KUBECONFIG=str(kubeconfig), PATH=f"{bindir}:{os.environ.get('PATH', '')}")

@@ -21,15 +21,16 @@ def openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def make_ca_and_leaf(d: pathlib.Path, name: str) -> None:
-    """A test CA and a leaf for SERVICE_HOST signed by it, as name.crt / name.key (the CA is shared)."""
+def make_ca_and_leaf(d: pathlib.Path, name: str,
+                     san: str = f"DNS:{SERVICE_HOST},DNS:*.kserve-test.example.com") -> None:
+    """A test CA and a leaf for SAN (SERVICE_HOST by default) signed by it, as name.crt / name.key (the CA is shared)."""
     if not (d / "ca.crt").exists():
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / "ca.key"),
                 "-out", str(d / "ca.crt"), "-days", "2", "-subj", "/CN=Sluice Test CA",
                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / f"{name}.key"),
             "-out", str(d / f"{name}.csr"), "-subj", f"/CN={SERVICE_HOST}")
-    (d / "ext.cnf").write_text(f"subjectAltName=DNS:{SERVICE_HOST},DNS:*.kserve-test.example.com\nbasicConstraints=CA:FALSE\n"
+    (d / "ext.cnf").write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
                                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
             "-CAcreateserial", "-out", str(d / f"{name}.crt"), "-days", "2", "-extfile", str(d / "ext.cnf"))

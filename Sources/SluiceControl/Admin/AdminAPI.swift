@@ -41,9 +41,7 @@ public struct AdminAPI: Sendable {
             }
             return Self.json(200, .object(body))
         }
-        guard AdminAuth.authorized(request, token: token) else {
-            return Self.status(401, "Unauthorized", "Unauthorized: a bearer token is required (Authorization: Bearer <token>)")
-        }
+        guard AdminAuth.authorized(request, token: token) else { return AdminAuth.unauthorized }
         if path == "/metrics", let metrics { return metrics.respond(to: request) }
         if path.hasPrefix("/openapi/"), let response = openAPI(request) { return response }
         if let response = discovery(request) { return response }

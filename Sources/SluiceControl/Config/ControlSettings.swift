@@ -1,6 +1,7 @@
 // Control layer: the configuration of the control plane — state directory, manifest directory, where models'
-// pods are (storageUri → endpoints), readiness probes and admin authentication.
+// pods are (storageUri → endpoints), readiness probes and admin authentication (token, TLS).
 import SluiceRouting
+import SluiceTLS
 
 public struct ControlSettings: Sendable {
     /// Revision history and applied manifests live here (`sluice serve --state-dir` overrides).
@@ -12,5 +13,7 @@ public struct ControlSettings: Sendable {
     public var readiness = ProbeSettings()
     /// The bearer token the admin API requires (read from this file); mandatory for a non-loopback admin address.
     public var adminTokenFile: String? = nil
+    /// The admin listener's certificate and key (`adminTLS`): https, so that the token is not sent in clear.
+    public var adminTLS: TLSCertificateFiles? = nil
     public init() {}
 }

@@ -56,14 +56,15 @@ extension GatewayConfig {
 
     private static func decode(_ root: ConfigNode, file: String) throws(ConfigError) -> GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
-                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile", "shutdownTimeout",
+                                          "stateDir", "manifests", "models", "readiness", "adminTokenFile", "adminTLS", "shutdownTimeout",
                                           "metrics", "accessLog", "tracing", "retries", "outlierDetection", "revisionQueue", "attemptCountHeader",
                                           "mirror"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
         if let node = top["workers"] { proxy.workers = try node.int(in: 1...1024) }
-        let control = try decodeControl(top)
+        var control = try decodeControl(top)
+        if let node = top["adminTLS"] { control.adminTLS = try decodeAdminTLS(node, file: file) }
         if let node = top["admin"] {
             let admin = try node.address()
             // The admin API changes routes: off the loopback interface only behind a bearer token.
@@ -133,7 +134,7 @@ extension GatewayConfig {
     }
 
     static func isLoopback(_ host: String) -> Bool {
-        host == "::1" || host.hasPrefix("127.")
+        AdminAuth.isLoopback(host)
     }
 
     private static func decodeTimeouts(_ node: ConfigNode) throws(ConfigError) -> ProxyTimeouts {

@@ -1,5 +1,6 @@
 // Control layer: the `tls` section of the configuration file: certificates (checked by loading them) and
-// the handshake timeout; and `upstreamTLS`: how pods on https:// endpoints are verified.
+// the handshake timeout; `adminTLS`, the admin listener's pair; and `upstreamTLS`: how pods on https:// endpoints are
+// verified.
 import Foundation
 import SluiceProxy
 import SluiceTLS
@@ -41,6 +42,22 @@ extension GatewayConfig {
         }
         return settings
     }
+
+    /// `adminTLS: {cert: FILE, key: FILE}`: the admin listener's pair (relative paths from the file's directory),
+    /// checked as it loads.
+    static func decodeAdminTLS(_ node: ConfigNode, file: String) throws(ConfigError) -> TLSCertificateFiles {
+        let mapping = try node.mapping(keys: ["cert", "key"])
+        let base = (file as NSString).deletingLastPathComponent
+        func resolve(_ path: String) -> String { path.hasPrefix("/") || base.isEmpty ? path : base + "/" + path }
+        let pair = TLSCertificateFiles(cert: resolve(try mapping.required("cert").string()), key: resolve(try mapping.required("key").string()))
+        do {
+            _ = try AdminTLS(pair)
+        } catch {
+            throw ((error.isKey ? mapping["key"] : mapping["cert"]) ?? node).error(error.description)
+        }
+        return pair
+    }
+
 
     /// `upstreamTLS: {caFile: path, serverName: name}`, for `https://` endpoints. Pods are always verified: against
     /// `caFile` (relative to the configuration file's directory), or the system's default trust store without one;
