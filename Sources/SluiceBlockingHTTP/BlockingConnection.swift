@@ -314,10 +314,10 @@ final class BlockingConnection {
 
         var bytes = Array(head.utf8)
         if let sinkStream = response.sinkStream, isChunked {
-            guard BlockingSocket.write(fd, bytes) else { return false }
-            let sink = ConnectionSink(fd: fd)
+            guard channel.write(bytes) else { return false }
+            let sink = ConnectionSink(fd: fd, channel: channel)
             sinkStream(sink)
-            return sink.isAlive && BlockingSocket.write(fd, Array("0\r\n\r\n".utf8))
+            return sink.isAlive && channel.write(Array("0\r\n\r\n".utf8))
         }
         if let stream = response.stream, isChunked {
             guard channel.write(bytes) else { return false }
@@ -363,17 +363,22 @@ final class BlockingConnection {
 
 /// A long-lived body's chunks on the connection, and its waits, which also watch the socket for the peer's end.
 final class ConnectionSink: BlockingStreamSink {
+    /// The socket, polled for the peer's close; the bytes go through `channel` (plain, or TLS over the socket).
     let fd: Int32
+    let channel: BlockingStream
     private(set) var isAlive = true
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: Int32, channel: BlockingStream) {
+        self.fd = fd
+        self.channel = channel
+    }
 
     func emit(_ piece: [UInt8]) -> Bool {
         guard isAlive, !piece.isEmpty else { return isAlive }
         var chunk = Array(String(piece.count, radix: 16).utf8) + [0x0D, 0x0A]
         chunk += piece
         chunk += [0x0D, 0x0A]
-        isAlive = BlockingSocket.write(fd, chunk)
+        isAlive = channel.write(chunk)
         return isAlive
     }
 

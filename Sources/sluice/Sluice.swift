@@ -1,9 +1,11 @@
 // The `sluice` command line: serve, apply, get, describe, delete, rollout, top, kubeconfig, demo, version.
 import ArgumentParser
+import SluiceControl
 
 @main
 struct Sluice: ParsableCommand {
-    static let version = "0.1.0"
+    /// One release number: the admin API's /version reports the same.
+    static let version = AdminAPI.sluiceVersion
     static let configuration = CommandConfiguration(
         abstract: "Sluice: an ingress gateway for ML inference traffic (KServe-style canary rollouts without Kubernetes).",
         version: version,
