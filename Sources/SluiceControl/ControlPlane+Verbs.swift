@@ -288,24 +288,8 @@ extension ControlPlane {
                      details: details(name))
     }
 
-    /// Server-side apply's conflict as the API server reports it: one cause per field, the message listing them.
+    /// Server-side apply's conflict as the API server reports it (errors.NewApplyConflict: the causes, no name).
     private static func applyConflict(_ error: ServerSideApplyConflict, name: String) -> ControlError {
-        // apimachinery's getConflictMessage: one conflict on one line, several grouped by manager (sorted).
-        let message: String
-        if error.fields.count == 1, let field = error.fields.first {
-            message = "Apply failed with 1 conflict: conflict with \"\(field.manager)\": \(field.path)"
-        } else {
-            var lines: [String] = []
-            for manager in Set(error.fields.map(\.manager)).sorted() {
-                lines.append("conflicts with \"\(manager)\":")
-                lines += error.fields.filter { $0.manager == manager }.map { "- \($0.path)" }
-            }
-            message = "Apply failed with \(error.fields.count) conflicts: \(lines.joined(separator: "\n"))"
-        }
-        var details = details(name).objectValue ?? [:]
-        details["causes"] = .array(error.fields.map { field in
-            .object(["reason": "FieldManagerConflict", "message": .string("conflict with \"\(field.manager)\""), "field": .string(field.path)])
-        })
-        return ControlError(status: 409, reason: "Conflict", description: message, details: .object(details))
+        ControlError(status: 409, reason: "Conflict", description: error.message, details: error.status["details"])
     }
 }

@@ -41,7 +41,7 @@ extension AdminAPI {
         let now = Date()
         var objects: [JSONValue]
         switch kind {
-        case .namespaces: objects = namespaceObjects()
+        case .namespaces: objects = namespaceObjects(named: name)
         case .pods: objects = plane.endpointPods(namespace: namespace).map(Self.podObject)
         case .events: objects = eventObjects(namespace: namespace)
         }
@@ -67,7 +67,10 @@ extension AdminAPI {
     // MARK: Objects
 
     /// Every namespace that has an InferenceService, and `default`, which a cluster always has.
-    func namespaceObjects() -> [JSONValue] {
+    /// Namespaces in use, and `default`. Sluice's namespaces are implicit (an apply to any namespace needs none
+    /// created), so one asked for by name (`named`, a valid RFC 1123 label) exists too, with no start time: kubectl
+    /// asks for it after a NotFound to word its error, and the InferenceService's NotFound is the true answer.
+    func namespaceObjects(named asked: String? = nil) -> [JSONValue] {
         var created: [String: Date] = [:]
         for resource in plane.resources(namespace: nil) {
             guard let namespace = resource["metadata"]?["namespace"]?.stringValue else { continue }
@@ -76,9 +79,10 @@ extension AdminAPI {
         }
         var names = Set(created.keys)
         names.insert("default")
+        if let asked, DNSName.isLabel1123(asked) { names.insert(asked) }
         return names.sorted().map { name in
             var metadata: [String: JSONValue] = ["name": .string(name), "labels": .object(["kubernetes.io/metadata.name": .string(name)])]
-            // A namespace exists here since its first InferenceService; `default` alone has no known start.
+            // A namespace exists here since its first InferenceService; `default` and empty ones have no known start.
             if let date = created[name] { metadata["creationTimestamp"] = .string(RolloutState.timestamp(date)) }
             return .object(["apiVersion": "v1", "kind": "Namespace", "metadata": .object(metadata),
                             "spec": .object(["finalizers": .array(["kubernetes"])]), "status": .object(["phase": "Active"])])
@@ -105,7 +109,7 @@ extension AdminAPI {
     }
 
     /// Knative's pod for the endpoint: named `<revision>-deployment-<template hash>-<pod hash>` (stable for the same
-    /// revision and endpoint), labelled as KServe and Knative label predictor pods, Running, READY from its probe.
+    /// revision and endpoint), labelled as KServe and Knative label predictor pods, Running, READY from its probe (2/2, or 1/2: queue-proxy is Sluice).
     static func podObject(_ pod: EndpointPod) -> JSONValue {
         let templateHash = safeEncoded(hash: pod.revision, count: 10)
         let name = "\(pod.revision)-deployment-\(templateHash)-\(safeEncoded(hash: pod.revision + "/" + pod.endpoint.description, count: 5))"
@@ -141,7 +145,10 @@ extension AdminAPI {
                                        "name": pod.endpoint.isHTTP2 ? "h2c" : "http1"])
         return .object([
             "apiVersion": "v1", "kind": "Pod", "metadata": .object(metadata),
-            "spec": .object(["containers": .array([.object(["name": "kserve-container", "ports": .array([port])])])]),
+            // Knative's two containers: the model server, and queue-proxy, whose work (the revision's request queue,
+            // containerConcurrency, readiness gating) Sluice does itself — ready while the gateway serves.
+            "spec": .object(["containers": .array([.object(["name": "kserve-container", "ports": .array([port])]),
+                                                   .object(["name": "queue-proxy"])])]),
             "status": .object([
                 "phase": "Running",
                 "conditions": .array([.object(["type": "PodScheduled", "status": "True"]), .object(["type": "Initialized", "status": "True"]),
@@ -150,10 +157,10 @@ extension AdminAPI {
                 "podIP": .string(pod.endpoint.host),
                 "podIPs": .array([.object(["ip": .string(pod.endpoint.host)])]),
                 "startTime": .string(started),
-                "containerStatuses": .array([.object([
-                    "name": "kserve-container", "ready": .bool(pod.isReady), "started": .bool(true), "restartCount": .int(0),
-                    "image": "", "imageID": "", "state": .object(["running": .object(["startedAt": .string(started)])]),
-                ])]),
+                "containerStatuses": .array([("kserve-container", pod.isReady), ("queue-proxy", true)].map { name, isReady in
+                    .object(["name": .string(name), "ready": .bool(isReady), "started": .bool(true), "restartCount": .int(0),
+                             "image": "", "imageID": "", "state": .object(["running": .object(["startedAt": .string(started)])])])
+                }),
             ]),
         ])
     }

@@ -54,7 +54,7 @@ final class CoreV1Tests: XCTestCase {
         let s = try Stack()
         defer { s.stop(); s.model1.stop(); s.model2.stop() }
         XCTAssertEqual(try s.apply("1-create.yaml").status, 201)
-        try waitForPods(s, "00001 ready") { $0[Self.rev1]?[1] == "1/1" }
+        try waitForPods(s, "00001 ready") { $0[Self.rev1]?[1] == "2/2" }
 
         let pod = try XCTUnwrap(try pods(s).first)
         let name = try XCTUnwrap(pod["metadata"]?["name"]?.stringValue)
@@ -79,22 +79,22 @@ final class CoreV1Tests: XCTestCase {
         XCTAssertEqual(missing.status, 404)
         XCTAssertEqual(JSONValue.parse(missing.body)?["message"], #"pods "nope" not found"#)
 
-        // The canary's pod fails its readiness probe: listed, Running, 0/1, the probe's error in its Ready condition.
+        // The canary's pod fails its readiness probe: listed, Running, 1/2 (queue-proxy is the gateway, up), the probe's error in its Ready condition.
         s.readiness.isReady.store(false, ordering: .relaxed)
         XCTAssertEqual(try s.apply("2-canary.yaml").status, 200)
         try waitForPods(s, "00002 probed and failing") { rows in
-            rows[Self.rev2].map { Array($0.prefix(4)) } == [.string(rows[Self.rev2]?[0].stringValue ?? ""), "0/1", "Running", "0"]
+            rows[Self.rev2].map { Array($0.prefix(4)) } == [.string(rows[Self.rev2]?[0].stringValue ?? ""), "1/2", "Running", "0"]
         }
         let canary = try XCTUnwrap(try pods(s, "?labelSelector=serving.knative.dev%2Frevision%3D\(Self.rev2)").first)
         let readyCondition = canary["status"]?["conditions"]?.arrayValue?.first { $0["type"] == "Ready" }
         XCTAssertEqual(readyCondition?["status"], "False")
         XCTAssertEqual(readyCondition?["message"]?.stringValue?.hasPrefix("readiness probe failed: "), true)
         XCTAssertEqual(canary["status"]?["containerStatuses"]?.arrayValue?.first?["ready"], .bool(false))
-        XCTAssertEqual(try podRows(s)[Self.rev1]?[1], "1/1")
+        XCTAssertEqual(try podRows(s)[Self.rev1]?[1], "2/2")
 
-        // It passes: 1/1. Promote: 00001 gets no traffic any more and is Terminating, with a deletionTimestamp.
+        // It passes: 2/2. Promote: 00001 gets no traffic any more and is Terminating, with a deletionTimestamp.
         s.readiness.isReady.store(true, ordering: .relaxed)
-        try waitForPods(s, "00002 ready") { $0[Self.rev2]?[1] == "1/1" }
+        try waitForPods(s, "00002 ready") { $0[Self.rev2]?[1] == "2/2" }
         XCTAssertEqual(try s.apply("3-promote.yaml").status, 200)
         try waitForPods(s, "00001 terminating") { $0[Self.rev1]?[2] == "Terminating" }
         XCTAssertEqual(try podRows(s)[Self.rev2]?[2], "Running")
@@ -165,9 +165,15 @@ final class CoreV1Tests: XCTestCase {
         let table = try XCTUnwrap(JSONValue.parse(response.body))
         XCTAssertEqual(table["columnDefinitions"]?.arrayValue?.compactMap { $0["name"]?.stringValue }, ["Name", "Status", "Age"])
         XCTAssertEqual(table["rows"]?.arrayValue?.first?["cells"]?.arrayValue?.prefix(2), ["kserve-test", "Active"])
-        let missing = api.handle(BlockingRequest(method: "GET", target: "/api/v1/namespaces/nope"))
-        XCTAssertEqual(missing.status, 404, "kubectl says a namespace is not found from this answer")
-        XCTAssertEqual(JSONValue.parse(missing.body)?["message"], #"namespaces "nope" not found"#)
+        // Namespaces are implicit: an empty one exists (an apply there needs nothing created), so that kubectl, which
+        // asks for the namespace after a NotFound, reports the InferenceService missing rather than the namespace.
+        let empty = api.handle(BlockingRequest(method: "GET", target: "/api/v1/namespaces/empty"))
+        XCTAssertEqual(empty.status, 200)
+        XCTAssertEqual(JSONValue.parse(empty.body)?["status"]?["phase"], "Active")
+        XCTAssertEqual(names(api, "/api/v1/namespaces"), ["default", "kserve-test", "other"], "listed only once in use")
+        let invalid = api.handle(BlockingRequest(method: "GET", target: "/api/v1/namespaces/Not_A_Label"))
+        XCTAssertEqual(invalid.status, 404)
+        XCTAssertEqual(JSONValue.parse(invalid.body)?["message"], #"namespaces "Not_A_Label" not found"#)
     }
 
     func testEventsAreSelectedAsKubectlDescribeSelectsThem() throws {
