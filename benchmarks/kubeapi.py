@@ -102,7 +102,9 @@ services:
             n = 0
             while not stop.is_set():
                 n += 1
-                patch = {"metadata": {"labels": {"bench-tick": str(n)}}}
+                # kubectl's last-applied annotation: a MODIFIED event for every watcher, no revision, no route change
+                # (a label would be part of the revision template and make a revision every 100 ms).
+                patch = {"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": str(n)}}}
                 call("PATCH", "/apis/serving.kserve.io/v1beta1/namespaces/team-0/inferenceservices/model-0000",
                      patch, "application/merge-patch+json")
                 stop.wait(0.1)
@@ -116,13 +118,17 @@ services:
                 except OSError:
                     pass
             return out
+        worker_tid = []
         def measure():
-            """req/s, the whole process's CPU per request, and the worker's (workers: 1: the busiest thread)."""
+            """req/s, the whole process's CPU per request, and the worker's (workers: 1: the busiest thread of the
+            first quiet run, found once, so that a busy admin thread is never taken for it later)."""
             wrk(LISTEN, 1, 32)
             c0, t0 = tree_cpu_ticks(gateway.pid), thread_ticks()
             res = wrk(LISTEN, a.seconds, 32)
             c1, t1 = tree_cpu_ticks(gateway.pid), thread_ticks()
-            worker = max(t1[t] - t0.get(t, 0) for t in t1)
+            if not worker_tid:
+                worker_tid.append(max(t1, key=lambda t: t1[t] - t0.get(t, 0)))
+            worker = t1[worker_tid[0]] - t0[worker_tid[0]]
             per = lambda ticks: ticks / TICK * 1e6 / res["reqs"]
             return res["rps"], per(c1 - c0), per(worker)
         quiet, watched = [], []

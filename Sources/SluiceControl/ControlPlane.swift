@@ -43,6 +43,8 @@ public final class ControlPlane: Sendable {
 
     let core: Mutex<Core>
     private let store: StateStore?
+    /// state.json's bytes, re-encoding only what changed.
+    private let stateEncoder = StateDocumentEncoder()
     private let prober: ReadinessProber
     private let publish: @Sendable (RouteTable) -> Void
     /// Where the plane's events go (and the reloader's, and `serve`'s): stderr lines plus the per-service history.
@@ -75,7 +77,7 @@ public final class ControlPlane: Sendable {
             }
         }
         // Records from before uids and resource versions get them now, saved at once so that a uid never changes.
-        if state.stampLegacyRecords(), let store { try Self.save(state, to: store) }
+        if state.stampLegacyRecords(), let store { try Self.save(state, to: store, encoder: stateEncoder) }
         self.store = store
         self.publish = publish
         self.events = events
@@ -287,13 +289,11 @@ public final class ControlPlane: Sendable {
 
     private func save(_ state: RolloutState) throws(ControlError) {
         guard let store else { return }
-        try Self.save(state, to: store)
+        try Self.save(state, to: store, encoder: stateEncoder)
     }
 
-    private static func save(_ state: RolloutState, to store: StateStore) throws(ControlError) {
+    private static func save(_ state: RolloutState, to store: StateStore, encoder: StateDocumentEncoder) throws(ControlError) {
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             try store.save(try encoder.encode(state))
         } catch let error as StateStoreError {
             throw ControlError(status: 500, reason: "InternalError", description: "saving state: \(error.description)")

@@ -74,7 +74,7 @@ public struct AdminAPI: Sendable {
     }
 
     static func json(_ code: Int, _ value: JSONValue) -> BlockingResponse {
-        BlockingResponse.json(status: code, value.jsonText)
+        BlockingResponse(status: code, headers: [("Content-Type", "application/json")], body: value.serialized(pretty: true))
     }
 }
 
@@ -84,20 +84,10 @@ extension JSONValue: ExpressibleByStringLiteral {
 
 extension JSONValue {
     /// Pretty JSON with sorted keys, as `kubectl get -o json` prints.
-    public var jsonText: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Encoding a JSONValue cannot fail: every case maps to a JSON value.
-        return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
-    }
+    public var jsonText: String { String(decoding: serialized(pretty: true), as: UTF8.self) }
 
     /// One line of JSON with sorted keys, for fields of an event line.
-    public var compactJSONText: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // As above: encoding a JSONValue cannot fail.
-        return String(decoding: (try? encoder.encode(self)) ?? Data("null".utf8), as: UTF8.self)
-    }
+    public var compactJSONText: String { String(decoding: serialized(pretty: false), as: UTF8.self) }
 
     /// Swift values Yams can represent (integers stay integers, unlike Foundation's NSNumber), for `-o yaml`.
     public var plainValue: Any {
