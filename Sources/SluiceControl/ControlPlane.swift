@@ -252,9 +252,11 @@ public final class ControlPlane: Sendable {
                                object: RolloutState.resource(of: change.record, rules: rules, tagRoutingDefault: false),
                                previous: change.previous.map { RolloutState.resource(of: $0, rules: core.config.hostRules, tagRoutingDefault: false) })
             }
-            // A canary check that moved no traffic (a skipped or passed-but-not-last check, a pause) is kept and
-            // told, but hands the workers no new table: the same routes every interval would be churn.
-            let sameRoutes = cause == .analysis && specs == core.lastSpecs
+            // A change that moves no route (a canary check that moved no traffic, a pause, a label or bookkeeping
+            // annotation, a status-only write) is kept and told, but hands the workers no new table: rebuilding every
+            // worker's table of 1 000 services for a kubectl annotation would be churn on the data plane. A reload
+            // always publishes: its table goes out with the generation's settings and certificates.
+            let sameRoutes = cause != .reload && specs == core.lastSpecs
             let table = sameRoutes ? core.lastPublished : try routeTable(specs, rules: next.config.hostRules)
             if next.state != core.state { try save(next.state) }
             let happened = describe(core, next, result) + Self.readinessEvents(old: core.state, new: next.state)
