@@ -326,23 +326,9 @@ public enum OTLPEncoder {
 
     /// A JSON string literal (RFC 8259 escapes); invalid UTF-8 in the input was already replaced when decoded.
     static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        var out: [UInt8] = []
+        JSONValue.writeString(s, into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     // MARK: Protobuf (opentelemetry/proto/collector/trace/v1 ExportTraceServiceRequest, hand-encoded: the few
