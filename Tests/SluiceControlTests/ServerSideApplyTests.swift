@@ -64,7 +64,7 @@ final class ServerSideApplyTests: XCTestCase {
         XCTAssertEqual(second.object["spec"]?["predictor"]?["model"], isvc(canary: nil)["spec"]?["predictor"]?["model"])
         XCTAssertEqual(second.object["metadata"]?["name"], "sklearn-iris")
         XCTAssertFalse(owns(second.managedFields, "kubectl", canaryPath))
-        XCTAssertEqual(entry(second.managedFields, "kubectl")?["time"], .string(ServerSideApply.timestamp(t1)))
+        XCTAssertEqual(entry(second.managedFields, "kubectl")?["time"], .string(RolloutState.timestamp(t1)))
     }
 
     func testApplyLeavesFieldsItNeverAppliedAlone() throws {

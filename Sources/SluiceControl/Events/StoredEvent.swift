@@ -27,7 +27,7 @@ public struct StoredEvent: Equatable, Sendable {
             "metadata": .object([
                 "name": .string(objectName),
                 "namespace": .string(involved.namespace),
-                "creationTimestamp": .string(Self.timestamp(firstTimestamp)),
+                "creationTimestamp": .string(RolloutState.timestamp(firstTimestamp)),
             ]),
             "involvedObject": .object([
                 "apiVersion": "serving.kserve.io/v1beta1",
@@ -39,19 +39,13 @@ public struct StoredEvent: Equatable, Sendable {
             "reason": .string(reason),
             "message": .string(message),
             "count": .int(count),
-            "firstTimestamp": .string(Self.timestamp(firstTimestamp)),
-            "lastTimestamp": .string(Self.timestamp(lastTimestamp)),
+            "firstTimestamp": .string(RolloutState.timestamp(firstTimestamp)),
+            "lastTimestamp": .string(RolloutState.timestamp(lastTimestamp)),
             "source": .object(["component": "sluice"]),
             "reportingComponent": "sluice",
         ])
     }
 
-    /// Kubernetes' `metav1.Time`: RFC 3339, UTC, whole seconds.
-    static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
 }
 
 extension StoredEvent {

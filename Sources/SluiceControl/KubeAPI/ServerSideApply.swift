@@ -100,7 +100,7 @@ public enum ServerSideApply {
         if manager == "kubectl", let annotation = object["metadata"]?["annotations"]?[lastAppliedAnnotation], annotation != .null {
             object = setLastApplied(object, applied: config)
         }
-        if object != liveObject { entries[identity]?.time = timestamp(now) }
+        if object != liveObject { entries[identity]?.time = RolloutState.timestamp(now) }
         return (object, ManagerEntry.encode(entries))
     }
 
@@ -132,7 +132,7 @@ public enum ServerSideApply {
         let identity = ManagerEntry.Identity(manager: manager, operation: "Update", apiVersion: version, subresource: "")
         if !operation.isEmpty {
             let previous = entries[identity]?.fields ?? FieldSet()
-            entries[identity] = ManagerEntry(fields: previous.union(operation), apiVersion: version, time: timestamp(now))
+            entries[identity] = ManagerEntry(fields: previous.union(operation), apiVersion: version, time: RolloutState.timestamp(now))
         }
         entries = entries.filter { !$0.value.fields.isEmpty }
         return ManagerEntry.encode(ManagerEntry.capped(entries))
@@ -258,12 +258,6 @@ public enum ServerSideApply {
         return .object(root)
     }
 
-    /// RFC 3339 in whole seconds, UTC, as metav1.Time serialises.
-    static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
 }
 
 private extension Unicode.GeneralCategory {
