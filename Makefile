@@ -4,8 +4,9 @@ SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 APT_PACKAGES := libssl-dev libnghttp2-dev pkg-config python3 python3-venv curl
 # What only the tests need: the real Prometheus the metrics test scrapes the gateway with; jq for the seed's
-# `kubectl get isvc ... -ojsonpath=... | jq`. kubectl itself comes from the kubectl package when none is on PATH.
-TEST_APT_PACKAGES := prometheus jq
+# `kubectl get isvc ... -ojsonpath=... | jq`; etcd (server and etcdctl) for the scale-out tests, which start their own
+# members on loopback. kubectl itself comes from the kubectl package when none is on PATH.
+TEST_APT_PACKAGES := prometheus jq etcd-server etcd-client
 VENV := .venv
 CONFIG ?= config/sluice.yaml
 
