@@ -1,9 +1,9 @@
-// A joinable POSIX thread for the blocking server's acceptor and connections.
+// A joinable POSIX thread for the blocking server's acceptor and connections, and the control plane's etcd session.
 
 import Glibc
 
 /// A POSIX thread running `body`; Foundation's Thread cannot be joined, and stop() must join the acceptor.
-final class BlockingThread: @unchecked Sendable {
+public final class BlockingThread: @unchecked Sendable {
     // @unchecked: `handle` is written once by `start` before any other thread can see the object.
     private var handle = pthread_t()
     private let body: @Sendable () -> Void
@@ -12,7 +12,7 @@ final class BlockingThread: @unchecked Sendable {
         self.body = body
     }
 
-    static func start(detached: Bool, _ body: @escaping @Sendable () -> Void) throws(BlockingSocketError) -> BlockingThread {
+    public static func start(detached: Bool, _ body: @escaping @Sendable () -> Void) throws(BlockingSocketError) -> BlockingThread {
         let thread = BlockingThread(body: body)
         // The retained reference travels through the C context pointer; the thread releases it when done.
         let context = Unmanaged.passRetained(thread).toOpaque()
@@ -29,7 +29,7 @@ final class BlockingThread: @unchecked Sendable {
         return thread
     }
 
-    func join() {
+    public func join() {
         pthread_join(handle, nil)
     }
 }

@@ -4,8 +4,9 @@ import Foundation
 
 extension ControlPlane {
     /// Records a check of `target`'s analysis (the runner's figures) through the normal change path.
-    /// Leader note: with a shared (etcd) store only the leader may call this; today there is one replica.
+    /// With the etcd store only the leader decides: a follower's check is dropped (the leader's lands in etcd).
     public func recordCanaryCheck(_ target: AnalysisTarget, figures: CanaryCheckFigures, now: Date = Date()) throws(ControlError) {
+        guard isLeader else { return }
         _ = try changeState(.analysis) { state in state.recordCheck(target, figures: figures, now: now) }
     }
 

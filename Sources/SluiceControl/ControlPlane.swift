@@ -14,6 +14,9 @@ public struct ControlError: Error, CustomStringConvertible, Sendable {
     public var description: String
     /// The Status's `details` (name, group, kind, causes) where the API server sends them.
     public var details: JSONValue? = nil
+    /// With the etcd store: another replica wrote a key this change read (the transaction compared its revision and
+    /// wrote nothing); the keys to read again before the change is retried.
+    var storeConflict: [String]? = nil
 }
 
 public final class ControlPlane: Sendable {
@@ -29,6 +32,11 @@ public final class ControlPlane: Sendable {
         var publications: [Cause: UInt64] = [:]
         /// Applied InferenceServices by kubectl's result word, and `refused` requests.
         var applied: [String: UInt64] = [:]
+        /// With the etcd store: the records this replica changed without writing them (a follower's readiness
+        /// verdicts), which it writes once it leads.
+        var localOnly: Set<String> = []
+        /// With the etcd store, set by a replication's body only: the records it installed as etcd holds them.
+        var replicated: Set<String> = []
     }
 
     /// Why a new route table was built; `sluice_route_table_publications_total`'s label.
@@ -39,10 +47,21 @@ public final class ControlPlane: Sendable {
         case reload
         /// A canary analysis's decision (a check, `sluice rollout pause|resume|abort`).
         case analysis
+        /// With the etcd store: what another replica wrote, seen through the watch.
+        case replication
+
+        /// A change a user or an analysis asked for: written to etcd by whichever replica it reached. The others
+        /// (readiness, reload, replication) are this replica's view: written by the leader only.
+        var isIntent: Bool { self == .apply || self == .delete || self == .analysis }
     }
 
     let core: Mutex<Core>
+    /// state.json in the state directory: the truth with the file store, this replica's snapshot with etcd.
     private let store: StateStore?
+    /// The etcd store, its watch, lease and election; nil with the file store.
+    let session: StoreSession?
+    /// Where this replica listens and serves the admin API (`sluice get gateways`).
+    let servingAddresses = Mutex<(listen: String, admin: String)>(("", ""))
     /// state.json's bytes, re-encoding only what changed.
     private let stateEncoder = StateDocumentEncoder()
     private let prober: ReadinessProber
@@ -76,8 +95,16 @@ public final class ControlPlane: Sendable {
                 throw ControlError(status: 500, reason: "InternalError", description: "\(error)")
             }
         }
-        // Records from before uids and resource versions get them now, saved at once so that a uid never changes.
-        if state.stampLegacyRecords(), let store { try Self.save(state, to: store, encoder: stateEncoder) }
+        if case .etcd(let settings) = config.control.stateStore {
+            let shared = try EtcdStateStore(settings: settings, replicaName: settings.replicaName ?? Self.defaultReplicaName(config))
+            state = try Self.sharedState(shared, snapshot: store?.hasDocument == true ? state : nil, componentSuffix: config.hostRules.componentSuffix,
+                                         events: events)
+            session = StoreSession(store: shared, events: events)
+        } else {
+            session = nil
+            // Records from before uids and resource versions get them now, saved at once so that a uid never changes.
+            if state.stampLegacyRecords(), let store { try Self.save(state, to: store, encoder: stateEncoder) }
+        }
         self.store = store
         self.publish = publish
         self.events = events
@@ -86,6 +113,7 @@ public final class ControlPlane: Sendable {
         let holder = WeakHolder()
         self.prober = ReadinessProber(upstreamTLS: config.proxy.upstreamTLS) { holder.plane?.probesChanged($0) }
         holder.plane = self
+        session?.plane = self
         try core.withLock { core throws(ControlError) in
             _ = core.state.refreshEndpoints(now: Date(), resolveEndpoints: Self.resolver(core.config))
             core.lastSpecs = routeSpecs(for: core)
@@ -97,10 +125,16 @@ public final class ControlPlane: Sendable {
     /// The route table in force (for `serve` to start the gateway with).
     public var routes: RouteTable { core.withLock { $0.lastPublished! } }
 
-    public func start() { prober.start() }
-    /// Stops probing and releases the state directory (the last step of a shutdown).
+    public func start() {
+        prober.start()
+        session?.start(after: core.withLock { $0.state.resourceVersions.current })
+    }
+
+    /// Stops probing, leaves etcd (membership and leadership go at once, not at the lease's end) and releases the
+    /// state directory (the last step of a shutdown).
     public func stop() {
         prober.stop()
+        session?.stop()
         core.withLock { _ in store?.unlock() }
     }
 
@@ -232,11 +266,35 @@ public final class ControlPlane: Sendable {
 
     /// As above, also giving the state after the change. `dryRun`: everything is computed and validated (the body,
     /// readiness, the routes) and the would-be state returned, but nothing is kept, saved, published or told.
+    /// With the etcd store, a change whose transaction lost to another replica's write is run again on what that
+    /// replica wrote (read back first), as the API server retries an update on a conflict; `body` runs each time.
     func change<T>(_ cause: Cause, install: ((RouteTable) -> Void)? = nil, dryRun: Bool, _ body: (inout Core) throws(ControlError) -> T,
                    events describe: (_ old: Core, _ new: Core, T) -> [Event] = { _, _, _ in [] }) throws(ControlError) -> (result: T, state: RolloutState) {
+        var attempts = 0
+        while true {
+            do {
+                return try changeOnce(cause, install: install, dryRun: dryRun, body, events: describe)
+            } catch {
+                guard let keys = error.storeConflict, let session else { throw error }
+                attempts += 1
+                guard attempts < Self.conflictAttempts else {
+                    throw ControlError(status: 409, reason: "Conflict",
+                                       description: "Operation cannot be fulfilled on inferenceservices.serving.kserve.io \"\(keys.first?.split(separator: "/").last ?? "")\": the object has been modified; please apply your changes to the latest version and try again")
+                }
+                try replicate(try session.store.read(keys))
+            }
+        }
+    }
+
+    /// How many times a change meets another replica's write before it answers 409 Conflict.
+    static let conflictAttempts = 8
+
+    private func changeOnce<T>(_ cause: Cause, install: ((RouteTable) -> Void)?, dryRun: Bool, _ body: (inout Core) throws(ControlError) -> T,
+                               events describe: (_ old: Core, _ new: Core, T) -> [Event]) throws(ControlError) -> (result: T, state: RolloutState) {
         let (result, kept) = try core.withLock { core throws(ControlError) -> (T, Core) in
             var next = core
             let result = try body(&next)
+            let intended = next.state
             // A new revision on endpoints already probed (another revision's pods) is ready at once.
             syncReadiness(&next.state, config: next.config)
             let specs = routeSpecs(for: next)
@@ -244,21 +302,25 @@ public final class ControlPlane: Sendable {
                 _ = try routeTable(specs, rules: next.config.hostRules)
                 return (result, next)
             }
+            // A change that moves no route (a canary check that moved no traffic, a pause, a label or bookkeeping
+            // annotation, a status-only write) is kept and told, but hands the workers no new table: rebuilding every
+            // worker's table of 1 000 services for a kubectl annotation would be churn on the data plane. A reload
+            // always publishes: its table goes out with the generation's settings and certificates.
+            let sameRoutes = cause != .reload && specs == core.lastSpecs
+            // Built before anything is written: a change whose routes are invalid is refused with nothing kept.
+            let table = sameRoutes ? core.lastPublished : try routeTable(specs, rules: next.config.hostRules)
             // Each changed object gets the store's next resource version; the watches hear of it once it is kept.
-            let changes = next.state.stampChanges(since: core.state)
+            // With etcd, that is the revision of the transaction that wrote it, or of the write another replica made.
+            let changes = try session.map { session throws(ControlError) in
+                try session.commit(old: core, next: &next, intended: intended, cause: cause)
+            } ?? next.state.stampChanges(since: core.state)
             let rules = next.config.hostRules
             let entries = changes.map { change in
                 WatchHub.Entry(kind: change.kind, namespace: change.namespace, name: change.name, resourceVersion: change.resourceVersion,
                                object: RolloutState.resource(of: change.record, rules: rules, tagRoutingDefault: false),
                                previous: change.previous.map { RolloutState.resource(of: $0, rules: core.config.hostRules, tagRoutingDefault: false) })
             }
-            // A change that moves no route (a canary check that moved no traffic, a pause, a label or bookkeeping
-            // annotation, a status-only write) is kept and told, but hands the workers no new table: rebuilding every
-            // worker's table of 1 000 services for a kubectl annotation would be churn on the data plane. A reload
-            // always publishes: its table goes out with the generation's settings and certificates.
-            let sameRoutes = cause != .reload && specs == core.lastSpecs
-            let table = sameRoutes ? core.lastPublished : try routeTable(specs, rules: next.config.hostRules)
-            if next.state != core.state { try save(next.state) }
+            if next.state != core.state { try save(next.state, snapshotOnly: session != nil) }
             let happened = describe(core, next, result) + Self.readinessEvents(old: core.state, new: next.state)
                 + Self.analysisEvents(old: core.state, new: next.state)
             guard let table, !sameRoutes else {
@@ -289,9 +351,17 @@ public final class ControlPlane: Sendable {
         return (result, kept.state)
     }
 
-    private func save(_ state: RolloutState) throws(ControlError) {
+    /// `snapshotOnly`: with etcd, the file is this replica's last copy for a start while etcd is down; the change is
+    /// in etcd already, so a failure to write the copy is told, not the change's failure.
+    private func save(_ state: RolloutState, snapshotOnly: Bool = false) throws(ControlError) {
         guard let store else { return }
-        try Self.save(state, to: store, encoder: stateEncoder)
+        do {
+            try Self.save(state, to: store, encoder: stateEncoder)
+        } catch {
+            guard snapshotOnly else { throw error }
+            events.record(Event("state.snapshot_failed", reason: "SnapshotFailed", level: .warning,
+                                message: "writing this replica's snapshot of the etcd state: \(error.description)"))
+        }
     }
 
     private static func save(_ state: RolloutState, to store: StateStore, encoder: StateDocumentEncoder) throws(ControlError) {

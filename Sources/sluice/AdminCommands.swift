@@ -34,15 +34,24 @@ struct AdminOptions: ParsableArguments {
     }
 
     /// One admin call; a Kubernetes Status failure becomes an error with its message, as kubectl prints it.
-    func call(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil) throws -> (BlockingResponse, JSONValue?) {
+    /// `base`: the API group's path the resource is under (InferenceServices' unless given). The server's warnings
+    /// (a stale answer while etcd is unreachable, a field validation warning) go to stderr as kubectl prints them.
+    func call(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil,
+              base: String = AdminAPI.prefix) throws -> (BlockingResponse, JSONValue?) {
         var headers = try headers()
         if let contentType { headers.append(("Content-Type", contentType)) }
         let response: BlockingResponse
         let client = try client()
         do {
-            response = try client.send(method: method, path: AdminAPI.prefix + path, headers: headers, body: body)
+            response = try client.send(method: method, path: base + path, headers: headers, body: body)
         } catch {
             throw CLIFailure("The connection to the server \(server) was refused or failed: \(error.description)")
+        }
+        for (name, value) in response.headers where name.lowercased() == "warning" {
+            // `299 - "text"` → `Warning: text`
+            var text = Substring(value)
+            if text.hasPrefix("299 - \""), text.hasSuffix("\"") { text = text.dropFirst(7).dropLast() }
+            FileHandle.standardError.write(Data("Warning: \(text)\n".utf8))
         }
         let json = JSONValue.parse(response.body)
         guard response.status < 300 else {
@@ -108,7 +117,7 @@ struct ApplyCommand: ParsableCommand {
 struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "Show InferenceServices (isvc) or a service's revisions.")
     @OptionGroup var admin: AdminOptions
-    @Argument(help: "isvc | inferenceservice(s) | revisions") var kind: String
+    @Argument(help: "isvc | inferenceservice(s) | revisions | gateways") var kind: String
     @Argument(help: "The InferenceService's name.") var name: String?
     @Flag(name: [.customShort("A"), .long], help: "All namespaces.") var allNamespaces = false
     @Option(name: .shortAndLong, help: "Output: wide | json | yaml.") var output: String?
@@ -118,6 +127,10 @@ struct GetCommand: ParsableCommand {
             switch kind {
             case "isvc", "inferenceservice", "inferenceservices":
                 try showServices()
+            case "gateways", "gateway", "gw":
+                let (_, json) = try admin.call("GET", "", base: AdminAPI.gatewaysPath)
+                if output == "json" { print(json?.jsonText ?? "{}"); return }
+                print(Self.gatewayTable(json?["items"]?.arrayValue ?? [], now: Date()))
             case "revisions", "revision", "rev":
                 guard let name else { throw CLIFailure("get revisions needs the InferenceService's name") }
                 let (_, json) = try admin.call("GET", "/namespaces/\(admin.namespace)/inferenceservices/\(name)/revisions")
@@ -128,6 +141,18 @@ struct GetCommand: ParsableCommand {
                 throw CLIFailure("the server doesn't have a resource type \"\(kind)\"")
             }
         }
+    }
+
+    /// The replicas as `kubectl get` would print them: the etcd revision each serves, side by side.
+    static func gatewayTable(_ items: [JSONValue], now: Date) -> String {
+        let rows = items.map { item -> [String] in
+            let status = item["status"] ?? .null
+            let age = status["startedAt"]?.stringValue.flatMap(KubectlText.date(fromTimestamp:)).map { KubectlText.age(from: $0, to: now) } ?? "<unknown>"
+            return [status["name"]?.stringValue ?? "", status["listen"]?.stringValue ?? "", status["admin"]?.stringValue ?? "",
+                    status["version"]?.stringValue ?? "", status["revision"].map { "\($0.intValue ?? 0)" } ?? "",
+                    status["generation"].map { "\($0.intValue ?? 0)" } ?? "", status["leader"]?.boolValue == true ? "true" : "false", age]
+        }
+        return KubectlText.table([["NAME", "LISTEN", "ADMIN", "VERSION", "REVISION", "GENERATION", "LEADER", "AGE"]] + rows)
     }
 
     private func showServices() throws {

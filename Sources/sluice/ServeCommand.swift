@@ -161,6 +161,7 @@ struct ServeCommand: ParsableCommand {
         let adminAddress = SocketAddressSpec(host: loaded.proxy.admin.host, port: adminServer.port)
         let metricsAddress = metricsServer.map { SocketAddressSpec(host: loaded.proxy.metrics.listen!.host, port: $0.port) }
         if loaded.proxy.admin.port == 0 { try claims.claim(adminAddress, role: "admin") }
+        plane.setServingAddresses(listen: "\(listenAddress)", admin: "\(adminAddress)")
         if let metricsAddress, loaded.proxy.metrics.listen?.port == 0 { try claims.claim(metricsAddress, role: "metrics.listen") }
         if let handover {
             // Our workers accept on the shared sockets already: the old process may stop accepting.
@@ -232,6 +233,14 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
+    /// Where the state lives, for the start line.
+    static func stateDescription(_ control: ControlSettings) -> String {
+        switch control.stateStore {
+        case .file: return control.stateDir
+        case .etcd(let etcd): return "etcd \(etcd.client.endpoints.joined(separator: ",")) under \(etcd.client.prefix) (snapshot in \(control.stateDir))"
+        }
+    }
+
     /// The command-line settings that override the file's, checked once; applied to every load (start and SIGHUP).
     private func overridesFromOptions() throws -> @Sendable (inout GatewayConfig) -> Void {
         let listenAddress = try listen.map { text in
@@ -280,7 +289,7 @@ struct ServeCommand: ParsableCommand {
         let versions = JSONValue.object(["sluice": .string(Sluice.version)].merging(
             VersionCommand.libraryVersions.map { ($0.0, JSONValue.string($0.1)) }) { first, _ in first })
         return Event("gateway.started", reason: "Started",
-                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin)\(config.control.adminTLS == nil ? "" : " (TLS)"); state in \(config.control.stateDir); \(services) services",
+                     message: "sluice \(Sluice.version): listening on \(listen)\(config.proxy.tls == nil ? "" : " (TLS)") with \(gateway.workerCount) workers; admin on \(config.proxy.admin)\(config.control.adminTLS == nil ? "" : " (TLS)"); state in \(Self.stateDescription(config.control)); \(services) services",
                      fields: [("version", .string(Sluice.version)), ("versions", versions), ("listeners", .object(listeners)),
                               ("workers", .int(gateway.workerCount)), ("tls", .bool(config.proxy.tls != nil)), ("adminTLS", .bool(config.control.adminTLS != nil)),
                               ("stateDir", .string(config.control.stateDir)), ("services", .int(services)),

@@ -27,6 +27,16 @@ public struct AdminAPI: Sendable {
     }
 
     public func handle(_ request: BlockingRequest) -> BlockingResponse {
+        var response = route(request)
+        // etcd unreachable: what this replica answers from its own copy may be behind the other replicas'.
+        if let stale = plane.storeStaleness, request.method == "GET", response.status < 300 {
+            let text = "etcd is unreachable since \(RolloutState.timestamp(stale.since)) (\(stale.reason)): this answer is this replica's own copy and may be behind the others'"
+            response.headers.append(("Warning", "299 - \"\(text.replacingOccurrences(of: "\"", with: "'"))\""))
+        }
+        return response
+    }
+
+    private func route(_ request: BlockingRequest) -> BlockingResponse {
         let path = request.path
         if path == "/healthz" || path == "/readyz" {
             guard request.method == "GET" || request.method == "HEAD" else { return Self.status(405, "MethodNotAllowed", "use GET") }
@@ -45,6 +55,7 @@ public struct AdminAPI: Sendable {
         if path == "/metrics", let metrics { return metrics.respond(to: request) }
         if path.hasPrefix("/openapi/"), let response = openAPI(request) { return response }
         if let response = discovery(request) { return response }
+        if path == Self.gatewaysPath { return gateways(request) }
         if path.hasPrefix("/api/v1/") {
             let parts = path.dropFirst("/api/v1/".count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             if let response = coreV1(request, parts: parts) { return response }

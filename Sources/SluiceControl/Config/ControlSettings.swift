@@ -1,4 +1,4 @@
-// Control layer: the configuration of the control plane — state directory, manifest directory, where models'
+// Control layer: the configuration of the control plane — state directory and store, manifest directory, where models'
 // pods are (storageUri → endpoints), readiness probes and admin authentication (token, TLS).
 import SluiceRouting
 import SluiceTLS
@@ -6,6 +6,8 @@ import SluiceTLS
 public struct ControlSettings: Sendable {
     /// Revision history and applied manifests live here (`sluice serve --state-dir` overrides).
     public var stateDir = "./sluice-state"
+    /// Where the rollout state lives: `stateDir` alone, or etcd shared by every replica (`stateStore:`).
+    public var stateStore = StateStoreSetting.file
     /// Every manifest in this directory is applied at start and re-applied on change (`--manifests` overrides).
     public var manifestsDir: String? = nil
     /// Where a revision's pods are, by the manifest's storageUri (KServe would pull the model there).

@@ -58,7 +58,7 @@ extension GatewayConfig {
         let top = try root.mapping(keys: ["listen", "workers", "admin", "timeouts", "limits", "routing", "services", "tls", "upstreamTLS",
                                           "stateDir", "manifests", "models", "readiness", "adminTokenFile", "adminTLS", "shutdownTimeout",
                                           "metrics", "accessLog", "tracing", "retries", "outlierDetection", "revisionQueue", "attemptCountHeader",
-                                          "mirror"])
+                                          "mirror", "stateStore"])
         var proxy = ProxySettings()
         var rules = HostRules()
         if let node = top["listen"] { proxy.listen = try node.address() }
@@ -118,6 +118,7 @@ extension GatewayConfig {
     private static func decodeControl(_ top: ConfigMapping) throws(ConfigError) -> ControlSettings {
         var control = ControlSettings()
         if let node = top["stateDir"] { control.stateDir = try node.string() }
+        if let node = top["stateStore"] { control.stateStore = try decodeStateStore(node) }
         if let node = top["manifests"] { control.manifestsDir = try node.string() }
         if let node = top["adminTokenFile"] { control.adminTokenFile = try node.string() }
         if let node = top["models"] {

@@ -1,5 +1,5 @@
 // Control layer: the store's resource version — one monotonic counter over every object, as the Kubernetes API
-// server takes etcd's revision. Kept behind this one type so that the etcd issue can make it etcd's revision.
+// server takes etcd's revision: counted here with the file store, etcd's own revision with the etcd store.
 
 /// The value every change of an object is stamped with. `current` is the store's version (a list's
 /// `metadata.resourceVersion`); each changed object gets `next()`, so versions never repeat and always grow.
@@ -17,6 +17,11 @@ public struct ResourceVersionClock: Codable, Equatable, Sendable {
     public mutating func next() -> UInt64 {
         current += 1
         return current
+    }
+
+    /// With the etcd store: the revision etcd reported (a write's, a watch's), never going back.
+    public mutating func advance(to version: UInt64) {
+        current = max(current, version)
     }
 
     public init(from decoder: any Decoder) throws {

@@ -26,7 +26,7 @@ public enum KubectlText {
     }
 
     /// `k8s.io/apimachinery/pkg/util/duration.HumanDuration`, which kubectl uses for AGE.
-    static func age(from start: Date, to now: Date) -> String {
+    public static func age(from start: Date, to now: Date) -> String {
         let interval = now.timeIntervalSince(start)
         let seconds = Int(interval.rounded(.towardZero))
         if seconds < -1 { return "<invalid>" }
@@ -56,7 +56,7 @@ public enum KubectlText {
         return "\(hours / 24 / 365)y"
     }
 
-    static func date(fromTimestamp text: String) -> Date? {
+    public static func date(fromTimestamp text: String) -> Date? {
         // metav1.Time's own form (`2026-12-01T21:23:04Z`, what every timestamp here is) without a formatter: making
         // one per row was a third of a 1 000-row Table. Anything else (offsets, fractions) goes to the formatter.
         let b = Array(text.utf8)

@@ -54,6 +54,9 @@ public final class StateStore: @unchecked Sendable {  // used under the control 
 
     var path: String { directory + "/" + Self.fileName }
 
+    /// Whether a document was ever written here.
+    public var hasDocument: Bool { FileManager.default.fileExists(atPath: path) }
+
     /// The stored document, or nil when none was ever written.
     public func load() throws(StateStoreError) -> Data? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }

@@ -280,7 +280,7 @@ final class GatewayConfigTests: XCTestCase {
 
     func testUnknownKeysAndWrongTypesNameThePath() {
         XCTAssertEqual(message(top: "listn: 127.0.0.1:8080"),
-                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile, adminTLS, shutdownTimeout, metrics, accessLog, tracing, retries, outlierDetection, revisionQueue, attemptCountHeader, mirror")
+                       "config/sluice.yaml: listn: unknown key, expected one of listen, workers, admin, timeouts, limits, routing, services, tls, upstreamTLS, stateDir, manifests, models, readiness, adminTokenFile, adminTLS, shutdownTimeout, metrics, accessLog, tracing, retries, outlierDetection, revisionQueue, attemptCountHeader, mirror, stateStore")
         XCTAssertEqual(message(top: "timeouts: {requestHeaders: 10s}"),
                        "config/sluice.yaml: timeouts.requestHeaders: unknown key, expected one of requestHeader, keepAliveIdle, upstreamConnect, upstreamResponse, bodyIdle")
         XCTAssertEqual(message(Self.minimalService.replacingOccurrences(of: "percent: 100}", with: "percent: 100, weight: 1}")),
