@@ -25,12 +25,27 @@ public final class TLSClientContext: @unchecked Sendable {  // immutable after i
 
     /// Loads the CA file (or the default trust store). Verification is always on: TLS 1.2+, ALPN `http/1.1`, or
     /// `h2` alone for HTTP/2 pods (a pod that does not select it fails the connect).
-    public init(caFile: String?, offer: Offer = .http11) throws(TLSClientContextError) {
+    /// `certificateFile`/`keyFile`: a client certificate chain and its key (PEM) for servers that ask for one
+    /// (etcd's `--client-cert-auth`).
+    public init(caFile: String?, offer: Offer = .http11, certificateFile: String? = nil, keyFile: String? = nil) throws(TLSClientContextError) {
         var reason = [CChar](repeating: 0, count: 256)
         let alpn = offer == .h2 ? Int32(SLUICE_TLS_ALPN_H2) : Int32(SLUICE_TLS_ALPN_HTTP11)
         guard let ctx = sluice_tls_client_ctx_new(caFile, alpn, &reason, reason.count) else {
             let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw TLSClientContextError(file: caFile, reason: text)
+        }
+        if let certificateFile {
+            let key = keyFile ?? certificateFile
+            guard SSL_CTX_use_certificate_chain_file(ctx, certificateFile) == 1 else {
+                let reason = Self.openSSLReason()
+                SSL_CTX_free(ctx)
+                throw TLSClientContextError(file: certificateFile, reason: "not a PEM certificate chain: \(reason)")
+            }
+            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+                let reason = Self.openSSLReason()
+                SSL_CTX_free(ctx)
+                throw TLSClientContextError(file: key, reason: "not the certificate's PEM private key: \(reason)")
+            }
         }
         self.caFile = caFile
         self.offer = offer
@@ -38,4 +53,14 @@ public final class TLSClientContext: @unchecked Sendable {  // immutable after i
     }
 
     deinit { SSL_CTX_free(context) }
+
+    /// The oldest error on the thread's OpenSSL queue, in words; empties the queue.
+    private static func openSSLReason() -> String {
+        let code = ERR_get_error()
+        ERR_clear_error()
+        guard code != 0 else { return "unknown error" }
+        var text = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &text, text.count)
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
