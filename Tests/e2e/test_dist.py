@@ -168,6 +168,12 @@ def test_the_release_tarball_serves_the_readmes_request_in_a_clean_debian_root(f
         assert json.loads(body) == {"predictions": EXPECTED_PREDICTIONS}
         timings["serve"] = time.monotonic() - t
 
+        # The libraries are the root's own packages, not the build machine's.
+        started_event = next(json.loads(line) for line in pathlib.Path(f"{serve_logs}.err").read_text().splitlines()
+                             if '"event":"gateway.started"' in line)
+        libssl = run_logged(["chroot", str(root), "dpkg-query", "-W", "-f", "${Version}", "libssl3"], 60, "dpkg-query").stdout
+        assert started_event["versions"]["openssl"].split()[1] == libssl.split("-")[0], (started_event["versions"], libssl)
+
         # A release that drains on SIGTERM, as the unit and the pod's grace period expect.
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=40) == 0, tail_logs(serve_logs)
