@@ -128,6 +128,19 @@ def test_the_kustomization_applies_every_manifest_of_its_directory(directory):
     assert listed == present, f"listed but absent: {listed - present}; present but not listed: {present - listed}"
 
 
+@pytest.mark.parametrize("directory", [KUBERNETES_DIR, KUBERNETES_DIR / "etcd"], ids=["sluice", "etcd"])
+def test_kubectl_kustomize_renders_exactly_the_validated_objects(directory):
+    """What `kubectl apply -k` would send (kubectl's built-in kustomize, offline) is what the schema check saw."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (make test installs the kubectl package)")
+    rendered = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    got = sorted((d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(rendered.stdout) if d)
+    files = [p for p in directory.glob("*.yaml") if p.name != "kustomization.yaml"]
+    wanted = sorted((d["kind"], d["metadata"]["name"]) for p in files for d in load_documents(p))
+    assert got == wanted
+
+
 def test_every_object_is_in_the_sluice_system_namespace(objects):
     for (kind, name), obj in objects.items():
         if kind == "Namespace":
