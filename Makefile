@@ -6,11 +6,13 @@ APT_PACKAGES := libssl-dev libnghttp2-dev pkg-config python3 python3-venv curl
 # What only the tests need: the real Prometheus the metrics test scrapes the gateway with; jq for the seed's
 # `kubectl get isvc ... -ojsonpath=... | jq`; etcd (server and etcdctl) for the scale-out tests, which start their own
 # members on loopback. kubectl itself comes from the kubectl package when none is on PATH.
-TEST_APT_PACKAGES := prometheus jq etcd-server etcd-client
+# debootstrap for the release test (a clean Debian root the tarball is installed into); systemd for
+# `systemd-analyze verify` of the unit (no running systemd is needed for it).
+TEST_APT_PACKAGES := prometheus jq etcd-server etcd-client debootstrap systemd
 VENV := .venv
 CONFIG ?= config/sluice.yaml
 
-.PHONY: deps deps-test venv build build-debug run test test-unit test-asan test-tsan test-alloc test-e2e fuzz bench clean
+.PHONY: deps deps-test venv build build-debug dist run test test-unit test-asan test-tsan test-alloc test-e2e fuzz bench clean
 
 # Installs the Debian packages of $(1) that are missing (the package's service is not started: policy-rc.d or no
 # systemd on these machines; the tests start their own on loopback).
@@ -44,6 +46,30 @@ build: deps
 
 build-debug: deps
 	$(SWIFT) build --product sluice
+
+# The release artifact: dist/sluice-<version>-linux-<arch>.tar.gz with sluice-<version>/{bin/sluice, config/,
+# systemd/sluice.service, README}. Swift's runtime and Foundation are linked statically, so the machine it goes to
+# needs only libssl3 and libnghttp2-14 (Tests/e2e/test_dist.py proves it in a clean debootstrap root). Its own
+# scratch path: the static link would otherwise replace .build's release binary. The ldd check fails the target if
+# the binary needs any library beyond glibc's, the C++ runtime's, OpenSSL's, nghttp2's and zlib's.
+DIST_SCRATCH := .build-dist
+DIST_BUILD := -c release --static-swift-stdlib --scratch-path $(DIST_SCRATCH)
+DIST_ALLOWED_LIBS := linux-vdso\.so|ld-linux[-a-z0-9_]*\.so|libc\.so|libm\.so|libpthread\.so|libdl\.so|librt\.so|libstdc\+\+\.so|libgcc_s\.so|libssl\.so|libcrypto\.so|libnghttp2\.so|libz\.so
+dist: deps
+	$(SWIFT) build $(DIST_BUILD) --product sluice
+	@set -euo pipefail; bin=$$($(SWIFT) build $(DIST_BUILD) --show-bin-path)/sluice; \
+	extra=$$(ldd $$bin | awk '{print $$1}' | grep -vE '^(/lib64/|/lib/)?($(DIST_ALLOWED_LIBS))' || true); \
+	if [ -n "$$extra" ]; then echo "dist: $$bin needs libraries a clean machine lacks: $$extra"; exit 1; fi; \
+	version=$$($$bin version | sed -n 's/^sluice //p'); test -n "$$version"; \
+	name=sluice-$$version; stage=$(DIST_SCRATCH)/stage; tarball=dist/$$name-linux-$$(uname -m).tar.gz; \
+	rm -rf $$stage && mkdir -p $$stage/$$name/bin $$stage/$$name/config/manifests $$stage/$$name/systemd dist; \
+	strip -o $$stage/$$name/bin/sluice $$bin; \
+	install -m 0644 config/sluice.yaml config/static.yaml $$stage/$$name/config/; \
+	install -m 0644 config/manifests/*.yaml $$stage/$$name/config/manifests/; \
+	install -m 0644 deploy/systemd/sluice.service $$stage/$$name/systemd/; \
+	sed -e "s/@VERSION@/$$version/g" -e "s/@ARCH@/$$(uname -m)/g" deploy/dist/README > $$stage/$$name/README; \
+	tar -C $$stage --owner=0 --group=0 --numeric-owner -czf $$tarball $$name; \
+	echo "dist: $$tarball ($$(du -h $$tarball | cut -f1)); ldd: $$(ldd $$bin | awk '{print $$1}' | tr '\n' ' ')"
 
 # Starts two demo iris predictors (model and model-2 of sklearn-iris), the gateway on $(CONFIG), and, when the state
 # directory does not have sklearn-iris yet, applies the seed's create step then its tag-routing canary (10 % to 00002).
@@ -110,8 +136,12 @@ test-tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	$(TSAN_ENV) $(SWIFT) test --skip-build --scratch-path .build-tsan --skip '$(TSAN_SKIP)'
 
-test-e2e: venv deps-test build
-	SLUICE_BIN=$$($(SWIFT) build -c release --show-bin-path)/sluice $(VENV)/bin/python -m pytest -q Tests/e2e
+# test_dist.py installs `make dist`'s tarball (SLUICE_DIST_TARBALL) into a clean Debian root; test_deploy.py validates
+# deploy/ (and starts the Kubernetes ConfigMap's sluice.yaml on SLUICE_BIN).
+test-e2e: venv deps-test build dist
+	SLUICE_BIN=$$($(SWIFT) build -c release --show-bin-path)/sluice \
+	SLUICE_DIST_TARBALL=$$(ls -t dist/sluice-*-linux-$$(uname -m).tar.gz | head -1) \
+	$(VENV)/bin/python -m pytest -q Tests/e2e
 
 # libFuzzer targets (Tests/Fuzz): each built with -sanitize=fuzzer,address (release, as shipped) in its own scratch
 # path, then run for FUZZ_SECONDS on a working corpus in .build-fuzz seeded from Tests/Fuzz/corpus (libFuzzer adds
@@ -147,4 +177,4 @@ bench: build
 	$(MAKE) -C benchmarks
 
 clean:
-	rm -rf .build .build-* $(VENV) .venv-sslyze
+	rm -rf .build .build-* $(VENV) .venv-sslyze dist
