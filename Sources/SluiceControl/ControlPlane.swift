@@ -100,6 +100,13 @@ public final class ControlPlane: Sendable {
             state = try Self.sharedState(shared, snapshot: store?.hasDocument == true ? state : nil, componentSuffix: config.hostRules.componentSuffix,
                                          events: events)
             session = StoreSession(store: shared, events: events)
+            // The copy to start from if etcd is down at the next start.
+            if let store {
+                do { try Self.save(state, to: store, encoder: stateEncoder) } catch {
+                    events.record(Event("state.snapshot_failed", reason: "SnapshotFailed", level: .warning,
+                                        message: "writing this replica's snapshot of the etcd state: \(error.description)"))
+                }
+            }
         } else {
             session = nil
             // Records from before uids and resource versions get them now, saved at once so that a uid never changes.

@@ -149,7 +149,9 @@ final class EtcdStateStore: Sendable {
     func noteFailure(_ error: EtcdError) {
         guard case .unavailable = error.kind else { return }
         health.withLock { health in
-            if health.failure == nil { health.failure = (error.description, Date()) } else { health.failure?.reason = error.description }
+            // One line: it travels in a Warning header.
+            let reason = error.description.split(whereSeparator: \.isNewline).joined(separator: " ")
+            if health.failure == nil { health.failure = (reason, Date()) } else { health.failure?.reason = reason }
         }
     }
 
