@@ -209,6 +209,21 @@ final class EtcdClientTests: XCTestCase {
         XCTAssertThrowsError(try watch.next())
     }
 
+    func testIdleTimeoutEndsAQuietWatch() throws {
+        let client = try sharedClient()
+        let revision = try client.range("/t/idle").revision
+        let watch = try client.watch("/t/idle", startRevision: revision + 1, progressNotify: false, idleTimeoutMilliseconds: 300)
+        let started = Date()
+        XCTAssertThrowsError(try watch.next()) { error in
+            XCTAssertEqual((error as? EtcdError)?.kind, .unavailable)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3)
+        // With progress notifications more often than the idle timeout, a quiet key keeps the stream alive.
+        let notified = try client.watch("/t/idle", startRevision: revision + 1, progressNotify: true, idleTimeoutMilliseconds: 2_000)
+        defer { notified.cancel() }
+        XCTAssertEqual(try notified.next().events, [])
+    }
+
     func testCompactionMakesOlderRevisionsCompacted() throws {
         let client = try sharedClient()
         let old = try client.put("/t/compact/k", bytes("1"))
@@ -236,9 +251,14 @@ final class EtcdClientTests: XCTestCase {
         settings.requestTimeoutMilliseconds = 1_000
         let client = try EtcdClient(settings: settings)
         let written = try client.put("/t/failover", bytes("before"))
+        let streaming = try client.watch("/t/failover", startRevision: written + 1, progressNotify: false)
 
-        // The first endpoint (the one that answered) dies; the client moves on to the next.
+        // The first endpoint (the one that answered) dies: its watch stream breaks, the client moves on to the next.
         cluster.kill(member: 0)
+        XCTAssertThrowsError(try streaming.next()) { error in
+            XCTAssertEqual((error as? EtcdError)?.kind, .unavailable)
+            XCTAssertFalse(streaming.isCanceled)
+        }
         XCTAssertEqual(try client.range("/t/failover").keyValues.first?.modRevision, written, cluster.logs)
         try client.put("/t/failover", bytes("after"))
         let watch = try client.watch("/t/failover", startRevision: written, progressNotify: false)
