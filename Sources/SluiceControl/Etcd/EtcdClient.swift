@@ -292,8 +292,11 @@ public final class EtcdClient: Sendable {
 
     /// Watches `key` (or the prefix) from `startRevision` (inclusive); `progressNotify` asks etcd for empty
     /// responses carrying the revision while nothing changes (every `--experimental-watch-progress-notify-interval`,
-    /// 10 minutes by default).
-    public func watch(_ key: String, prefix: Bool = false, startRevision: Int64, progressNotify: Bool = true) throws(EtcdError) -> EtcdWatch {
+    /// 10 minutes by default). `idleTimeoutMilliseconds` (0: none) makes `next()` throw `.unavailable` when no
+    /// message arrives for that long: with progress notifications a little longer than their interval, it tells a
+    /// member that hangs (a partition, a stopped process) from a quiet key.
+    public func watch(_ key: String, prefix: Bool = false, startRevision: Int64, progressNotify: Bool = true,
+                      idleTimeoutMilliseconds: Int = 0) throws(EtcdError) -> EtcdWatch {
         var create: EtcdJSONObject = ["key": EtcdJSON.base64(key), "start_revision": String(startRevision)]
         if prefix { create["range_end"] = EtcdJSON.base64(EtcdJSON.prefixEnd(key)) }
         if progressNotify { create["progress_notify"] = true }
@@ -330,7 +333,7 @@ public final class EtcdClient: Sendable {
                 let reason = result["cancel_reason"] as? String ?? "no reason given"
                 throw Self.classify(status: 200, ["error": reason, "message": reason], endpoint: endpoint)
             }
-            connection.setReadTimeout(milliseconds: 0)
+            connection.setReadTimeout(milliseconds: max(0, idleTimeoutMilliseconds))
             return EtcdWatch(connection: connection, endpoint: endpoint, pending: pending)
         }
     }

@@ -168,10 +168,10 @@ final class EtcdConnection: @unchecked Sendable {  // fd and TLS session: one re
 
     /// One CRLF-terminated line, without the CRLF.
     private func readLine() throws(EtcdTransportError) -> [UInt8] {
-        // Counted from bufferedStart, not as an index: fill() moves the buffer's start when all of it was consumed.
-        var scanned = 0
+        // Relative to bufferedStart: fill() may move the unread bytes to the front of the buffer.
+        var searched = 0
         while true {
-            var i = bufferedStart + scanned
+            var i = bufferedStart + searched
             while i + 1 < buffered.count {
                 if buffered[i] == 13 && buffered[i + 1] == 10 {
                     let line = Array(buffered[bufferedStart..<i])
@@ -180,7 +180,7 @@ final class EtcdConnection: @unchecked Sendable {  // fd and TLS session: one re
                 }
                 i += 1
             }
-            scanned = max(0, buffered.count - 1 - bufferedStart)
+            searched = max(0, buffered.count - 1 - bufferedStart)
             guard try fill() else { throw EtcdTransportError(description: "\(endpoint): the connection closed mid-response") }
             if buffered.count - bufferedStart > 64 * 1024 { throw EtcdTransportError(description: "\(endpoint): response line too long") }
         }
