@@ -122,6 +122,8 @@ public final class Reloader: Sendable {
             keep("adminTokenFile", \.control.adminTokenFile)
             keep("adminTLS", \.control.adminTLS)
             keep("stateDir", \.control.stateDir)
+            // The etcd session (its client, lease and watch) is made once, with the plane.
+            keep("stateStore", \.control.stateStore)
             keep("manifests", \.control.manifestsDir)
             // The metrics listener is bound, the access log file opened and the span exporter connected once, at
             // start; the access log's format, sampling and filter and the tracing rates apply at once.

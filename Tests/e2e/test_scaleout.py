@@ -175,7 +175,7 @@ def test_a_canary_applied_on_one_replica_is_routed_by_all_within_a_second(replic
 
     # Convergence: a traffic change applied on r0 (no new revision) routed by r1 and r2, timed from the apply's answer.
     delays: List[float] = []
-    for i in range(20):
+    for i in range(50):
         percent = 20 if i % 2 == 0 else 30
         path = tmp_path / f"split-{i}.yaml"
         path.write_text(pathlib.Path(CANARY).read_text().replace("canaryTrafficPercent: 10", f"canaryTrafficPercent: {percent}"))
