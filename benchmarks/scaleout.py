@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=10.0)
+    ap.add_argument("--replicas-only", action="store_true", help="part 2 alone")
     a = ap.parse_args()
     etcd = shutil.which("etcd") or "/usr/bin/etcd"
     work = tempfile.mkdtemp(prefix="sluice-scaleout-")
@@ -77,19 +78,20 @@ def main():
         assert wait_port(ETCD_CLIENT), "etcd never listened"
 
         # 1. file mode and etcd mode, side by side with nginx and HAProxy.
-        file_cfg = config(work, "file", 8090, 15090, etcd=False)
-        etcd_cfg = config(work, "etcd", 8092, 15092)
-        print(f"== 1. CPU per request, file mode and etcd mode (same run, {a.rounds} x {a.seconds} s)", flush=True)
-        subprocess.run([sys.executable, os.path.join(HERE, "proxybench.py"), "--rounds", str(a.rounds), "--seconds", str(a.seconds),
-                        "--proxy", f"sluice-file=8090={a.sluice} serve --config {file_cfg}",
-                        "--proxy", f"sluice-etcd=8092={a.sluice} serve --config {etcd_cfg}",
-                        "--ratio", "sluice-etcd/sluice-file", "--ratio", "sluice-etcd/haproxy", "--ratio", "sluice-file/haproxy"],
-                       check=True)
+        if not a.replicas_only:
+            file_cfg = config(work, "file", 8090, 15090, etcd=False)
+            etcd_cfg = config(work, "etcd", 8092, 15092)
+            print(f"== 1. CPU per request, file mode and etcd mode (same run, {a.rounds} x {a.seconds} s)", flush=True)
+            subprocess.run([sys.executable, os.path.join(HERE, "proxybench.py"), "--rounds", str(a.rounds), "--seconds", str(a.seconds),
+                            "--proxy", f"sluice-file=8090={a.sluice} serve --config {file_cfg}",
+                            "--proxy", f"sluice-etcd=8092={a.sluice} serve --config {etcd_cfg}",
+                            "--ratio", "sluice-etcd/sluice-file", "--ratio", "sluice-etcd/haproxy", "--ratio", "sluice-file/haproxy"],
+                           check=True)
 
         # 2. a replica under load while another changes the shared state.
         start(f"nginx -c {HERE}/nginx-backend.conf", shell=True)
         serving = start([a.sluice, "serve", "--config", config(work, "serving", 8093, 15093)])
-        writer = start([a.sluice, "serve", "--config", config(work, "writer", 8094, 15094)])
+        start([a.sluice, "serve", "--config", config(work, "writer", 8094, 15094)])  # the replica that changes things
         assert all(wait_port(p) for p in (9001, 8093, 15093, 8094, 15094)), "a port never opened"
         t0 = time.perf_counter()
         for i in range(a.services):

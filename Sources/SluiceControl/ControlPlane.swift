@@ -37,6 +37,8 @@ public final class ControlPlane: Sendable {
         var localOnly: Set<String> = []
         /// With the etcd store, set by a replication's body only: the records it installed as etcd holds them.
         var replicated: Set<String> = []
+        /// Changes kept so far (the etcd store's snapshot is written when this moved).
+        var changesKept: UInt64 = 0
     }
 
     /// Why a new route table was built; `sluice_route_table_publications_total`'s label.
@@ -62,8 +64,10 @@ public final class ControlPlane: Sendable {
     let session: StoreSession?
     /// Where this replica listens and serves the admin API (`sluice get gateways`).
     let servingAddresses = Mutex<(listen: String, admin: String)>(("", ""))
-    /// state.json's bytes, re-encoding only what changed.
+    /// state.json's bytes, re-encoding only what changed (under the plane's lock, or `snapshotLock` with etcd).
     private let stateEncoder = StateDocumentEncoder()
+    /// With etcd: serialises snapshot writes; holds the `changesKept` count the last one was taken at.
+    private let snapshotLock = Mutex<UInt64>(0)
     private let prober: ReadinessProber
     private let publish: @Sendable (RouteTable) -> Void
     /// Where the plane's events go (and the reloader's, and `serve`'s): stderr lines plus the per-service history.
@@ -327,7 +331,9 @@ public final class ControlPlane: Sendable {
                                object: RolloutState.resource(of: change.record, rules: rules, tagRoutingDefault: false),
                                previous: change.previous.map { RolloutState.resource(of: $0, rules: core.config.hostRules, tagRoutingDefault: false) })
             }
-            if next.state != core.state { try save(next.state, snapshotOnly: session != nil) }
+            // With etcd the change is durable there already: the replica's snapshot follows off this path.
+            if next.state != core.state, session == nil { try save(next.state) }
+            next.changesKept += 1
             let happened = describe(core, next, result) + Self.readinessEvents(old: core.state, new: next.state)
                 + Self.analysisEvents(old: core.state, new: next.state)
             guard let table, !sameRoutes else {
@@ -358,16 +364,27 @@ public final class ControlPlane: Sendable {
         return (result, kept.state)
     }
 
-    /// `snapshotOnly`: with etcd, the file is this replica's last copy for a start while etcd is down; the change is
-    /// in etcd already, so a failure to write the copy is told, not the change's failure.
-    private func save(_ state: RolloutState, snapshotOnly: Bool = false) throws(ControlError) {
+    private func save(_ state: RolloutState) throws(ControlError) {
         guard let store else { return }
-        do {
-            try Self.save(state, to: store, encoder: stateEncoder)
-        } catch {
-            guard snapshotOnly else { throw error }
-            events.record(Event("state.snapshot_failed", reason: "SnapshotFailed", level: .warning,
-                                message: "writing this replica's snapshot of the etcd state: \(error.description)"))
+        try Self.save(state, to: store, encoder: stateEncoder)
+    }
+
+    /// With the etcd store: writes this replica's snapshot (its last copy, to start from while etcd is down) when a
+    /// change was kept since the last one — at most as often as the session calls it (every half second), off the
+    /// change path and outside the plane's lock, so that a 1 000-service state file is not written per change.
+    /// A failure is told, not fatal: the truth is in etcd.
+    func writeSnapshotIfChanged() {
+        guard let store else { return }
+        snapshotLock.withLock { written in
+            let (state, kept) = core.withLock { ($0.state, $0.changesKept) }
+            guard kept != written else { return }
+            do {
+                try Self.save(state, to: store, encoder: stateEncoder)
+                written = kept
+            } catch {
+                events.record(Event("state.snapshot_failed", reason: "SnapshotFailed", level: .warning,
+                                    message: "writing this replica's snapshot of the etcd state: \(error)"))
+            }
         }
     }
 

@@ -324,6 +324,9 @@ def test_replicas_restarted_or_started_while_etcd_is_down_catch_up(replicas, etc
     assert r.returncode == 0, r.stderr
     replicas[2].start()
     wait_until(lambda: traffic_of(replicas[2]).get(REV2) == 10, 20, "restarted replica has the canary")
+    # Its snapshot follows within a second (written off the change path).
+    snapshot = replicas[2].state_dir / "state.json"
+    wait_until(lambda: snapshot.exists() and REV2 in snapshot.read_text(), 5, "the restarted replica's snapshot has the canary")
     # etcd down: a restart with a snapshot starts from it (and says so) and serves what it had.
     etcd.stop_all()
     replicas[2].kill9()

@@ -247,13 +247,20 @@ final class StoreSession: @unchecked Sendable {  // `plane` is set once, before 
                     try store.client.keepAlive(lease: lease)
                     renewedAt = nowMs()
                 }
-                let bid = try store.client.transaction(
-                    compare: [.createRevision(key: store.leaderKey, equals: 0)],
-                    success: [.put(key: store.leaderKey, value: Array(replicaName.utf8), lease: lease)],
-                    failure: [.range(key: store.leaderKey)])
-                let holder = bid.succeeded ? replicaName : bid.ranges.first?.first.map { String(decoding: $0.value, as: UTF8.self) }
+                // Who holds the leader key: a read (no raft write, no fsync in etcd) each turn; the transaction that
+                // takes it only when nobody does.
+                var holder = try store.client.range(store.leaderKey).keyValues.first.map { String(decoding: $0.value, as: UTF8.self) }
+                var took = false
+                if holder == nil {
+                    let bid = try store.client.transaction(
+                        compare: [.createRevision(key: store.leaderKey, equals: 0)],
+                        success: [.put(key: store.leaderKey, value: Array(replicaName.utf8), lease: lease)],
+                        failure: [.range(key: store.leaderKey)])
+                    took = bid.succeeded
+                    holder = bid.succeeded ? replicaName : bid.ranges.first?.first.map { String(decoding: $0.value, as: UTF8.self) }
+                }
                 state.withLock { $0.leaderName = holder }
-                setLeading(holder == replicaName, why: bid.succeeded ? "no replica held the leader key" : "")
+                setLeading(holder == replicaName, why: took ? "no replica held the leader key" : "")
                 let member = memberDocument()
                 if member != registered {
                     try store.client.put(memberKey, member, lease: lease)
@@ -273,6 +280,7 @@ final class StoreSession: @unchecked Sendable {  // `plane` is set once, before 
                     }
                 }
             }
+            plane?.writeSnapshotIfChanged()
             pause(min(500, Int(ttl) * 1_000 / 3))
         }
         // Leaving: membership and leadership end now rather than at the lease's end.
