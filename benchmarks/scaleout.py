@@ -14,6 +14,7 @@ import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, thread
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from proxybench import TICK, stop_all, tree_cpu_ticks, wait_port, wrk  # noqa: E402
+from kubeapi import manifest  # noqa: E402  (the same 1 000 InferenceServices as the kubeapi benchmark)
 
 ETCD_CLIENT, ETCD_PEER = 2479, 2480
 STATIC = """routing: {revisionHeader: true}
@@ -43,13 +44,6 @@ def call(admin, method, path, body, ctype="application/json"):
                                  headers={"Content-Type": ctype})
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status
-
-
-def manifest(i):
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": f"model-{i:04d}", "namespace": f"team-{i % 10}",
-                         "annotations": {"serving.sluice.dev/endpoints": "127.0.0.1:9001"}},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": f"gs://bench/models/{i}"}}}}
 
 
 def main():

@@ -84,12 +84,8 @@ public struct BlockingClient: Sendable {
     }
 
     private func write(_ fd: Int32, _ bytes: [UInt8]) throws(BlockingClientError) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw BlockingClientError(description: "writing to \(host):\(port): \(String(cString: strerror(errno)))") }
-            offset += n
+        guard BlockingSocket.write(fd, bytes) else {
+            throw BlockingClientError(description: "writing to \(host):\(port): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -11,7 +11,7 @@ public struct BlockingSocketError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
 }
 
-enum BlockingSocket {
+public enum BlockingSocket {
     /// A listening socket bound to `host:port` (IPv4 literal, or "localhost"), with SO_REUSEADDR and backlog 1024.
     static func listen(host: String, port: UInt16) throws(BlockingSocketError) -> Int32 {
         var address = sockaddr_in()
@@ -85,7 +85,8 @@ enum BlockingSocket {
     }
 
     /// All of `bytes`, or false when the peer is gone. MSG_NOSIGNAL because SIGPIPE would kill the process.
-    static func write(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    /// All of `bytes` on a blocking socket (no SIGPIPE; EINTR retried); false with errno set when the peer is gone.
+    public static func write(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {

@@ -66,18 +66,7 @@ public final class BlockingTLSClientSession {
     /// All of `bytes`, or false when the peer is gone.
     public func write(_ bytes: [UInt8]) -> Bool {
         guard let ssl else { return false }
-        return bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let count = SSL_write(ssl, buffer.baseAddress! + offset, Int32(clamping: buffer.count - offset))
-                guard count > 0 else {
-                    ERR_clear_error()
-                    return false
-                }
-                offset += Int(count)
-            }
-            return true
-        }
+        return BlockingTLSSession.writeAll(bytes, to: ssl)
     }
 
     /// Frees the session without close_notify: callers close after a complete response or after a cancel, when

@@ -44,7 +44,24 @@ public final class BlockingTLSSession {
     /// All of `bytes`, or false when the peer is gone.
     public func write(_ bytes: [UInt8]) -> Bool {
         guard let ssl else { return false }
-        return bytes.withUnsafeBytes { buffer in
+        return BlockingTLSSession.writeAll(bytes, to: ssl)
+    }
+
+    /// Sends close_notify (RFC 8446 §6.1) and frees the session; the caller closes the socket afterwards.
+    public func close() {
+        guard let ssl else { return }
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+        SSL_free(ssl)
+        self.ssl = nil
+    }
+}
+
+extension BlockingTLSSession {
+    /// SSL_write until every byte is taken (a blocking socket: each call writes whole records); false on an error.
+    /// The server and client sessions' one write loop.
+    static func writeAll(_ bytes: [UInt8], to ssl: OpaquePointer) -> Bool {
+        bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let count = SSL_write(ssl, buffer.baseAddress! + offset, Int32(clamping: buffer.count - offset))
@@ -56,14 +73,5 @@ public final class BlockingTLSSession {
             }
             return true
         }
-    }
-
-    /// Sends close_notify (RFC 8446 §6.1) and frees the session; the caller closes the socket afterwards.
-    public func close() {
-        guard let ssl else { return }
-        _ = SSL_shutdown(ssl)
-        ERR_clear_error()
-        SSL_free(ssl)
-        self.ssl = nil
     }
 }

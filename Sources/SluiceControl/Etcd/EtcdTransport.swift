@@ -1,6 +1,7 @@
 // Control layer: one connection to one etcd endpoint (plain TCP or TLS over a blocking socket) and the HTTP/1.1
 // framing the gateway needs: a POST out, then a response head and its body, whole or chunk by chunk.
 import Foundation
+import SluiceBlockingHTTP
 import Glibc
 import Synchronization
 import SluiceTLS
@@ -117,13 +118,8 @@ final class EtcdConnection: @unchecked Sendable {  // fd and TLS session: one re
             guard tls.write(bytes) else { throw EtcdTransportError(description: "\(endpoint): TLS write failed") }
             return
         }
-        let fd = self.fd
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw EtcdTransportError(description: "\(endpoint): writing: \(String(cString: strerror(errno)))") }
-            offset += n
+        guard BlockingSocket.write(fd, bytes) else {
+            throw EtcdTransportError(description: "\(endpoint): writing: \(String(cString: strerror(errno)))")
         }
     }
 
