@@ -121,7 +121,7 @@ extension ControlPlane {
         let me: JSONValue = .object([
             "name": .string(session?.replicaName ?? Self.defaultReplicaName(core.withLock { $0.config })), "listen": .string(listen),
             "admin": .string(admin), "version": .string(AdminAPI.sluiceVersion), "revision": .int(Int(revision)),
-            "generation": .int(generation), "leader": .bool(isLeader),
+            "generation": .int(generation), "leader": .bool(isLeader), "startedAt": .string(RolloutState.timestamp(startedAt)),
         ])
         guard let session else { return ([me], nil) }
         do {

@@ -62,6 +62,8 @@ public final class ControlPlane: Sendable {
     private let store: StateStore?
     /// The etcd store, its watch, lease and election; nil with the file store.
     let session: StoreSession?
+    /// When this plane started (a replica's age in `sluice get gateways`).
+    let startedAt = Date()
     /// Where this replica listens and serves the admin API (`sluice get gateways`).
     let servingAddresses = Mutex<(listen: String, admin: String)>(("", ""))
     /// state.json's bytes, re-encoding only what changed (under the plane's lock, or `snapshotLock` with etcd).

@@ -172,6 +172,12 @@ def test_a_canary_applied_on_one_replica_is_routed_by_all_within_a_second(replic
     for s in replicas:
         assert_split(fire(s, trained, 400), REV1, REV2, 10)
     assert {g["name"] for g in gateways(replicas[1])} == {"r0", "r1", "r2"}
+    # The table an operator reads: every replica at the same etcd revision, one leader.
+    table = replicas[1].cli("get", "gateways")
+    assert table.returncode == 0, table.stderr
+    header, *rows = [line.split() for line in table.stdout.splitlines()]
+    assert header == ["NAME", "LISTEN", "ADMIN", "VERSION", "REVISION", "GENERATION", "LEADER", "AGE"]
+    assert sorted(row[0] for row in rows) == ["r0", "r1", "r2"] and [row[6] for row in rows].count("true") == 1
 
     # Convergence: a traffic change applied on r0 (no new revision) routed by r1 and r2, timed from the apply's answer.
     delays: List[float] = []

@@ -30,7 +30,6 @@ final class StoreSession: @unchecked Sendable {  // `plane` is set once, before 
         var leaderName: String?
         var listen = ""
         var admin = ""
-        var startedAt = Date()
     }
 
     init(store: EtcdStateStore, events: EventLog) {
@@ -306,7 +305,8 @@ final class StoreSession: @unchecked Sendable {  // `plane` is set once, before 
     /// This replica's membership record: what an operator compares across replicas (the etcd revision its routes
     /// are built from, the route table generation, the version).
     private func memberDocument() -> [UInt8] {
-        let (listen, admin, startedAt) = state.withLock { ($0.listen, $0.admin, $0.startedAt) }
+        let (listen, admin) = state.withLock { ($0.listen, $0.admin) }
+        let startedAt = plane?.startedAt ?? Date()
         let served = plane?.servedRevision ?? (revision: 0, generation: 0)
         let document: JSONValue = .object([
             "name": .string(replicaName), "listen": .string(listen), "admin": .string(admin),
