@@ -172,7 +172,7 @@ def test_a_canary_applied_on_one_replica_is_routed_by_all_within_a_second(replic
     for s in replicas:
         assert_split(fire(s, trained, 400), REV1, REV2, 10)
     assert {g["name"] for g in gateways(replicas[1])} == {"r0", "r1", "r2"}
-    # The table an operator reads: every replica at the same etcd revision, one leader.
+    # The table an operator reads: the three replicas, exactly one of them leading.
     table = replicas[1].cli("get", "gateways")
     assert table.returncode == 0, table.stderr
     header, *rows = [line.split() for line in table.stdout.splitlines()]
