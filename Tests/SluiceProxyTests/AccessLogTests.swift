@@ -416,8 +416,6 @@ final class AccessLogTests: XCTestCase {
         let stalled = try gateway(to: pod, path: "/dev/fd/\(ends[1])")
         let flowing = try gateway(to: pod, path: directory.appendingPathComponent("flowing.log").path)
         defer { flowing.shutdown(graceMs: 1000) }
-        let toStalled = try TestClient(port: stalled.port)
-        let toFlowing = try TestClient(port: flowing.port)
 
         // Fill the pipe and the ring (2 MiB): bounded, with several connections to go faster.
         let deadline = Date().addingTimeInterval(60)
@@ -442,6 +440,10 @@ final class AccessLogTests: XCTestCase {
         }
         let droppedBefore = stalled.accessLogStats.linesDropped
         XCTAssertGreaterThan(droppedBefore, 0, "lines were dropped once the sink stalled (after \(sent) requests)")
+        // Connected only now: a connection that sends nothing for requestHeader (10 s) is closed, and the fill can take
+        // that long on a loaded machine under a sanitizer.
+        let toStalled = try TestClient(port: stalled.port)
+        let toFlowing = try TestClient(port: flowing.port)
 
         var stalledLatencies: [Double] = []
         var flowingLatencies: [Double] = []
