@@ -130,7 +130,7 @@ struct GetCommand: ParsableCommand {
             case "gateways", "gateway", "gw":
                 let (_, json) = try admin.call("GET", "", base: AdminAPI.gatewaysPath)
                 if output == "json" { print(json?.jsonText ?? "{}"); return }
-                print(Self.gatewayTable(json?["items"]?.arrayValue ?? [], now: Date()))
+                print(Self.gatewayTable(json?["items"]?.arrayValue ?? [], now: Date()), terminator: "")
             case "revisions", "revision", "rev":
                 guard let name else { throw CLIFailure("get revisions needs the InferenceService's name") }
                 let (_, json) = try admin.call("GET", "/namespaces/\(admin.namespace)/inferenceservices/\(name)/revisions")

@@ -171,13 +171,17 @@ def test_a_canary_applied_on_one_replica_is_routed_by_all_within_a_second(replic
     # Every replica routes the seed's split: 10 % on 00002, by the split it serves.
     for s in replicas:
         assert_split(fire(s, trained, 400), REV1, REV2, 10)
-    assert {g["name"] for g in gateways(replicas[1])} == {"r0", "r1", "r2"}
+    # Each replica registered where it serves (its record is rewritten once its listeners are bound).
+    served = {f"r{i}": (f"{LOOPBACK}:{s.port}", f"{LOOPBACK}:{s.admin_port}") for i, s in enumerate(replicas)}
+    wait_until(lambda: {g["name"]: (g["listen"], g["admin"]) for g in gateways(replicas[1])} == served, 5,
+               "every replica's membership record with its addresses")
     # The table an operator reads: the three replicas, exactly one of them leading.
     table = replicas[1].cli("get", "gateways")
     assert table.returncode == 0, table.stderr
     header, *rows = [line.split() for line in table.stdout.splitlines()]
-    assert header == ["NAME", "LISTEN", "ADMIN", "VERSION", "REVISION", "GENERATION", "LEADER", "AGE"]
-    assert sorted(row[0] for row in rows) == ["r0", "r1", "r2"] and [row[6] for row in rows].count("true") == 1
+    assert header == ["NAME", "LISTEN", "ADMIN", "VERSION", "REVISION", "GENERATION", "LEADER", "AGE"], table.stdout
+    assert sorted(row[0] for row in rows) == ["r0", "r1", "r2"], table.stdout
+    assert [row[6] for row in rows].count("true") == 1, table.stdout
 
     # Convergence: a traffic change applied on r0 (no new revision) routed by r1 and r2, timed from the apply's answer.
     delays: List[float] = []
