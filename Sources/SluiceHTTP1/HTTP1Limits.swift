@@ -1,7 +1,7 @@
 // HTTP1Limits: size bounds applied while parsing a head. Protocol layer (SluiceHTTP1).
 // Defaults follow Envoy's edge settings (60 KiB head, 100 fields); see hardening.md §3.4.
 
-public struct HTTP1Limits: Sendable {
+public struct HTTP1Limits: Sendable, Equatable {
     /// Start line + fields + final CRLF; above it a request gets 431 (a response 502).
     public var maxHeadBytes = 60 * 1024
     /// Field lines per head; above it 431.

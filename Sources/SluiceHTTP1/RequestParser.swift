@@ -21,7 +21,7 @@ public struct RequestParser {
         case failed
     }
 
-    let limits: HTTP1Limits
+    public let limits: HTTP1Limits
     var state: State = .idle
     /// Resume offset: the first byte not yet examined.
     var position = 0
@@ -47,9 +47,33 @@ public struct RequestParser {
     var requiresHost = true
 
     public init(limits: HTTP1Limits) {
+        self.init(limits: limits, storage: RequestParserStorage(limits: limits))
+    }
+
+    public init(limits: HTTP1Limits, storage lent: RequestParserStorage) {
         self.limits = limits
-        storage.headers.reserveCapacity(min(limits.maxHeaderCount, 16))  // grows once if needed, then reused; small so idle connections stay cheap
-        connectionTokens.reserveCapacity(8)
+        adoptStorage(lent)
+    }
+
+    /// False once the storage has been lent out (`lendStorage`): the next parse would allocate.
+    public var hasStorage: Bool { storage.headers.capacity > 0 }
+
+    /// Gives the growable storage away, for a connection that falls idle between requests: it then holds no field
+    /// list. Only between requests (nothing parsed since `reset`); `adoptStorage` before the next parse.
+    public mutating func lendStorage() -> RequestParserStorage {
+        precondition(state == .idle && position == 0, "RequestParser: storage lent in the middle of a head")
+        var lent = RequestParserStorage(headers: [], connectionTokens: [])
+        swap(&lent.headers, &storage.headers)
+        swap(&lent.connectionTokens, &connectionTokens)
+        return lent
+    }
+
+    /// Takes storage (a new one, or one another parser lent) for the next request.
+    public mutating func adoptStorage(_ lent: RequestParserStorage) {
+        storage.headers = lent.headers
+        storage.headers.removeAll(keepingCapacity: true)
+        connectionTokens = lent.connectionTokens
+        connectionTokens.removeAll(keepingCapacity: true)
     }
 
     /// Valid after `parse` returned `.complete`.
@@ -347,4 +371,27 @@ public struct RequestParser {
         state = .complete
         return .complete
     }
+}
+
+/// What a request parser allocates: the field list and the Connection tokens, with their capacity. Parsers on one
+/// thread pass it around (`RequestParser.lendStorage`, `adoptStorage`), so that idle connections hold none of it
+/// and busy ones allocate nothing.
+public struct RequestParserStorage {
+    var headers: [HeaderField]
+    var connectionTokens: [ByteSpan]
+
+    init(headers: [HeaderField], connectionTokens: [ByteSpan]) {
+        self.headers = headers
+        self.connectionTokens = connectionTokens
+    }
+
+    public init(limits: HTTP1Limits) {
+        headers = []
+        headers.reserveCapacity(min(limits.maxHeaderCount, 16))  // grows once if needed, then reused
+        connectionTokens = []
+        connectionTokens.reserveCapacity(8)
+    }
+
+    /// Made with (or grown to) no more than the usual capacity: worth keeping for the next parser.
+    public var isStandardSize: Bool { headers.capacity <= 32 && connectionTokens.capacity <= 16 }
 }

@@ -16,7 +16,7 @@ public struct ResponseParser {
         case failed
     }
 
-    let limits: HTTP1Limits
+    public let limits: HTTP1Limits
     var state: State = .idle
     var position = 0
     var mark = 0

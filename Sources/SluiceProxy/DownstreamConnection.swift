@@ -39,10 +39,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
     /// Gateway → client bytes.
     var output: ByteBuffer?
     var parser: RequestParser
-    /// Per-request parsing state, kept here so that its storage is reused by every request on the connection.
-    var responseParser: ResponseParser
     var requestDecoder = ChunkedDecoder()
-    var responseDecoder = ChunkedDecoder()
     /// The client's address as text, for X-Forwarded-For (rendered once per connection).
     let peerIP: [UInt8]
     /// Edge-triggered reads: true until a read returns EAGAIN or a short count.
@@ -116,12 +113,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         self.transport = transport
         self.peerIP = peerIP
         self.worker = worker
-        var limits = HTTP1Limits()
-        limits.maxHeadBytes = worker.settings.limits.maxHeaderBytes
-        limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
-        limits.maxTargetBytes = worker.settings.limits.maxRequestTargetBytes
-        self.parser = RequestParser(limits: limits)
-        self.responseParser = ResponseParser(limits: limits)
+        self.parser = RequestParser(limits: HTTP1Limits(worker.settings.limits), storage: worker.parserStorage.take())
     }
 
     // MARK: Events
@@ -230,6 +222,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
             case .awaitingRequest:
                 if let input, !input.isEmpty {
                     if !isRequestOpen { openRequest(.http11, isTLS: isTLS, client: peerIP) }
+                    if !parser.hasStorage { parser.adoptStorage(worker.parserStorage.take()) }
                     switch parser.parse(input.readable) {
                     case .complete:
                         startExchange()
@@ -306,10 +299,13 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         }
     }
 
+    /// Between requests with nothing buffered, the connection keeps no buffer and no field list: an idle keep-alive
+    /// connection costs its object and little else (benchmarks/idle_memory.py).
     private func releaseIdleBuffers() {
         guard phase == .awaitingRequest, exchange == nil else { return }
         if let b = input, b.isEmpty { worker.buffers.give(b); input = nil }
         if let b = output, b.isEmpty { worker.buffers.give(b); output = nil }
+        if input == nil && parser.hasStorage { worker.parserStorage.give(parser.lendStorage()) }
     }
 
     // MARK: Routing a request
@@ -556,6 +552,10 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         transport.close(clean: clean)
         if let b = input { worker.buffers.give(b); input = nil }
         if let b = output { worker.buffers.give(b); output = nil }
+        if parser.hasStorage {
+            parser.reset()
+            worker.parserStorage.give(parser.lendStorage())
+        }
         worker.connectionClosed()
     }
 }

@@ -116,11 +116,16 @@ final class Exchange: UpstreamDelegate {
     /// The mirror copying this request as it is sent (ShadowExchange.swift), until the request is complete and the
     /// mirror goes, or it is dropped; nil for a request that is not mirrored.
     private var shadow: ShadowDownstream?
+    /// Parsing state for the pod's response. It lives here, in the worker's recycled exchanges, and not in the
+    /// downstream: an idle client connection holds none of it, and an HTTP/2 stream does not allocate its own.
+    private(set) var responseParser: ResponseParser
+    private var responseDecoder = ChunkedDecoder()
 
     /// An exchange for `worker`'s requests; `start` readies it for each one (ExchangeRecycler.take).
     init(worker: Worker) {
         self.worker = worker
         policy = RequestPolicy(settings: worker.settings)  // replaced by each request's own in `start`
+        responseParser = ResponseParser(limits: HTTP1Limits(worker.settings.limits))
     }
 
     /// Readies the exchange for one request: every per-request field is set here, for a new and a recycled
@@ -199,8 +204,11 @@ final class Exchange: UpstreamDelegate {
         isPumpingResponse = false
         responseDeadlineMs = 0
         tryDeadlineMs = 0
-        downstream.responseParser.reset()
-        downstream.responseDecoder.reset()
+        // A reload may have changed the head limits since this (recycled) exchange was made.
+        let limits = HTTP1Limits(worker.settings.limits)
+        if responseParser.limits != limits { responseParser = ResponseParser(limits: limits) }
+        responseParser.reset()
+        responseDecoder.reset()
     }
 
     /// The attempt is under way: a connect in progress has its timer (the send follows on connect), an open
@@ -515,15 +523,15 @@ final class Exchange: UpstreamDelegate {
                 return
             case .awaitingHead:
                 if !input.isEmpty {
-                    switch downstream.responseParser.parse(input.readable, requestWasHEAD: requestWasHEAD) {
+                    switch responseParser.parse(input.readable, requestWasHEAD: requestWasHEAD) {
                     case .complete:
-                        let head = downstream.responseParser.head
+                        let head = responseParser.head
                         if head.status < 200 {
                             // 1xx interim responses: 100 Continue was already answered by us, 101 cannot happen
                             // because Upgrade is never forwarded, others (103) are not relayed.
                             if head.status == 101 { failBeforeResponse(.upstreamInvalid); return }
                             input.consume(head.headLength)
-                            downstream.responseParser.reset()
+                            responseParser.reset()
                             continue
                         }
                         worker.recordAnswer(pool, status: head.status, revision: revision)
@@ -552,7 +560,7 @@ final class Exchange: UpstreamDelegate {
             case .chunked:
                 var ended = false
                 while !input.isEmpty {
-                    let (consumed, step) = downstream.responseDecoder.next(input.readable)
+                    let (consumed, step) = responseDecoder.next(input.readable)
                     switch step {
                     case .data(let span):
                         downstream.writeResponseBody(UnsafeRawBufferPointer(rebasing: input.readable[span.start..<(span.start + span.count)]))
@@ -717,8 +725,8 @@ final class Exchange: UpstreamDelegate {
         }
         tryDeadlineMs = 0
         upstreamKeepAlive = true
-        downstream.responseParser.reset()
-        downstream.responseDecoder.reset()
+        responseParser.reset()
+        responseDecoder.reset()
         fresh.attach(self)
         fresh.output!.append(replayable.readable)
         if fresh.state == .open {

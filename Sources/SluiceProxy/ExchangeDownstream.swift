@@ -25,9 +25,6 @@ protocol ExchangeDownstream: AnyObject {
     var isTLS: Bool { get }
     /// The request's X-Request-Id (the client's, or one the exchange makes); storage may be reused between exchanges.
     var requestId: [UInt8] { get set }
-    /// Parsing state for the pod's response, owned by the downstream so that its storage can be reused.
-    var responseParser: ResponseParser { get set }
-    var responseDecoder: ChunkedDecoder { get set }
 
     func setDeadline(_ kind: DeadlineKind, after milliseconds: Int)
     /// The one timer of this downstream (the sweep compares it with the loop's clock) and what it stands for.

@@ -32,8 +32,6 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
     private var session: H2Session { connection.session }
     private(set) var phase: Phase = .receivingHead
     var requestId: [UInt8] = []
-    var responseParser: ResponseParser
-    var responseDecoder = ChunkedDecoder()
     var exchange: Exchange?
     /// A gRPC call relayed to an h2c pod (instead of `exchange`).
     private var grpc: H2UpstreamStream?
@@ -87,10 +85,6 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
     init(id: Int32, connection: H2Connection) {
         self.id = id
         self.connection = connection
-        var limits = HTTP1Limits()
-        limits.maxHeadBytes = connection.worker.settings.limits.maxHeaderBytes
-        limits.maxHeaderCount = connection.worker.settings.limits.maxHeaderCount
-        responseParser = ResponseParser(limits: limits)
         headBytes = connection.worker.buffers.take()
         policy = RequestPolicy(settings: connection.worker.settings)
         openRequest(.h2, isTLS: connection.isTLS, client: peerIP)

@@ -1,4 +1,5 @@
 // Proxy layer: every knob of the data plane (listeners, timeouts, limits, headers, TLS), as plain values.
+import SluiceHTTP1
 import SluiceRouting
 import SluiceTLS
 
@@ -122,4 +123,14 @@ public struct ProxySettings: Hashable, Sendable {
     /// Traffic mirroring's bounds: in flight, timeout, copied size.
     public var mirror = MirrorSettings()
     public init() {}
+}
+
+extension HTTP1Limits {
+    /// The head bounds the proxy's parsers apply: request heads from clients, response heads from pods.
+    init(_ limits: ProxyLimits) {
+        self.init()
+        maxHeadBytes = limits.maxHeaderBytes
+        maxHeaderCount = limits.maxHeaderCount
+        maxTargetBytes = limits.maxRequestTargetBytes
+    }
 }

@@ -85,8 +85,6 @@ final class ShadowDownstream: ExchangeDownstream {
     let peerIP: [UInt8] = []
     var isTLS: Bool { false }
     var requestId: [UInt8] = []
-    var responseParser: ResponseParser
-    var responseDecoder = ChunkedDecoder()
     var deadline: Int64 = .max
     var deadlineKind: DeadlineKind = .none
     /// Where it is in `Mirrors.active` (-1: not in flight).
@@ -105,10 +103,6 @@ final class ShadowDownstream: ExchangeDownstream {
 
     init(worker: Worker) {
         self.worker = worker
-        var limits = HTTP1Limits()
-        limits.maxHeadBytes = worker.settings.limits.maxHeaderBytes
-        limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
-        responseParser = ResponseParser(limits: limits)
     }
 
     fileprivate func prepare(target: Revision, generation: Int, head: RequestHead, maxBytes: Int, buffer: ByteBuffer) {

@@ -1,4 +1,5 @@
 // Proxy layer: one worker — a thread with its own epoll loop, listener, upstream pools, buffers and PRNG.
+import SluiceHTTP1
 import SluiceIO
 import SluiceRouting
 import SluiceTLS
@@ -14,6 +15,7 @@ final class Worker {
     private(set) var settings: ProxySettings
     var random: FastRandom
     let buffers: BufferPool
+    let parserStorage: ParserStoragePool
     private var listener: Listener?
     /// Upstream pools by route-table endpoint index, rebuilt at each hand-over; pools survive hand-overs by endpoint.
     private(set) var pools: [ConnectionPool] = []
@@ -70,6 +72,7 @@ final class Worker {
         // At most 128 idle buffers (~4.5 MiB) stay cached per worker: enough for bursts, and 10 000 idle
         // keep-alive connections hold none at all.
         self.buffers = BufferPool(bufferCapacity: settings.limits.bufferBytes + 4096, maxKept: 128)
+        self.parserStorage = ParserStoragePool(limits: HTTP1Limits(settings.limits))
         self.metrics = WorkerMetrics(view: handle.metrics)
         handle.waker.withLock { $0 = loop.waker }
         installPools()
