@@ -13,6 +13,7 @@ Usage: idle_memory.py --sluice BIN [--connections N ...] [--proxies sluice,nginx
 """
 import argparse, os, resource, socket, ssl, subprocess, sys, tempfile, time
 from proxybench import HERE, HOST, stop_all, wait_port
+from tlsbench import make_cert
 
 BATCH = 64
 
@@ -30,13 +31,6 @@ def rss_tree(pid):
         except (OSError, StopIteration):
             pass
     return total
-
-def make_cert(d):
-    key, crt, pem = f"{d}/tls.key", f"{d}/tls.crt", f"{d}/tls.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={HOST}"], check=True, capture_output=True)
-    open(pem, "w").write(open(crt).read() + open(key).read())
-    return key, crt, pem
 
 def haproxy_maxconn(n, fd_limit):
     """HAProxy reserves two descriptors per connection (client and server side) and refuses a maxconn it cannot back."""

@@ -12,7 +12,8 @@
 # Needs valgrind, wrk and nginx (make -C benchmarks deps; apt-get install valgrind).
 set -euo pipefail
 BIN=$1
-# CONFIG=benchmarks/sluice-bench-log.yaml counts the same requests with the JSON access log on.
+# CONFIG=benchmarks/sluice-bench-log.yaml counts the same requests with the JSON access log on; LOAD=h2c counts
+# HTTP/2 requests instead (h2load -c8 -m10, GET, prior knowledge; needs nghttp2-client).
 CONFIG=${CONFIG:-$(cd "$(dirname "$0")" && pwd)/sluice-bench.yaml}
 PORT=${2:-8190}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,9 +26,16 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgri
   --state-dir "$work/state" >/dev/null 2>"$work/valgrind.err" & sluice=$!
 trap 'kill $sluice $backend 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do curl -s -o /dev/null -H "$HOST" "$URL" && break; sleep 0.2; done
-wrk -t1 -c8 -d3s -s "$HERE/post.lua" -H "$HOST" "$URL" >/dev/null
+load() {
+  if [ "${LOAD:-http1}" = h2c ]; then
+    h2load -c8 -m10 -D "$1" -H ":authority: ${HOST#Host: }" "$URL" | sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1 requests in/p'
+  else
+    wrk -t1 -c8 -d"$1"s -s "$HERE/post.lua" -H "$HOST" "$URL"
+  fi
+}
+load 3 >/dev/null
 callgrind_control -i on $sluice >/dev/null
-out=$(wrk -t1 -c8 -d8s -s "$HERE/post.lua" -H "$HOST" "$URL")
+out=$(load 8)
 callgrind_control -i off $sluice >/dev/null
 callgrind_control -d $sluice >/dev/null
 requests=$(echo "$out" | grep -o "[0-9]* requests in" | grep -o "^[0-9]*")

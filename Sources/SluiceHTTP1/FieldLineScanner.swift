@@ -55,6 +55,38 @@ struct FieldLineScanner {
         hasUnderscore = false
     }
 
+    /// Skips, from offset `p`, the bytes that only continue the current name or value (most of a head), doing for
+    /// each what `consume` would (the underscore note, the value's first and last byte), and returns the offset of
+    /// the first byte that may change the state, or `limit`. That byte, and every other, goes through `consume`, so
+    /// every rule is still checked on the byte that decides it. A name byte is a token byte; a value byte here is
+    /// VCHAR or obs-text (0x21–0x7E, 0x80–0xFF): whitespace, which is trimmed at the ends, and CR stop the skip.
+    @inline(__always)
+    mutating func skipPlain(_ buffer: UnsafeRawBufferPointer, from p: Int, limit: Int) -> Int {
+        var q = p
+        switch state {
+        case .name:
+            while q < limit {
+                let b = buffer[q]
+                guard ASCII.isToken(b) else { break }
+                if b == ASCII.underscore { hasUnderscore = true }
+                q &+= 1
+            }
+        case .value:
+            while q < limit {
+                let b = buffer[q]
+                guard b > ASCII.sp && b != 0x7F else { break }
+                q &+= 1
+            }
+            if q > p {
+                if valueFirst < 0 { valueFirst = p }
+                valueEnd = q
+            }
+        case .lineStart, .valueCR, .finalCR:
+            break
+        }
+        return q
+    }
+
     /// Consumes the byte at offset `pos`. Positions only matter for spans; the chunked decoder ignores them.
     @inline(__always)
     mutating func consume(_ b: UInt8, at pos: Int) -> Event {

@@ -62,18 +62,18 @@ public struct RequestParser {
     /// list. Only between requests (nothing parsed since `reset`); `adoptStorage` before the next parse.
     public mutating func lendStorage() -> RequestParserStorage {
         precondition(state == .idle && position == 0, "RequestParser: storage lent in the middle of a head")
-        var lent = RequestParserStorage(headers: [], connectionTokens: [])
+        var lent = RequestParserStorage.none
         swap(&lent.headers, &storage.headers)
         swap(&lent.connectionTokens, &connectionTokens)
         return lent
     }
 
-    /// Takes storage (a new one, or one another parser lent) for the next request.
+    /// Takes storage (a new one, or one another parser lent) for the next request. It must be empty: emptying it
+    /// here would copy it (the caller still holds a reference while this runs), an allocation per request.
     public mutating func adoptStorage(_ lent: RequestParserStorage) {
+        precondition(lent.headers.isEmpty && lent.connectionTokens.isEmpty, "RequestParser: adopted storage is not empty")
         storage.headers = lent.headers
-        storage.headers.removeAll(keepingCapacity: true)
         connectionTokens = lent.connectionTokens
-        connectionTokens.removeAll(keepingCapacity: true)
     }
 
     /// Valid after `parse` returned `.complete`.
@@ -158,6 +158,11 @@ public struct RequestParser {
                 lines.reset()
                 state = .fields
             case .fields:
+                let skipped = lines.skipPlain(buffer, from: p, limit: limit)
+                if skipped != p {
+                    p = skipped
+                    continue
+                }
                 switch lines.consume(b, at: p) {
                 case .none:
                     break
@@ -377,8 +382,12 @@ public struct RequestParser {
 /// thread pass it around (`RequestParser.lendStorage`, `adoptStorage`), so that idle connections hold none of it
 /// and busy ones allocate nothing.
 public struct RequestParserStorage {
-    var headers: [HeaderField]
+    /// The field list; an HTTP/2 stream, which parses no HTTP/1.1 head, borrows the storage for this alone.
+    public var headers: [HeaderField]
     var connectionTokens: [ByteSpan]
+
+    /// No storage (nothing allocated): what a borrower holds once it gave its storage back.
+    public static var none: RequestParserStorage { RequestParserStorage(headers: [], connectionTokens: []) }
 
     init(headers: [HeaderField], connectionTokens: [ByteSpan]) {
         self.headers = headers

@@ -136,6 +136,11 @@ public struct ResponseParser {
                 lines.reset()
                 state = .fields
             case .fields:
+                let skipped = lines.skipPlain(buffer, from: p, limit: limit)
+                if skipped != p {
+                    p = skipped
+                    continue
+                }
                 switch lines.consume(b, at: p) {
                 case .none, .name:
                     break

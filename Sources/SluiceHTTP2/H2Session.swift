@@ -31,7 +31,7 @@ public final class H2Session {
     public private(set) var isGoingAway = false
     /// Response header scratch, reused by every response: bytes, then name/value offsets, then the nghttp2 vector.
     private let headerBytes = ByteBuffer(capacity: 4096)
-    private var headerOffsets: [(Int, Int, Int, Int)] = []
+    private var headerOffsets: [(Int, Int, Int, Int, UInt8)] = []
     private var nameValues: [nghttp2_nv] = []
 
     public init(delegate: any H2SessionDelegate, limits: H2Limits) {
@@ -119,18 +119,22 @@ public final class H2Session {
         headerOffsets.removeAll(keepingCapacity: true)
     }
 
-    /// Adds a response field; the name is lower-cased (RFC 9113 §8.2.1).
-    public func addHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    /// Adds a response field; the name is lower-cased (RFC 9113 §8.2.1). `indexed: false` for a value that differs
+    /// on every response (a request id, a trace id): HPACK then sends it as a literal without indexing (RFC 7541
+    /// §6.2.2) instead of inserting it into the dynamic table, where it would only evict the fields that do repeat
+    /// (and cost nghttp2 an entry's allocation and copy per response).
+    public func addHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, indexed: Bool = true) {
         let nameStart = headerBytes.readableBytes
         headerBytes.reserve(name.count)
         for b in name { headerBytes.append(byte: b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
         let valueStart = headerBytes.readableBytes
         headerBytes.append(value)
-        headerOffsets.append((nameStart, name.count, valueStart, value.count))
+        headerOffsets.append((nameStart, name.count, valueStart, value.count,
+                              UInt8(indexed ? NGHTTP2_NV_FLAG_NONE.rawValue : NGHTTP2_NV_FLAG_NO_INDEX.rawValue)))
     }
 
-    public func addHeader(name: StaticString, value: UnsafeRawBufferPointer) {
-        addHeader(name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: value)
+    public func addHeader(name: StaticString, value: UnsafeRawBufferPointer, indexed: Bool = true) {
+        addHeader(name: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount), value: value, indexed: indexed)
     }
 
     /// Submits `:status` and the fields added since `beginHeaders`; with `hasBody` the body is pulled through
@@ -143,9 +147,9 @@ public final class H2Session {
         withUnsafeMutableBytes(of: &statusText) { status in
             nameValues.append(nghttp2_nv(name: UnsafeMutablePointer(mutating: statusName.utf8Start), value: status.baseAddress!.assumingMemoryBound(to: UInt8.self),
                                          namelen: 7, valuelen: 3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
-            for (n, nl, v, vl) in headerOffsets {
+            for (n, nl, v, vl, flags) in headerOffsets {
                 let p = UnsafeMutablePointer(mutating: base!.assumingMemoryBound(to: UInt8.self))
-                nameValues.append(nghttp2_nv(name: p + n, value: p + v, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                nameValues.append(nghttp2_nv(name: p + n, value: p + v, namelen: nl, valuelen: vl, flags: flags))
             }
             // nghttp2 copies the fields during the call, so the scratch can be reused at once.
             if hasBody {
@@ -162,9 +166,9 @@ public final class H2Session {
     public func submitTrailers(_ streamId: Int32) {
         nameValues.removeAll(keepingCapacity: true)
         let base = headerBytes.readable.baseAddress
-        for (n, nl, v, vl) in headerOffsets {
+        for (n, nl, v, vl, flags) in headerOffsets {
             let p = UnsafeMutablePointer(mutating: base!.assumingMemoryBound(to: UInt8.self))
-            nameValues.append(nghttp2_nv(name: p + n, value: p + v, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+            nameValues.append(nghttp2_nv(name: p + n, value: p + v, namelen: nl, valuelen: vl, flags: flags))
         }
         _ = nghttp2_submit_trailer(session, streamId, nameValues, nameValues.count)
     }

@@ -51,7 +51,12 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
 
     // Request head: field bytes copied out of nghttp2's buffers, with spans into them.
     private var headBytes: ByteBuffer
-    private var fields: [HeaderField] = []
+    /// The request's fields, in a field list borrowed from the worker (ParserStoragePool) and given back at close.
+    private var fields: [HeaderField] {
+        get { fieldStorage.headers }
+        _modify { yield &fieldStorage.headers }
+    }
+    private var fieldStorage: RequestParserStorage
     private var method = ByteSpan.empty
     private var path = ByteSpan.empty
     private var authority: ByteSpan?
@@ -86,6 +91,7 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
         self.id = id
         self.connection = connection
         headBytes = connection.worker.buffers.take()
+        fieldStorage = connection.worker.parserStorage.take()
         policy = RequestPolicy(settings: connection.worker.settings)
         openRequest(.h2, isTLS: connection.isTLS, client: peerIP)
     }
@@ -337,7 +343,8 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
             if field.kind == .xRequestId { hasRequestId = true }
             if sendsTraceResponse && ForwardedHeaders.isTraceResponse(UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count)) { continue }
             session.addHeader(name: UnsafeRawBufferPointer(start: base + field.name.start, count: field.name.count),
-                              value: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count))
+                              value: UnsafeRawBufferPointer(start: base + field.value.start, count: field.value.count),
+                              indexed: field.kind != .xRequestId)
         }
         switch head.framing {
         case .none:
@@ -351,7 +358,7 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
         case .chunked, .untilClose:
             break  // DATA frames carry the body; END_STREAM ends it (RFC 9113 §8.1)
         }
-        if !hasRequestId { requestId.withUnsafeBytes { session.addHeader(name: "x-request-id", value: $0) } }
+        if !hasRequestId { requestId.withUnsafeBytes { session.addHeader(name: "x-request-id", value: $0, indexed: false) } }
         addTraceResponse()
         if exchange.policy.revisionHeader {
             // `Sluice-Revision: <name>\r\n`, pre-rendered by the route table: the value sits between ": " and CRLF.
@@ -383,7 +390,7 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
     private func addTraceResponse() {
         guard sendsTraceResponse else { return }
         let session = self.session
-        record.trace.withTraceparent { session.addHeader(name: "traceresponse", value: $0) }
+        record.trace.withTraceparent { session.addHeader(name: "traceresponse", value: $0, indexed: false) }
     }
 
     func writeResponseBody(_ bytes: UnsafeRawBufferPointer) {
@@ -588,6 +595,9 @@ final class H2Stream: QueuedRequest, ExchangeDownstream, RequestOwner {
         if let b = responseBody { worker.buffers.give(b); responseBody = nil }
         if let b = trailerBytes { worker.buffers.give(b); trailerBytes = nil }
         worker.buffers.give(headBytes)
+        fieldStorage.headers.removeAll(keepingCapacity: true)
+        worker.parserStorage.give(fieldStorage)
+        fieldStorage = .none
     }
 
     // MARK: gRPC toward an h2c pod

@@ -1,5 +1,6 @@
 // Proxy layer: the worker's spare request-parser storage (field lists), lent to HTTP/1.1 connections while they parse
-// a head and given back when they fall idle, so that an idle keep-alive connection holds none.
+// a head and given back when they fall idle, so that an idle keep-alive connection holds none, and to HTTP/2 streams
+// for their lifetime, so that a stream's field list is not allocated anew and grown field by field.
 import SluiceHTTP1
 
 final class ParserStoragePool {
