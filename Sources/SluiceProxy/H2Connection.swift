@@ -32,19 +32,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     private(set) var session: H2Session!
     private var output: ByteBuffer?
     /// Streams by id; a stream leaves when nghttp2 closes it.
-    private var streams: [Int32: H2Stream] = [:] {
-        didSet { lastStream = nil }
-    }
-    /// The stream the last session callback was for: nghttp2 calls back once per header field, so most lookups are
-    /// for the stream just found, and this spares them the dictionary's hashing. Cleared whenever `streams` changes.
-    private var lastStream: H2Stream?
-
-    @inline(__always) private func stream(_ id: Int32) -> H2Stream? {
-        if let last = lastStream, last.id == id { return last }
-        let found = streams[id]
-        lastStream = found
-        return found
-    }
+    private var streams: [Int32: H2Stream] = [:]
     /// Streams whose response buffer nghttp2 drained during the last send: their exchanges may read the pod again.
     private var drained: [H2Stream] = []
     private var pendingResets: [Int32] = []
@@ -313,16 +301,16 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     }
 
     func h2Header(_ streamId: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        stream(streamId)?.addHeader(name: name, value: value)
+        streams[streamId]?.addHeader(name: name, value: value)
     }
 
     func h2HeadersComplete(_ streamId: Int32, endStream: Bool) {
         headersStartedAt = .max
-        stream(streamId)?.headersComplete(endStream: endStream)
+        streams[streamId]?.headersComplete(endStream: endStream)
     }
 
     func h2Data(_ streamId: Int32, _ bytes: UnsafeRawBufferPointer) {
-        if let stream = stream(streamId) {
+        if let stream = streams[streamId] {
             stream.receiveBody(bytes)
         } else {
             session.consume(streamId, bytes.count)  // a stream we already dropped: give the window back
@@ -330,7 +318,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     }
 
     func h2RequestEnded(_ streamId: Int32) {
-        stream(streamId)?.requestEnded()
+        streams[streamId]?.requestEnded()
     }
 
     func h2StreamClosed(_ streamId: Int32, errorCode: UInt32) {
@@ -342,12 +330,12 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
     }
 
     func h2ReadResponseBody(_ streamId: Int32, into buffer: UnsafeMutableRawBufferPointer) -> (count: Int, isEnd: Bool)? {
-        guard let stream = stream(streamId) else { return (0, true) }
+        guard let stream = streams[streamId] else { return (0, true) }
         return stream.readResponseBody(into: buffer)
     }
 
     func h2SubmitTrailers(_ streamId: Int32) -> Bool {
-        stream(streamId)?.submitTrailers() ?? false
+        streams[streamId]?.submitTrailers() ?? false
     }
 
     /// A stream's head is complete: route it after the current receive.
