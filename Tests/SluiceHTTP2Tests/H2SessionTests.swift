@@ -87,6 +87,27 @@ final class H2SessionTests: XCTestCase {
         XCTAssertEqual((data.last?.flags ?? 0) & H2Frame.endStream, H2Frame.endStream, "the last DATA frame ends the stream")
     }
 
+    /// A value unique to each response (a request id) goes out HPACK-never-indexed: it does not enter the client's
+    /// dynamic table, where it would only evict the fields that repeat; those stay indexed.
+    func testUniqueValuesAreSentNeverIndexedAndLeaveTheDynamicTableAlone() {
+        let server = ServerRecorder()
+        let client = H2PeerClient()
+        var tableSizes: [Int] = []
+        for i in 0..<3 {
+            let id = client.request("GET", "/")
+            XCTAssertTrue(pump(client, server))
+            server.respond(id, status: 200, headers: [("content-type", "application/json")],
+                           unindexed: [("x-request-id", "5f1c2a9e-7d43-4c1b-9d7e-\(1000 + i)")], hasBody: false)
+            XCTAssertTrue(pump(client, server))
+            XCTAssertEqual(client.responses[id]?.header("x-request-id"), "5f1c2a9e-7d43-4c1b-9d7e-\(1000 + i)")
+            XCTAssertEqual(client.responses[id]?.neverIndexed, ["x-request-id"])
+            tableSizes.append(client.dynamicTableSize)
+        }
+        // content-type entered the table with the first response; nothing after it did.
+        XCTAssertGreaterThan(tableSizes[0], 0)
+        XCTAssertEqual(Set(tableSizes).count, 1, "the table kept its size: \(tableSizes)")
+    }
+
     func testTrailersFollowTheBodyAndCarryEndStream() {
         let server = ServerRecorder()
         let client = H2PeerClient()

@@ -11,6 +11,8 @@ final class H2PeerClient {
         var isClosed = false
         /// The RST_STREAM (or GOAWAY) code the stream closed with; 0 after a normal end.
         var errorCode: UInt32 = 0
+        /// Names of the fields that arrived as HPACK "literal never indexed" (RFC 7541 §6.2.3).
+        var neverIndexed: [String] = []
         func header(_ name: String) -> String? { headers.first { $0.0 == name }?.1 }
     }
 
@@ -27,11 +29,12 @@ final class H2PeerClient {
     init(window: UInt32 = 1 << 24) {
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
-        nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, user in
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, flags, user in
             let c = Unmanaged<H2PeerClient>.fromOpaque(user!).takeUnretainedValue()
             let id = frame!.pointee.hd.stream_id
             let n = String(decoding: UnsafeRawBufferPointer(start: name, count: nameLength), as: UTF8.self)
             let v = String(decoding: UnsafeRawBufferPointer(start: value, count: valueLength), as: UTF8.self)
+            if flags & UInt8(NGHTTP2_NV_FLAG_NO_INDEX.rawValue) != 0 { c.responses[id, default: Response()].neverIndexed.append(n) }
             if frame!.pointee.headers.cat == NGHTTP2_HCAT_HEADERS {
                 c.responses[id, default: Response()].trailers.append((n, v))
             } else if n == ":status" {
@@ -131,6 +134,9 @@ final class H2PeerClient {
     // MARK: What the client knows of the server
 
     func remoteSetting(_ id: nghttp2_settings_id) -> UInt32 { nghttp2_session_get_remote_settings(session, id) }
+
+    /// The size of the HPACK decoder's dynamic table (RFC 7541 §4.1: what the server's responses had it index).
+    var dynamicTableSize: Int { Int(nghttp2_session_get_hd_inflate_dynamic_table_size(session)) }
 
     /// The window the server grants `stream` (or the connection, for 0) right now.
     func remoteWindow(_ stream: Int32) -> Int32 {

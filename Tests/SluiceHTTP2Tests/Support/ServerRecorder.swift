@@ -35,9 +35,12 @@ final class ServerRecorder: H2SessionDelegate {
     // MARK: Driving the session
 
     /// Submits a response: `:status`, then `headers` (names as given: the session lower-cases them).
-    func respond(_ stream: Int32, status: Int, headers: [(String, String)] = [], hasBody: Bool) {
+    /// `unindexed` fields follow `headers`, added with `indexed: false`.
+    func respond(_ stream: Int32, status: Int, headers: [(String, String)] = [], unindexed: [(String, String)] = [],
+                 hasBody: Bool) {
         session.beginHeaders()
         add(headers)
+        add(unindexed, indexed: false)
         session.submitResponse(stream, status: status, hasBody: hasBody)
     }
 
@@ -49,9 +52,11 @@ final class ServerRecorder: H2SessionDelegate {
         session.resumeData(stream)
     }
 
-    private func add(_ fields: [(String, String)]) {
+    private func add(_ fields: [(String, String)], indexed: Bool = true) {
         for (name, value) in fields {
-            Array(name.utf8).withUnsafeBytes { n in Array(value.utf8).withUnsafeBytes { v in session.addHeader(name: n, value: v) } }
+            Array(name.utf8).withUnsafeBytes { n in
+                Array(value.utf8).withUnsafeBytes { v in session.addHeader(name: n, value: v, indexed: indexed) }
+            }
         }
     }
 
