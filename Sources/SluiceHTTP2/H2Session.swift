@@ -126,7 +126,12 @@ public final class H2Session {
     public func addHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, indexed: Bool = true) {
         let nameStart = headerBytes.readableBytes
         headerBytes.reserve(name.count)
-        for b in name { headerBytes.append(byte: b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
+        let room = headerBytes.writable
+        for i in 0..<name.count {  // into the free room directly: an append per byte checked the room every time
+            let b = name[i]
+            room[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+        }
+        headerBytes.commit(name.count)
         let valueStart = headerBytes.readableBytes
         headerBytes.append(value)
         headerOffsets.append((nameStart, name.count, valueStart, value.count,
