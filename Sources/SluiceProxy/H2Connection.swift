@@ -74,7 +74,7 @@ final class H2Connection: EventHandler, DeferredTask, H2SessionDelegate, Closabl
         limits.maxHeaderCount = worker.settings.limits.maxHeaderCount
         limits.maxStreamsPerConnection = worker.settings.limits.maxStreamsPerConnection
         self.session = nil
-        self.session = H2Session(delegate: self, limits: limits)
+        self.session = H2Session(delegate: self, limits: limits, scratch: worker.h2HeaderScratch)
         armIdle()
     }
 

@@ -1,5 +1,6 @@
 // Proxy layer: one worker — a thread with its own epoll loop, listener, upstream pools, buffers and PRNG.
 import SluiceHTTP1
+import SluiceHTTP2
 import SluiceIO
 import SluiceRouting
 import SluiceTLS
@@ -16,6 +17,8 @@ final class Worker {
     var random: FastRandom
     let buffers: BufferPool
     let parserStorage: ParserStoragePool
+    /// Where this thread's HTTP/2 sessions put their response header lists together, one at a time.
+    let h2HeaderScratch = H2HeaderScratch()
     private var listener: Listener?
     /// Upstream pools by route-table endpoint index, rebuilt at each hand-over; pools survive hand-overs by endpoint.
     private(set) var pools: [ConnectionPool] = []
