@@ -42,6 +42,12 @@ def stop_all(procs):
         try: p.wait(5)
         except Exception: os.killpg(p.pid, signal.SIGKILL)
 
+def launch(procs, cmd):
+    """Starts a shell command in its own process group, its output dropped, and records it in procs for stop_all."""
+    p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs.append(p)
+    return p
+
 def wait_port(port, timeout=10):
     import socket
     end = time.time() + timeout
@@ -89,9 +95,7 @@ def main():
     ap.add_argument("--ratio", action="append", default=[], help="a/b: print CPU per request of a over b")
     a = ap.parse_args()
     procs = []
-    def start(cmd):
-        p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        procs.append(p); return p
+    def start(cmd): return launch(procs, cmd)
     try:
         start(f"nginx -c {HERE}/nginx-backend.conf")
         assert wait_port(9001)

@@ -10,7 +10,7 @@ then ratios against HAProxy. A protocol a proxy does not serve is reported as su
 against HAProxy and nginx. Usage: tlsbench.py --sluice [NAME=]BIN ... [--rounds N] [--seconds S] [--only TEST,...]
 """
 import argparse, os, re, signal, statistics, subprocess, sys, tempfile
-from proxybench import HERE, HOST, PATH, TICK, tree_cpu_ticks, wait_port, parse_lat, stop_all
+from proxybench import HERE, HOST, PATH, TICK, tree_cpu_ticks, wait_port, parse_lat, stop_all, launch
 
 def make_cert(d, kind="ec"):
     key, crt, pem = f"{d}/tls.key", f"{d}/tls.crt", f"{d}/tls.pem"
@@ -129,9 +129,7 @@ def main():
         key, crt, pem = make_cert(d, kind)
         configs(d, key, crt, pem, sluices)
         procs = []
-        def start(cmd):
-            p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            procs.append(p); return p
+        def start(cmd): return launch(procs, cmd)
         try:
             start(f"nginx -c {HERE}/nginx-backend.conf")
             assert wait_port(9001)
