@@ -58,10 +58,13 @@ public struct RequestParser {
     /// False once the storage has been lent out (`lendStorage`): the next parse would allocate.
     public var hasStorage: Bool { storage.headers.capacity > 0 }
 
+    /// Nothing parsed since `reset` (or since it was made): the storage may be lent.
+    public var isBetweenRequests: Bool { state == .idle && position == 0 }
+
     /// Gives the growable storage away, for a connection that falls idle between requests: it then holds no field
     /// list. Only between requests (nothing parsed since `reset`); `adoptStorage` before the next parse.
     public mutating func lendStorage() -> RequestParserStorage {
-        precondition(state == .idle && position == 0, "RequestParser: storage lent in the middle of a head")
+        precondition(isBetweenRequests, "RequestParser: storage lent in the middle of a head")
         var lent = RequestParserStorage.none
         swap(&lent.headers, &storage.headers)
         swap(&lent.connectionTokens, &connectionTokens)

@@ -305,7 +305,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         guard phase == .awaitingRequest, exchange == nil else { return }
         if let b = input, b.isEmpty { worker.buffers.give(b); input = nil }
         if let b = output, b.isEmpty { worker.buffers.give(b); output = nil }
-        if input == nil && parser.hasStorage { worker.parserStorage.give(parser.lendStorage()) }
+        if input == nil && parser.hasStorage && parser.isBetweenRequests { worker.parserStorage.give(parser.lendStorage()) }
     }
 
     // MARK: Routing a request
