@@ -83,6 +83,25 @@ def handshakes(port, seconds, reuse=False):
     if not c: return None
     return {"rate": int(c.group(1)) / max(1, int(c.group(2))), "count": int(c.group(1))}
 
+def report(title, results):
+    """Medians of the rounds per proxy (rate, CPU µs per operation), then each Sluice's ratios against HAProxy and
+    nginx; a proxy with no successful round is said to be so."""
+    print(f"\n{title}")
+    print(f"{'proxy':10} {'rate/s':>10} {'cpu us/op':>10}")
+    med = {}
+    for name, rs in results.items():
+        if not rs:
+            print(f"{name:10} {'not served':>10}")
+            continue
+        med[name] = {k: statistics.median(r[k] for r in rs) for k in ("rate", "cpu_us")}
+        print(f"{name:10} {med[name]['rate']:10.0f} {med[name]['cpu_us']:10.2f}")
+    for name in med:
+        if name in ("nginx", "haproxy"): continue
+        for other in ("haproxy", "nginx"):
+            if other in med:
+                print(f"ratio {name}/{other}: rate {med[name]['rate']/med[other]['rate']:.2f}  cpu/op {med[name]['cpu_us']/med[other]['cpu_us']:.2f}")
+    sys.stdout.flush()
+
 def run_tests(proxies, tests, rounds):
     for title, run, plain in tests:
         results = {name: [] for name, *_ in proxies}
@@ -90,20 +109,7 @@ def run_tests(proxies, tests, rounds):
             for name, port, proc, h2c_port, h2c_proc in proxies:
                 res = measure(h2c_proc.pid, lambda: run(h2c_port)) if plain else measure(proc.pid, lambda: run(port))
                 if res: results[name].append(res)
-        print(f"\n{title}")
-        print(f"{'proxy':10} {'rate/s':>10} {'cpu us/op':>10}")
-        med = {}
-        for name, rs in results.items():
-            if not rs:
-                print(f"{name:10} {'not served':>10}")
-                continue
-            med[name] = {k: statistics.median(r[k] for r in rs) for k in ("rate", "cpu_us")}
-            print(f"{name:10} {med[name]['rate']:10.0f} {med[name]['cpu_us']:10.2f}")
-        for name in med:
-            if name in ("nginx", "haproxy"): continue
-            for other in ("haproxy", "nginx"):
-                if other in med:
-                    print(f"ratio {name}/{other}: rate {med[name]['rate']/med[other]['rate']:.2f}  cpu/op {med[name]['cpu_us']/med[other]['cpu_us']:.2f}")
+        report(title, results)
         sys.stdout.flush()
 
 def main():
