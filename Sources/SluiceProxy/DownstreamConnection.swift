@@ -113,7 +113,7 @@ final class DownstreamConnection: QueuedRequest, EventHandler, ExchangeDownstrea
         self.transport = transport
         self.peerIP = peerIP
         self.worker = worker
-        self.parser = RequestParser(limits: HTTP1Limits(worker.settings.limits), storage: worker.parserStorage.take())
+        self.parser = RequestParser(limits: worker.headLimits, storage: worker.parserStorage.take())
     }
 
     // MARK: Events

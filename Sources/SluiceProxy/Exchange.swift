@@ -125,7 +125,7 @@ final class Exchange: UpstreamDelegate {
     init(worker: Worker) {
         self.worker = worker
         policy = RequestPolicy(settings: worker.settings)  // replaced by each request's own in `start`
-        responseParser = ResponseParser(limits: HTTP1Limits(worker.settings.limits))
+        responseParser = ResponseParser(limits: worker.headLimits)
     }
 
     /// Readies the exchange for one request: every per-request field is set here, for a new and a recycled
@@ -205,8 +205,7 @@ final class Exchange: UpstreamDelegate {
         responseDeadlineMs = 0
         tryDeadlineMs = 0
         // A reload may have changed the head limits since this (recycled) exchange was made.
-        let limits = HTTP1Limits(worker.settings.limits)
-        if responseParser.limits != limits { responseParser = ResponseParser(limits: limits) }
+        if responseParser.limits != worker.headLimits { responseParser = ResponseParser(limits: worker.headLimits) }
         responseParser.reset()
         responseDecoder.reset()
     }

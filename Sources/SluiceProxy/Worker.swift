@@ -13,7 +13,11 @@ final class Worker {
     let handle: WorkerHandle
     let loop: EventLoop
     private(set) var routes: RouteTable
-    private(set) var settings: ProxySettings
+    private(set) var settings: ProxySettings {
+        didSet { headLimits = HTTP1Limits(settings.limits) }
+    }
+    /// The head bounds of `settings`, converted once per configuration rather than once per request.
+    private(set) var headLimits: HTTP1Limits
     var random: FastRandom
     let buffers: BufferPool
     let parserStorage: ParserStoragePool
@@ -68,6 +72,7 @@ final class Worker {
         self.loop = try EventLoop()
         self.routes = routes
         self.settings = settings
+        self.headLimits = HTTP1Limits(settings.limits)
         self.random = FastRandom(seed: seed)
         self.tls = tls.map { TLSContextSlot.Reader($0) }
         // One size for pooled buffers: the per-direction limit plus slack for the framing we add. A request head
@@ -75,7 +80,7 @@ final class Worker {
         // At most 128 idle buffers (~4.5 MiB) stay cached per worker: enough for bursts, and 10 000 idle
         // keep-alive connections hold none at all.
         self.buffers = BufferPool(bufferCapacity: settings.limits.bufferBytes + 4096, maxKept: 128)
-        self.parserStorage = ParserStoragePool(limits: HTTP1Limits(settings.limits))
+        self.parserStorage = ParserStoragePool(limits: headLimits)
         self.metrics = WorkerMetrics(view: handle.metrics)
         handle.waker.withLock { $0 = loop.waker }
         installPools()
